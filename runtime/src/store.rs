@@ -1,0 +1,550 @@
+//! `PipelineStore`: polars frames as tables of a file-backed DuckDB database, with the
+//! Python pipeline's `_checkpoints` metadata table.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::NaiveDateTime;
+use polars::prelude::*;
+
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::ffi::{Connection, Database, FrameStream, Param};
+
+/// The seed's DDL for the checkpoint metadata table, verbatim, so both pipelines agree on it.
+pub(crate) const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoints (
+    table_name VARCHAR PRIMARY KEY,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    row_count INTEGER,
+    description VARCHAR
+)";
+
+/// The in-memory catalog that holds the short-lived Arrow scan views of a save. DuckDB's
+/// Arrow scan registers a persistent view, which a file catalog cannot serialise.
+const SCAN_CATALOG: &str = "__usher_scan";
+
+/// The storage format new database files are written in. DuckDB 2.0 would otherwise write
+/// storage version 69, which the Python pipeline on duckdb 1.x cannot open.
+pub const DEFAULT_STORAGE_COMPATIBILITY: &str = "v1.0.0";
+
+/// How to open a [`PipelineStore`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// DuckDB's `storage_compatibility_version` for newly created files. The default,
+    /// [`DEFAULT_STORAGE_COMPATIBILITY`], keeps new stores readable by duckdb 1.x; `None`
+    /// (or `"latest"`) opts into DuckDB 2.0's newer format, which 1.x cannot read.
+    pub storage_compatibility_version: Option<String>,
+    /// Open for inspection only: no writes, no `_checkpoints` creation, and other read-only
+    /// openers are allowed at the same time.
+    pub read_only: bool,
+    /// DuckDB worker threads; `None` lets DuckDB use every core.
+    pub threads: Option<usize>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            storage_compatibility_version: Some(DEFAULT_STORAGE_COMPATIBILITY.to_owned()),
+            read_only: false,
+            threads: None,
+        }
+    }
+}
+
+/// One row of `_checkpoints`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    /// The table the checkpoint is for.
+    pub table_name: String,
+    /// When it was saved (UTC; stores written by the Python pipeline hold DuckDB's
+    /// `CURRENT_TIMESTAMP` in the writer's session time zone).
+    pub created_at: Option<NaiveDateTime>,
+    /// Rows in the table when it was saved.
+    pub row_count: Option<i64>,
+    /// Free-text description given at save time.
+    pub description: Option<String>,
+}
+
+/// How [`PipelineStore::save`] treats an existing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveMode {
+    /// Replace the table (the seed's `replace=True`).
+    #[default]
+    Replace,
+    /// Append rows, matching columns by name; creates the table if it does not exist.
+    Append,
+}
+
+/// A file-backed DuckDB database holding polars frames as tables, with checkpoint metadata.
+///
+/// Shareable across threads by `&`: statements on the one connection are serialised by a
+/// mutex. The database closes when the store is dropped (or [`close`](Self::close)d).
+pub struct PipelineStore {
+    path: PathBuf,
+    /// The file database's catalog name, quoted for SQL.
+    catalog: String,
+    read_only: bool,
+    conn: Mutex<Connection>,
+    scan_attached: std::sync::atomic::AtomicBool,
+    scan_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for PipelineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineStore")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// Quotes an SQL identifier: `a"b` -> `"a""b"`.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+const MAX_TABLE_NAME: usize = 128;
+
+/// Checks that `name` is a plain identifier that can be read: ASCII letters, digits and `_`,
+/// not starting with a digit.
+pub(crate) fn validate_table_name(name: &str) -> Result<()> {
+    let invalid = |reason| {
+        Err(Error::InvalidTableName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("the name is empty");
+    }
+    if name.len() > MAX_TABLE_NAME {
+        return invalid("the name is longer than 128 characters");
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return invalid("a table name must start with a letter or `_`");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return invalid("a table name may contain only ASCII letters, digits and `_`");
+    }
+    Ok(())
+}
+
+/// Checks that `name` may be written: a plain identifier, lowercase (DuckDB's catalog is
+/// case-insensitive while `_checkpoints` is not, so `Genes` and `genes` would be one table with
+/// two checkpoints), and not reserved.
+pub(crate) fn validate_writable_table_name(name: &str) -> Result<()> {
+    validate_table_name(name)?;
+    if name.starts_with('_') {
+        return Err(Error::ReservedTableName {
+            name: name.to_owned(),
+        });
+    }
+    if name.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(Error::InvalidTableName {
+            name: name.to_owned(),
+            reason: "use lowercase: DuckDB table names are case-insensitive, so `Genes` and `genes` would collide",
+        });
+    }
+    Ok(())
+}
+
+impl PipelineStore {
+    /// Opens or creates the store at `path` (parent directories created) with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens the store at `config.duckdb_path`.
+    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
+        Self::open(&config.duckdb_path)
+    }
+
+    /// Opens an existing store for inspection only. Several processes may do this at once,
+    /// but not while one has it open for writing.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(
+            path,
+            &StoreOptions {
+                read_only: true,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    /// Opens or creates the store at `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        if options.read_only {
+            if !path.is_file() {
+                return Err(Error::Open {
+                    path,
+                    message: "no such database file (read-only open does not create one)"
+                        .to_owned(),
+                });
+            }
+        } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                action: "create directory",
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let threads = options.threads.map(|t| t.to_string());
+        let mut settings: Vec<(&str, &str)> = Vec::new();
+        if options.read_only {
+            settings.push(("access_mode", "READ_ONLY"));
+        }
+        if let Some(version) = options.storage_compatibility_version.as_deref() {
+            settings.push(("storage_compatibility_version", version));
+        }
+        if let Some(t) = threads.as_deref() {
+            settings.push(("threads", t));
+        }
+        let db = Database::open(&path, &settings).map_err(|message| open_error(&path, message))?;
+        let db = Arc::new(db);
+        let conn = Connection::connect(&db).map_err(|message| Error::Open {
+            path: path.clone(),
+            message,
+        })?;
+        let fail = |context: &str, message: String| Error::Duckdb {
+            path: path.clone(),
+            context: context.to_owned(),
+            message,
+        };
+        // Strings come back as Utf8View, which polars takes without a copy.
+        conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
+            .map_err(|m| fail("configuring the connection", m))?;
+        let current = conn
+            .query("SELECT current_database() AS name", &[])
+            .map_err(|m| fail("reading the catalog name", m))?;
+        let catalog = current
+            .column("name")
+            .ok()
+            .and_then(|c| c.str().ok()?.get(0).map(str::to_owned))
+            .ok_or_else(|| fail("reading the catalog name", "no catalog".to_owned()))?;
+        if !options.read_only {
+            conn.execute(CHECKPOINTS_DDL)
+                .map_err(|m| fail("creating _checkpoints", m))?;
+        }
+        Ok(PipelineStore {
+            path,
+            catalog: quote_ident(&catalog),
+            read_only: options.read_only,
+            conn: Mutex::new(conn),
+            scan_attached: false.into(),
+            scan_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: every operation either
+        // commits or rolls back its own transaction.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn duckdb_error(&self, context: impl Into<String>) -> impl FnOnce(String) -> Error + '_ {
+        let context = context.into();
+        move |message| Error::Duckdb {
+            path: self.path.clone(),
+            context,
+            message,
+        }
+    }
+
+    /// Saves `df` as `table`, replacing any existing table, and records the checkpoint.
+    pub fn save_dataframe(&self, table: &str, df: &DataFrame, description: &str) -> Result<()> {
+        self.save(table, df, description, SaveMode::Replace)
+    }
+
+    /// Saves `df` as `table` per `mode`, and records the checkpoint (row count = rows in the
+    /// table afterwards). Table and metadata are written in one transaction: a failure leaves
+    /// the previous checkpoint as it was.
+    pub fn save(
+        &self,
+        table: &str,
+        df: &DataFrame,
+        description: &str,
+        mode: SaveMode,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        if self.read_only {
+            return Err(Error::Duckdb {
+                path: self.path.clone(),
+                context: format!("saving table {table:?}"),
+                message: "the store is open read-only".to_owned(),
+            });
+        }
+        if df.width() == 0 {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: the frame has no columns"
+            )));
+        }
+        let context = format!("saving table {table:?}");
+        let mut stream = FrameStream::new(df).map_err(|message| Error::Arrow {
+            what: format!("table {table:?}"),
+            message,
+        })?;
+        let conn = self.lock();
+        if !self.scan_attached.load(Ordering::Acquire) {
+            conn.execute(&format!(
+                "ATTACH IF NOT EXISTS ':memory:' AS {SCAN_CATALOG}"
+            ))
+            .map_err(self.duckdb_error(context.clone()))?;
+            self.scan_attached.store(true, Ordering::Release);
+        }
+        let view = format!(
+            "scan_{}_{}",
+            std::process::id(),
+            self.scan_counter.fetch_add(1, Ordering::Relaxed)
+        );
+        let source = format!("{SCAN_CATALOG}.main.{}", quote_ident(&view));
+        conn.execute(&format!("USE {SCAN_CATALOG}"))
+            .map_err(self.duckdb_error(context.clone()))?;
+        let scanned = conn.arrow_scan(&view, &mut stream);
+        conn.execute(&format!("USE {}", self.catalog))
+            .map_err(self.duckdb_error(context.clone()))?;
+        scanned.map_err(self.duckdb_error(context.clone()))?;
+
+        let written = self.write_checkpoint(&conn, table, &source, df.height(), description, mode);
+        if written.is_err() {
+            let _ = conn.execute("ROLLBACK");
+        }
+        let dropped = conn.execute(&format!("DROP VIEW IF EXISTS {source}"));
+        drop(stream);
+        written.map_err(self.duckdb_error(context.clone()))?;
+        dropped.map_err(self.duckdb_error(context))
+    }
+
+    fn write_checkpoint(
+        &self,
+        conn: &Connection,
+        table: &str,
+        source: &str,
+        rows: usize,
+        description: &str,
+        mode: SaveMode,
+    ) -> std::result::Result<(), String> {
+        let target = quote_ident(table);
+        conn.execute("BEGIN TRANSACTION")?;
+        let exists = mode == SaveMode::Append && table_exists(conn, table)?;
+        let row_count = if exists {
+            conn.execute(&format!(
+                "INSERT INTO {target} BY NAME SELECT * FROM {source}"
+            ))?;
+            let counted = conn.query(&format!("SELECT count(*) AS n FROM {target}"), &[])?;
+            counted
+                .column("n")
+                .ok()
+                .and_then(|c| c.i64().ok()?.get(0))
+                .unwrap_or(0)
+        } else {
+            conn.execute(&format!(
+                "CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}"
+            ))?;
+            rows as i64
+        };
+        let row_count = i32::try_from(row_count).map_err(|_| {
+            format!("{row_count} rows do not fit the INTEGER row_count column of _checkpoints")
+        })?;
+        conn.query(
+            "INSERT OR REPLACE INTO _checkpoints (table_name, row_count, description, created_at) VALUES (?, ?, ?, ?)",
+            &[table.into(), Param::Int(row_count.into()), description.into(), Param::Timestamp(now_utc())],
+        )?;
+        conn.execute("COMMIT")
+    }
+
+    /// Loads `table` as a frame, or `Ok(None)` if there is no such table.
+    pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let conn = self.lock();
+        match conn.query(&format!("SELECT * FROM {}", quote_ident(table)), &[]) {
+            Ok(df) => Ok(Some(df)),
+            // Only on failure ask why, so the common path is one statement.
+            Err(message) => match table_exists(&conn, table) {
+                Ok(false) => Ok(None),
+                _ => Err(self.duckdb_error(format!("loading table {table:?}"))(
+                    message,
+                )),
+            },
+        }
+    }
+
+    /// Whether `_checkpoints` has a row for `table`.
+    pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
+        validate_table_name(table)?;
+        let df = self
+            .lock()
+            .query(
+                "SELECT count(*) AS n FROM _checkpoints WHERE table_name = ?",
+                &[table.into()],
+            )
+            .map_err(self.duckdb_error(format!("checking checkpoint {table:?}")))?;
+        Ok(df
+            .column("n")
+            .ok()
+            .and_then(|c| c.i64().ok()?.get(0))
+            .unwrap_or(0)
+            > 0)
+    }
+
+    /// Every checkpoint, newest first.
+    pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        let df = self
+            .lock()
+            .query(
+                "SELECT table_name, CAST(created_at AS TIMESTAMP) AS created_at, CAST(row_count AS BIGINT) AS row_count, description \
+                 FROM _checkpoints ORDER BY created_at DESC, table_name",
+                &[],
+            )
+            .map_err(self.duckdb_error("listing checkpoints"))?;
+        checkpoints_from_frame(&df).map_err(|e| Error::Duckdb {
+            path: self.path.clone(),
+            context: "reading _checkpoints".to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Drops `table` and its `_checkpoints` row, in one transaction.
+    pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let conn = self.lock();
+        let result = conn
+            .execute(&format!(
+                "BEGIN TRANSACTION; DROP TABLE IF EXISTS {};",
+                quote_ident(table)
+            ))
+            .and_then(|_| {
+                conn.query(
+                    "DELETE FROM _checkpoints WHERE table_name = ?",
+                    &[table.into()],
+                )
+                .map(drop)
+            })
+            .and_then(|_| conn.execute("COMMIT"));
+        if result.is_err() {
+            let _ = conn.execute("ROLLBACK");
+        }
+        result.map_err(self.duckdb_error(format!("deleting checkpoint {table:?}")))
+    }
+
+    /// Writes `table` to a Parquet file at `output_path` (parent directories created).
+    pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
+        validate_table_name(table)?;
+        let output_path = output_path.as_ref();
+        if let Some(parent) = output_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                action: "create directory",
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let conn = self.lock();
+        if !table_exists(&conn, table)
+            .map_err(self.duckdb_error(format!("exporting table {table:?}")))?
+        {
+            return Err(Error::TableNotFound {
+                table: table.to_owned(),
+                path: self.path.clone(),
+            });
+        }
+        conn.query(
+            &format!("COPY {} TO ? (FORMAT PARQUET)", quote_ident(table)),
+            &[output_path.to_string_lossy().as_ref().into()],
+        )
+        .map(drop)
+        .map_err(self.duckdb_error(format!(
+            "exporting table {table:?} to {}",
+            output_path.display()
+        )))
+    }
+
+    /// Runs one SQL statement with `?` parameters bound to `params` and returns its result.
+    /// Values are always bound, never pasted into the SQL text; several statements in one
+    /// string are refused by DuckDB's prepare.
+    pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
+        self.lock()
+            .query(sql, params)
+            .map_err(self.duckdb_error(format!("running query {sql:?}")))
+    }
+
+    /// Runs `f` with exclusive use of the connection (for the crate's own multi-statement work).
+    pub(crate) fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, String>,
+        context: &str,
+    ) -> Result<T> {
+        let conn = self.lock();
+        f(&conn).map_err(self.duckdb_error(context))
+    }
+
+    /// Closes the database. Dropping the store does the same; this only makes it explicit.
+    pub fn close(self) {}
+}
+
+fn open_error(path: &Path, message: String) -> Error {
+    if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+        Error::StoreInUse {
+            path: path.to_owned(),
+            message,
+        }
+    } else {
+        Error::Open {
+            path: path.to_owned(),
+            message,
+        }
+    }
+}
+
+pub(crate) fn now_utc() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+fn table_exists(conn: &Connection, table: &str) -> std::result::Result<bool, String> {
+    let df = conn.query(
+        "SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = current_database() \
+         AND schema_name = current_schema() AND lower(table_name) = lower(?)",
+        &[table.into()],
+    )?;
+    Ok(df
+        .column("n")
+        .ok()
+        .and_then(|c| c.i64().ok()?.get(0))
+        .unwrap_or(0)
+        > 0)
+}
+
+fn checkpoints_from_frame(df: &DataFrame) -> PolarsResult<Vec<CheckpointInfo>> {
+    let names = df.column("table_name")?.str()?;
+    let created = df.column("created_at")?.datetime()?;
+    let unit = created.time_unit();
+    let rows = df.column("row_count")?.i64()?;
+    let descriptions = df.column("description")?.str()?;
+    Ok((0..df.height())
+        .map(|i| CheckpointInfo {
+            table_name: names.get(i).unwrap_or_default().to_owned(),
+            created_at: created
+                .physical()
+                .get(i)
+                .and_then(|v| timestamp_to_naive(v, unit)),
+            row_count: rows.get(i),
+            description: descriptions.get(i).map(str::to_owned),
+        })
+        .collect())
+}
+
+fn timestamp_to_naive(value: i64, unit: TimeUnit) -> Option<NaiveDateTime> {
+    let dt = match unit {
+        TimeUnit::Nanoseconds => chrono::DateTime::from_timestamp_nanos(value),
+        TimeUnit::Microseconds => chrono::DateTime::from_timestamp_micros(value)?,
+        TimeUnit::Milliseconds => chrono::DateTime::from_timestamp_millis(value)?,
+    };
+    Some(dt.naive_utc())
+}

@@ -1,0 +1,185 @@
+//! Shared by the integration tests: the frame every round trip uses, a value-by-value frame
+//! comparison, and the Python environments of `.ci/python-env`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use usher_pipeline::polars::prelude::*;
+
+/// The frame of `tests/python/interop.py::genes()`: every dtype the pipeline uses, with nulls,
+/// NaN, extremes, unicode, quotes and SQL in values and column names.
+pub fn genes() -> DataFrame {
+    let days = |ymd: [(i32, u32, u32); 5], nulls: &[usize]| -> Vec<Option<i32>> {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        ymd.iter()
+            .enumerate()
+            .map(|(i, &(y, m, d))| {
+                (!nulls.contains(&i)).then(|| {
+                    (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap() - epoch).num_days() as i32
+                })
+            })
+            .collect()
+    };
+    let micros = |v: &[Option<(i32, u32, u32, u32, u32, u32, u32)>]| -> Vec<Option<i64>> {
+        v.iter()
+            .map(|t| {
+                t.map(|(y, mo, d, h, mi, s, us)| {
+                    chrono::NaiveDate::from_ymd_opt(y, mo, d)
+                        .unwrap()
+                        .and_hms_micro_opt(h, mi, s, us)
+                        .unwrap()
+                        .and_utc()
+                        .timestamp_micros()
+                })
+            })
+            .collect()
+    };
+    let day = Series::new(
+        "day".into(),
+        days(
+            [
+                (2024, 1, 31),
+                (1, 1, 1),
+                (1970, 1, 1),
+                (1900, 2, 28),
+                (2262, 4, 11),
+            ],
+            &[1],
+        ),
+    )
+    .cast(&DataType::Date)
+    .unwrap();
+    let ts = Series::new(
+        "ts".into(),
+        micros(&[
+            Some((2024, 1, 31, 12, 34, 56, 789012)),
+            None,
+            Some((1970, 1, 1, 0, 0, 0, 0)),
+            Some((1900, 2, 28, 23, 59, 59, 0)),
+            Some((2262, 4, 11, 1, 2, 3, 0)),
+        ]),
+    )
+    .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+    .unwrap();
+    let tag = |v: &[Option<&str>]| Series::new("".into(), v.to_vec());
+    let tags = Series::new(
+        "tags".into(),
+        [
+            Some(tag(&[Some("a"), Some("b")])),
+            Some(tag(&[])),
+            None,
+            Some(tag(&[Some("ü"), None])),
+            Some(tag(&[Some("x")])),
+        ],
+    )
+    .cast(&DataType::List(Box::new(DataType::String)))
+    .unwrap();
+    DataFrame::new_infer_height(vec![
+        Column::new(
+            "gene_id".into(),
+            [
+                Some("ENSG00000042781"),
+                Some("ENSG00000107736"),
+                None,
+                Some("ENSG ü ✓ 😀"),
+                Some(""),
+            ],
+        ),
+        Column::new(
+            "symbol".into(),
+            [
+                Some("USH2A"),
+                Some("it's \"quoted\"; DROP TABLE x;--"),
+                Some("CDH23"),
+                None,
+                Some("MYO7A"),
+            ],
+        ),
+        Column::new(
+            "score".into(),
+            [Some(0.5), None, Some(f64::NAN), Some(-1.5e-7), Some(1e300)],
+        ),
+        Column::new(
+            "n".into(),
+            [Some(1i64), Some(-2), None, Some(i64::MAX), Some(i64::MIN)],
+        ),
+        Column::new(
+            "ok".into(),
+            [Some(true), Some(false), None, Some(true), Some(false)],
+        ),
+        day.into_column(),
+        ts.into_column(),
+        tags.into_column(),
+        Column::new(
+            "größe 📏".into(),
+            [Some(1.0), Some(2.0), Some(3.0), None, Some(5.0)],
+        ),
+        Column::new("we\"ird col".into(), ["a", "b", "c", "d", "e"]),
+    ])
+    .unwrap()
+}
+
+/// Asserts equal schemas and equal values, treating null = null and NaN = NaN.
+pub fn assert_frames_equal(actual: &DataFrame, expected: &DataFrame) {
+    assert_eq!(actual.schema(), expected.schema(), "schemas differ");
+    assert_eq!(actual.height(), expected.height(), "row counts differ");
+    for (a, e) in actual.columns().iter().zip(expected.columns()) {
+        let (a, e) = (a.as_materialized_series(), e.as_materialized_series());
+        if a.dtype().is_float() {
+            let (av, ev) = (a.f64().unwrap(), e.f64().unwrap());
+            for (i, (x, y)) in av.iter().zip(ev.iter()).enumerate() {
+                let same = match (x, y) {
+                    (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
+                    (None, None) => true,
+                    _ => false,
+                };
+                assert!(same, "column {:?} row {i}: {x:?} != {y:?}", a.name());
+            }
+        } else {
+            assert!(
+                a.equals_missing(e),
+                "column {:?} differs:\n{a}\n{e}",
+                a.name()
+            );
+        }
+    }
+}
+
+/// The interpreter of a `.ci/python-env` environment (`py1`: duckdb 1.x, `py2`: duckdb 2.x).
+/// Missing environments skip the calling test, unless `USHER_REQUIRE_PYTHON` is set (CI sets
+/// it), in which case they fail it.
+pub fn python(env: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target").join(env).join("bin").join("python");
+    if python.is_file() && root.join("target").join(env).join(".ready").is_file() {
+        return Some(python);
+    }
+    if std::env::var_os("USHER_REQUIRE_PYTHON").is_some() {
+        panic!("{} is missing: run .ci/python-env", python.display());
+    }
+    eprintln!(
+        "SKIPPED: {} is missing (run .ci/python-env to enable the Python interop tests)",
+        python.display()
+    );
+    None
+}
+
+/// Runs a script of `tests/python` and returns its stdout; panics with its output on failure.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python)
+        .arg(root.join("tests").join("python").join(script))
+        .args(args)
+        .env("PYTHONIOENCODING", "utf-8")
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

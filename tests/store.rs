@@ -1,0 +1,342 @@
+//! PipelineStore: the seed's eight store tests in Rust form, plus round trips of every dtype,
+//! names, modes and errors.
+
+mod common;
+
+use common::{assert_frames_equal, genes};
+use usher_pipeline::polars::prelude::*;
+use usher_pipeline::{Error, Param, PipelineStore, SaveMode};
+
+fn store() -> (tempfile::TempDir, PipelineStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PipelineStore::open(dir.path().join("nested/dir/test.duckdb")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn store_creates_database_and_parent_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/test.duckdb");
+    let store = PipelineStore::open(&path).unwrap();
+    assert!(path.is_file());
+    assert_eq!(store.path(), path);
+    let tables = store.query("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '_checkpoints' ORDER BY ordinal_position", &[]).unwrap();
+    let names: Vec<&str> = tables
+        .column("column_name")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    let types: Vec<&str> = tables
+        .column("data_type")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        names,
+        ["table_name", "created_at", "row_count", "description"]
+    );
+    assert_eq!(types, ["VARCHAR", "TIMESTAMP", "INTEGER", "VARCHAR"]);
+}
+
+#[test]
+fn save_and_load_polars_round_trips_values() {
+    let (_dir, store) = store();
+    let df = df!("gene" => ["BRCA1", "TP53"], "score" => [0.95, 0.88]).unwrap();
+    store
+        .save_dataframe("test_genes", &df, "test data")
+        .unwrap();
+    assert!(store.has_checkpoint("test_genes").unwrap());
+    let loaded = store.load_dataframe("test_genes").unwrap().unwrap();
+    assert_eq!(loaded.shape(), (2, 2));
+    assert_frames_equal(&loaded, &df);
+}
+
+#[test]
+fn every_pipeline_dtype_round_trips_with_nulls_nan_unicode_and_quoted_names() {
+    let (_dir, store) = store();
+    let df = genes();
+    store.save_dataframe("genes", &df, "all dtypes").unwrap();
+    assert_frames_equal(&store.load_dataframe("genes").unwrap().unwrap(), &df);
+    // NaN and null stay distinct in the stored table, not only after the round trip.
+    let counts = store.query("SELECT count(*) FILTER (WHERE isnan(score)) AS nan, count(*) FILTER (WHERE score IS NULL) AS null FROM genes", &[]).unwrap();
+    assert_eq!(counts.column("nan").unwrap().i64().unwrap().get(0), Some(1));
+    assert_eq!(
+        counts.column("null").unwrap().i64().unwrap().get(0),
+        Some(1)
+    );
+}
+
+#[test]
+fn zero_row_frames_keep_their_schema() {
+    let (_dir, store) = store();
+    let empty = genes().head(Some(0));
+    store.save_dataframe("empty_genes", &empty, "").unwrap();
+    let loaded = store.load_dataframe("empty_genes").unwrap().unwrap();
+    assert_frames_equal(&loaded, &empty);
+    assert_eq!(store.list_checkpoints().unwrap()[0].row_count, Some(0));
+}
+
+/// The seed's pandas test: a Rust user passes frames built up in pieces rather than pandas, so
+/// this saves a many-chunk frame and a slice with an offset, and compares values.
+#[test]
+fn chunked_and_sliced_frames_round_trip() {
+    let (_dir, store) = store();
+    let mut df = genes();
+    for _ in 0..20 {
+        df.vstack_mut(&genes()).unwrap();
+    }
+    assert!(df.first_col_n_chunks() > 1);
+    store.save_dataframe("chunked", &df, "").unwrap();
+    assert_frames_equal(&store.load_dataframe("chunked").unwrap().unwrap(), &df);
+    let sliced = df.slice(3, 7);
+    store.save_dataframe("sliced", &sliced, "").unwrap();
+    assert_frames_equal(&store.load_dataframe("sliced").unwrap().unwrap(), &sliced);
+}
+
+#[test]
+fn large_frames_go_through_parallel_batches_intact() {
+    let (_dir, store) = store();
+    let n = 400_000i64;
+    let df = df!(
+        "id" => (0..n).map(|i| format!("ENSG{i:011}")).collect::<Vec<_>>(),
+        "value" => (0..n).map(|i| (i % 20 != 0).then_some(i as f64 / 7.0)).collect::<Vec<_>>(),
+        "n" => (0..n).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    store.save_dataframe("big", &df, "").unwrap();
+    let loaded = store.load_dataframe("big").unwrap().unwrap();
+    assert_frames_equal(&loaded, &df);
+    assert_eq!(
+        loaded.first_col_n_chunks(),
+        1,
+        "loads are one chunk per column"
+    );
+}
+
+#[test]
+fn checkpoint_lifecycle() {
+    let (_dir, store) = store();
+    let df = df!("x" => [1, 2, 3]).unwrap();
+    store.save_dataframe("to_delete", &df, "").unwrap();
+    assert!(store.has_checkpoint("to_delete").unwrap());
+    store.delete_checkpoint("to_delete").unwrap();
+    assert!(!store.has_checkpoint("to_delete").unwrap());
+    assert!(store.load_dataframe("to_delete").unwrap().is_none());
+}
+
+#[test]
+fn list_checkpoints_returns_typed_rows_newest_first() {
+    let (_dir, store) = store();
+    for (i, name) in ["table1", "table2", "table3"].iter().enumerate() {
+        let df = df!("x" => (0..=i as i64).collect::<Vec<_>>()).unwrap();
+        store
+            .save_dataframe(name, &df, &format!("description {i}"))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let list = store.list_checkpoints().unwrap();
+    let names: Vec<&str> = list.iter().map(|c| c.table_name.as_str()).collect();
+    assert_eq!(names, ["table3", "table2", "table1"]);
+    assert_eq!(list[0].row_count, Some(3));
+    assert_eq!(list[2].description.as_deref(), Some("description 0"));
+    let age = chrono::Utc::now().naive_utc() - list[0].created_at.unwrap();
+    assert!(
+        age.num_seconds().abs() < 60,
+        "created_at is UTC now, got {:?}",
+        list[0].created_at
+    );
+}
+
+#[test]
+fn export_parquet_creates_parents_and_is_readable() {
+    let (dir, store) = store();
+    let df = genes();
+    store.save_dataframe("genes", &df, "").unwrap();
+    let out = dir.path().join("out/deeper/genes.parquet");
+    store.export_parquet("genes", &out).unwrap();
+    assert!(out.is_file());
+    let back = store
+        .query(
+            "SELECT * FROM read_parquet(?)",
+            &[out.to_str().unwrap().into()],
+        )
+        .unwrap();
+    assert_frames_equal(&back, &df);
+    let missing = store
+        .export_parquet("nope", dir.path().join("nope.parquet"))
+        .unwrap_err();
+    assert!(
+        matches!(&missing, Error::TableNotFound { table, .. } if table == "nope"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn load_nonexistent_returns_none() {
+    let (_dir, store) = store();
+    assert!(store.load_dataframe("nonexistent").unwrap().is_none());
+    assert!(!store.has_checkpoint("nonexistent").unwrap());
+}
+
+/// The seed's context-manager test: dropping the store closes it, releasing the file for the
+/// next opener, with everything saved still there.
+#[test]
+fn drop_closes_and_reopen_sees_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctx.duckdb");
+    {
+        let store = PipelineStore::open(&path).unwrap();
+        store
+            .save_dataframe("kept", &df!("x" => [1i64, 2]).unwrap(), "kept")
+            .unwrap();
+    }
+    let reopened = PipelineStore::open(&path).unwrap();
+    assert_eq!(
+        reopened.load_dataframe("kept").unwrap().unwrap().height(),
+        2
+    );
+    reopened.close();
+    let again = PipelineStore::open_read_only(&path).unwrap();
+    assert!(again.has_checkpoint("kept").unwrap());
+}
+
+#[test]
+fn append_adds_rows_and_counts_the_whole_table() {
+    let (_dir, store) = store();
+    let df = df!("gene" => ["A", "B"], "n" => [1i64, 2]).unwrap();
+    store.save("t", &df, "first", SaveMode::Append).unwrap();
+    // Columns are matched by name, not position.
+    let swapped = df!("n" => [3i64], "gene" => ["C"]).unwrap();
+    store
+        .save("t", &swapped, "second", SaveMode::Append)
+        .unwrap();
+    let loaded = store.load_dataframe("t").unwrap().unwrap();
+    assert_frames_equal(
+        &loaded,
+        &df!("gene" => ["A", "B", "C"], "n" => [1i64, 2, 3]).unwrap(),
+    );
+    let cp = &store.list_checkpoints().unwrap()[0];
+    assert_eq!(
+        (cp.row_count, cp.description.as_deref()),
+        (Some(3), Some("second"))
+    );
+    // Replace starts over.
+    store
+        .save("t", &swapped, "third", SaveMode::Replace)
+        .unwrap();
+    assert_eq!(store.load_dataframe("t").unwrap().unwrap().height(), 1);
+}
+
+#[test]
+fn table_names_are_validated_and_reserved_names_refused() {
+    let (_dir, store) = store();
+    let df = df!("x" => [1]).unwrap();
+    for bad in [
+        "",
+        "1abc",
+        "a b",
+        "a;DROP TABLE _checkpoints",
+        "a\"b",
+        "é",
+        "Genes",
+        &"x".repeat(129),
+    ] {
+        let err = store.save_dataframe(bad, &df, "").unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTableName { .. }),
+            "{bad:?}: {err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("{bad:?}")),
+            "message names the table: {err}"
+        );
+    }
+    for reserved in ["_checkpoints", "_provenance", "_x"] {
+        let err = store.save_dataframe(reserved, &df, "").unwrap_err();
+        assert!(
+            matches!(err, Error::ReservedTableName { .. }),
+            "{reserved}: {err}"
+        );
+        assert!(matches!(
+            store.delete_checkpoint(reserved),
+            Err(Error::ReservedTableName { .. })
+        ));
+    }
+    // SQL keywords are fine as names: they are always quoted.
+    store.save_dataframe("select", &df, "").unwrap();
+    assert_eq!(store.load_dataframe("select").unwrap().unwrap().height(), 1);
+    // The store's own tables can be read.
+    assert!(store.load_dataframe("_checkpoints").unwrap().is_some());
+}
+
+#[test]
+fn query_binds_parameters_of_every_type() {
+    let (_dir, store) = store();
+    store.save_dataframe("genes", &genes(), "").unwrap();
+    let hostile = "x'; DROP TABLE genes; --";
+    let df = store
+        .query(
+            "SELECT ? AS s, ? AS i, ? AS f, ? AS b, ? AS d, ? AS t, ? AS nothing, (SELECT count(*) FROM genes WHERE symbol = ?) AS hits",
+            &[
+                hostile.into(),
+                42i64.into(),
+                0.5f64.into(),
+                true.into(),
+                chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap().into(),
+                chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap().and_hms_micro_opt(1, 2, 3, 4).unwrap().into(),
+                Param::Null,
+                "USH2A".into(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(df.column("s").unwrap().str().unwrap().get(0), Some(hostile));
+    assert_eq!(df.column("i").unwrap().i64().unwrap().get(0), Some(42));
+    assert_eq!(df.column("hits").unwrap().i64().unwrap().get(0), Some(1));
+    assert_eq!(df.column("d").unwrap().dtype(), &DataType::Date);
+    assert!(
+        store.load_dataframe("genes").unwrap().is_some(),
+        "the hostile value ran as a value"
+    );
+    let err = store.query("SELECT ?", &[]).unwrap_err().to_string();
+    assert!(err.contains("1 parameter"), "{err}");
+    let err = store.query("SELECT 1; DROP TABLE genes", &[]).unwrap_err();
+    assert!(matches!(err, Error::Duckdb { .. }), "{err}");
+    assert!(
+        store.load_dataframe("genes").unwrap().is_some(),
+        "a second statement never runs"
+    );
+}
+
+#[test]
+fn frames_without_columns_are_refused() {
+    let (_dir, store) = store();
+    let err = store
+        .save_dataframe("nothing", &DataFrame::empty(), "")
+        .unwrap_err();
+    assert!(err.to_string().contains("\"nothing\""), "{err}");
+    assert!(!store.has_checkpoint("nothing").unwrap());
+}
+
+#[test]
+fn a_failed_save_keeps_the_previous_checkpoint() {
+    let (_dir, store) = store();
+    let df = df!("gene" => ["A"], "n" => [1i64]).unwrap();
+    store.save_dataframe("t", &df, "good").unwrap();
+    // Appending a frame with a column the table lacks fails inside the transaction.
+    let bad = df!("other" => [1i64]).unwrap();
+    assert!(store.save("t", &bad, "bad", SaveMode::Append).is_err());
+    assert_frames_equal(&store.load_dataframe("t").unwrap().unwrap(), &df);
+    let cp = &store.list_checkpoints().unwrap()[0];
+    assert_eq!(
+        (cp.row_count, cp.description.as_deref()),
+        (Some(1), Some("good"))
+    );
+    // And the store is still usable.
+    store.save_dataframe("t2", &df, "").unwrap();
+}
