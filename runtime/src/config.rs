@@ -248,7 +248,7 @@ static FLOAT_STRING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$").unwrap()
 });
 
-const INT_HINT: &str = "write a plain decimal integer";
+const INT_HINT: &str = "YAML 1.1, which the Python pipeline reads with, gives this notation another value: write a plain decimal integer";
 const STR_HINT: &str = "quote it to make it a string";
 
 struct Validator {
