@@ -4,6 +4,7 @@
     interop.py read DIR          the seed code (duckdb 1.x) reads what Rust wrote in DIR
     interop.py read-v2 DIR       plain duckdb 2.x (`conn.sql(...).pl()`) reads what Rust wrote
     interop.py reread DIR        the seed code reads DIR/py.duckdb after Rust wrote to it
+    interop.py probe FILE        prints "opened" or "refused: <reason>" for this duckdb version
 
 Every check raises on mismatch, so a non-zero exit is a failed test.
 """
@@ -123,7 +124,19 @@ def reread(d: Path):
         check(rows == {"genes": 5, "empty_genes": 0, "from_rust": 3}, rows)
 
 
+def probe(path: Path):
+    """Prints whether this duckdb can open the file at all (for the storage-version test)."""
+    try:
+        duckdb.connect(str(path), read_only=True).close()
+        print("opened")
+    except duckdb.Error as e:  # the refusal is the answer, not a failure
+        print(f"refused: {e}")
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "probe":
+        probe(Path(sys.argv[2]))
+        sys.exit(0)
     cmd, directory = sys.argv[1], Path(sys.argv[2])
     {"write": write, "read": read, "read-v2": read_v2, "reread": reread}[cmd](directory)
     print(f"interop {cmd}: ok")
