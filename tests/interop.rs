@@ -33,43 +33,89 @@ fn python_seed_store_opens_here_and_stays_readable_by_duckdb_1x() {
     let config = write_config(d);
     let out = run_python(&py1, "interop.py", &["write", d.to_str().unwrap()]);
     let reported: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    assert_eq!(reported["config_hash"], config.config_hash(), "config_hash agrees with Python's for the same file");
+    assert_eq!(
+        reported["config_hash"],
+        config.config_hash(),
+        "config_hash agrees with Python's for the same file"
+    );
 
     let store = PipelineStore::open(d.join("py.duckdb")).unwrap();
     let list = store.list_checkpoints().unwrap();
-    let mut rows: Vec<(String, Option<i64>, Option<String>)> =
-        list.iter().map(|c| (c.table_name.clone(), c.row_count, c.description.clone())).collect();
+    let mut rows: Vec<(String, Option<i64>, Option<String>)> = list
+        .iter()
+        .map(|c| (c.table_name.clone(), c.row_count, c.description.clone()))
+        .collect();
     rows.sort();
     assert_eq!(
         rows,
-        [("empty_genes".into(), Some(0), Some("".into())), ("genes".into(), Some(5), Some("written by the Python seed".into()))]
+        [
+            ("empty_genes".into(), Some(0), Some("".into())),
+            (
+                "genes".into(),
+                Some(5),
+                Some("written by the Python seed".into())
+            )
+        ]
     );
     assert!(list.iter().all(|c| c.created_at.is_some()));
     assert_frames_equal(&store.load_dataframe("genes").unwrap().unwrap(), &genes());
-    assert_frames_equal(&store.load_dataframe("empty_genes").unwrap().unwrap(), &genes().head(Some(0)));
+    assert_frames_equal(
+        &store.load_dataframe("empty_genes").unwrap().unwrap(),
+        &genes().head(Some(0)),
+    );
     let parquet = store
-        .query("SELECT * FROM read_parquet(?)", &[d.join("out/genes.parquet").to_str().unwrap().into()])
+        .query(
+            "SELECT * FROM read_parquet(?)",
+            &[d.join("out/genes.parquet").to_str().unwrap().into()],
+        )
         .unwrap();
     assert_frames_equal(&parquet, &genes());
 
-    let prov = store.query("SELECT version, config_hash, created_at, steps_json FROM _provenance", &[]).unwrap();
+    let prov = store
+        .query(
+            "SELECT version, config_hash, created_at, steps_json FROM _provenance",
+            &[],
+        )
+        .unwrap();
     assert_eq!(prov.height(), 1);
-    assert_eq!(prov.column("version").unwrap().str().unwrap().get(0), Some("0.9.0-python"));
-    assert_eq!(prov.column("config_hash").unwrap().str().unwrap().get(0), Some(config.config_hash().as_str()));
-    let steps: serde_json::Value = serde_json::from_str(prov.column("steps_json").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!(
+        prov.column("version").unwrap().str().unwrap().get(0),
+        Some("0.9.0-python")
+    );
+    assert_eq!(
+        prov.column("config_hash").unwrap().str().unwrap().get(0),
+        Some(config.config_hash().as_str())
+    );
+    let steps: serde_json::Value = serde_json::from_str(
+        prov.column("steps_json")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(steps[0]["details"]["rows"], 5);
 
     let meta = ProvenanceTracker::load_sidecar(d.join("out/genes.provenance.json")).unwrap();
     assert_eq!(meta.pipeline_version, "0.9.0-python");
     assert_eq!(meta.config_hash, config.config_hash());
-    assert_eq!(serde_json::Value::Object(meta.data_source_versions.clone()), json!({"ensembl_release": 113, "gnomad_version": "v4.1", "gtex_version": "v8", "hpa_version": "23.0"}));
+    assert_eq!(
+        serde_json::Value::Object(meta.data_source_versions.clone()),
+        json!({"ensembl_release": 113, "gnomad_version": "v4.1", "gtex_version": "v8", "hpa_version": "23.0"})
+    );
     assert_eq!(meta.processing_steps.len(), 2);
-    assert_eq!(meta.processing_steps[0].details.as_ref().unwrap()["source"], "gnomAD");
+    assert_eq!(
+        meta.processing_steps[0].details.as_ref().unwrap()["source"],
+        "gnomAD"
+    );
     assert_eq!(meta.processing_steps[1].details, None);
     assert_eq!(meta.created_at.offset().local_minus_utc(), 0);
 
     // This library writes into the Python-made (duckdb 1.x) store...
-    store.save_dataframe("from_rust", &genes().head(Some(3)), "Rust wrote here").unwrap();
+    store
+        .save_dataframe("from_rust", &genes().head(Some(3)), "Rust wrote here")
+        .unwrap();
     drop(store);
     // ...and duckdb 1.x still reads all of it.
     run_python(&py1, "interop.py", &["reread", d.to_str().unwrap()]);
@@ -77,28 +123,51 @@ fn python_seed_store_opens_here_and_stays_readable_by_duckdb_1x() {
 
 #[test]
 fn rust_store_opens_in_python_duckdb_1x_and_2x() {
-    let (Some(py1), Some(py2)) = (python("py1"), python("py2")) else { return };
+    let (Some(py1), Some(py2)) = (python("py1"), python("py2")) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let config = write_config(d);
     {
         let store = PipelineStore::open(d.join("rust.duckdb")).unwrap();
-        store.save_dataframe("genes", &genes(), "written by Rust ü").unwrap();
+        store
+            .save_dataframe("genes", &genes(), "written by Rust ü")
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        store.save_dataframe("empty_genes", &genes().head(Some(0)), "").unwrap();
-        store.export_parquet("genes", d.join("out/genes.parquet")).unwrap();
+        store
+            .save_dataframe("empty_genes", &genes().head(Some(0)), "")
+            .unwrap();
+        store
+            .export_parquet("genes", d.join("out/genes.parquet"))
+            .unwrap();
         let tracker = ProvenanceTracker::new("0.1.0-rust", &config);
-        tracker.record_step("fetch_genes", Some(json!({"rows": 5, "ratio": 0.1, "note": "ü"}).as_object().unwrap().clone()));
+        tracker.record_step(
+            "fetch_genes",
+            Some(
+                json!({"rows": 5, "ratio": 0.1, "note": "ü"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        );
         tracker.record_step("no_details", None);
         tracker.save_to_store(&store).unwrap();
         tracker.save_sidecar(d.join("out/genes.parquet")).unwrap();
     }
-    std::fs::write(d.join("expected.json"), json!({"config_hash": config.config_hash()}).to_string()).unwrap();
+    std::fs::write(
+        d.join("expected.json"),
+        json!({"config_hash": config.config_hash()}).to_string(),
+    )
+    .unwrap();
     run_python(&py2, "interop.py", &["read-v2", d.to_str().unwrap()]);
     run_python(&py1, "interop.py", &["read", d.to_str().unwrap()]);
     // The seed code wrote a table into the Rust-made store: it reads back here.
     let store = PipelineStore::open(d.join("rust.duckdb")).unwrap();
-    assert_frames_equal(&store.load_dataframe("from_python").unwrap().unwrap(), &genes().head(Some(2)));
+    assert_frames_equal(
+        &store.load_dataframe("from_python").unwrap().unwrap(),
+        &genes().head(Some(2)),
+    );
     assert!(store.has_checkpoint("from_python").unwrap());
 }
 
@@ -106,16 +175,34 @@ fn rust_store_opens_in_python_duckdb_1x_and_2x() {
 /// format, which 1.x refuses and 2.x opens. Proves the default is what makes the test above pass.
 #[test]
 fn newer_storage_format_is_opt_in() {
-    let (Some(py1), Some(py2)) = (python("py1"), python("py2")) else { return };
+    let (Some(py1), Some(py2)) = (python("py1"), python("py2")) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let (compat, newest) = (dir.path().join("compat.duckdb"), dir.path().join("newest.duckdb"));
+    let (compat, newest) = (
+        dir.path().join("compat.duckdb"),
+        dir.path().join("newest.duckdb"),
+    );
     let frame = genes();
-    PipelineStore::open(&compat).unwrap().save_dataframe("genes", &frame, "").unwrap();
-    let options = usher_pipeline::StoreOptions { storage_compatibility_version: None, ..Default::default() };
-    PipelineStore::open_with(&newest, &options).unwrap().save_dataframe("genes", &frame, "").unwrap();
-    let probe = |py: &Path, file: &Path| run_python(py, "interop.py", &["probe", file.to_str().unwrap()]);
+    PipelineStore::open(&compat)
+        .unwrap()
+        .save_dataframe("genes", &frame, "")
+        .unwrap();
+    let options = usher_pipeline::StoreOptions {
+        storage_compatibility_version: None,
+        ..Default::default()
+    };
+    PipelineStore::open_with(&newest, &options)
+        .unwrap()
+        .save_dataframe("genes", &frame, "")
+        .unwrap();
+    let probe =
+        |py: &Path, file: &Path| run_python(py, "interop.py", &["probe", file.to_str().unwrap()]);
     assert_eq!(probe(&py1, &compat).trim(), "opened");
     let refused = probe(&py1, &newest);
-    assert!(refused.starts_with("refused:") && refused.contains("version"), "duckdb 1.x should refuse: {refused}");
+    assert!(
+        refused.starts_with("refused:") && refused.contains("version"),
+        "duckdb 1.x should refuse: {refused}"
+    );
     assert_eq!(probe(&py2, &newest).trim(), "opened");
 }

@@ -7,7 +7,11 @@ use usher_pipeline::PipelineStore;
 use usher_pipeline::polars::prelude::*;
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_usher-pipeline")).args(args).current_dir(cwd).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_usher-pipeline"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -28,9 +32,18 @@ fn info_prints_summary_and_full_hash() {
     let o = run(&["info", "--config", "default.yaml"], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains(&format!("Config hash:    {DEFAULT_HASH}")), "{text}");
-    assert!(text.contains("Ensembl 113, gnomAD v4.1, GTEx v8, HPA 23.0"), "{text}");
-    assert!(dir.path().join("data/cache").is_dir(), "data_dir and cache_dir are created on load");
+    assert!(
+        text.contains(&format!("Config hash:    {DEFAULT_HASH}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Ensembl 113, gnomAD v4.1, GTEx v8, HPA 23.0"),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("data/cache").is_dir(),
+        "data_dir and cache_dir are created on load"
+    );
 
     let o = run(&["info", "--config", "default.yaml", "--json"], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -43,20 +56,36 @@ fn info_prints_summary_and_full_hash() {
 #[test]
 fn info_rejects_invalid_config_with_typed_message() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.yaml"), DEFAULT_YAML.replace("hpa_version: \"23.0\"", "hpa_version: 23.0")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        DEFAULT_YAML.replace("hpa_version: \"23.0\"", "hpa_version: 23.0"),
+    )
+    .unwrap();
     let o = run(&["info", "--config", "bad.yaml", "--json"], dir.path());
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).is_empty());
     let err = stderr(&o);
-    assert!(err.contains("bad.yaml") && err.contains("`versions.hpa_version` must be a string, found 23.0"), "{err}");
+    assert!(
+        err.contains("bad.yaml")
+            && err.contains("`versions.hpa_version` must be a string, found 23.0"),
+        "{err}"
+    );
 
     let o = run(&["info", "--config", "missing.yaml"], dir.path());
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot read config missing.yaml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read config missing.yaml"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(dir.path().join("notyaml.yaml"), "data_dir: [unclosed\n").unwrap();
     let o = run(&["info", "--config", "notyaml.yaml"], dir.path());
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("notyaml.yaml:") && stderr(&o).contains("not valid YAML"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("notyaml.yaml:") && stderr(&o).contains("not valid YAML"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -65,17 +94,36 @@ fn checkpoints_lists_newest_first_as_text_and_json() {
     let path = dir.path().join("store.duckdb");
     {
         let store = PipelineStore::open(&path).unwrap();
-        store.save_dataframe("gnomad_constraint", &df!("x" => [1, 2, 3]).unwrap(), "gnomAD v4.1").unwrap();
+        store
+            .save_dataframe(
+                "gnomad_constraint",
+                &df!("x" => [1, 2, 3]).unwrap(),
+                "gnomAD v4.1",
+            )
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        store.save_dataframe("annotation", &df!("x" => [1]).unwrap(), "GO terms ü").unwrap();
+        store
+            .save_dataframe("annotation", &df!("x" => [1]).unwrap(), "GO terms ü")
+            .unwrap();
     }
-    let o = run(&["checkpoints", "--store", path.to_str().unwrap()], dir.path());
+    let o = run(
+        &["checkpoints", "--store", path.to_str().unwrap()],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("table") && lines[1].starts_with("annotation") && lines[2].starts_with("gnomad_constraint"), "{text}");
+    assert!(
+        lines[0].starts_with("table")
+            && lines[1].starts_with("annotation")
+            && lines[2].starts_with("gnomad_constraint"),
+        "{text}"
+    );
 
-    let o = run(&["checkpoints", "--store", path.to_str().unwrap(), "--json"], dir.path());
+    let o = run(
+        &["checkpoints", "--store", path.to_str().unwrap(), "--json"],
+        dir.path(),
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 2);

@@ -270,6 +270,8 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    // The literals are exact on purpose: ties and values past 2^53 are the cases that matter.
+    #[allow(clippy::excessive_precision)]
     fn float_repr_matches_python() {
         // Each right-hand side is what CPython 3.11 prints for repr() of the left-hand side.
         let cases: &[(f64, &str)] = &[

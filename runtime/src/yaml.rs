@@ -63,7 +63,7 @@ impl Resolved {
             Resolved::Float(t) => format!("{t} (a float)"),
             Resolved::Str(t) => format!("{t:?} (a string)"),
             Resolved::Timestamp(t) => format!("{t} (a date)"),
-            Resolved::Other(t) => format!("{t}"),
+            Resolved::Other(t) => t.clone(),
         }
     }
 }

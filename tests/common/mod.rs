@@ -21,7 +21,8 @@ pub fn genes() -> DataFrame {
             })
             .collect()
     };
-    let micros = |v: &[Option<(i32, u32, u32, u32, u32, u32, u32)>]| -> Vec<Option<i64>> {
+    type Stamp = (i32, u32, u32, u32, u32, u32, u32);
+    let micros = |v: &[Option<Stamp>]| -> Vec<Option<i64>> {
         v.iter()
             .map(|t| {
                 t.map(|(y, mo, d, h, mi, s, us)| {
