@@ -1,0 +1,180 @@
+//! Store benchmark: save and load of a 5-column frame, and a checkpoint hit, against the Python
+//! seed's code path on the same data in the same invocation.
+//!
+//! ```sh
+//! bash .ci/python-env                                  # once: Python duckdb 2.x + polars
+//! cargo run --release --example bench_store -- --rows 1000000
+//! cargo run --release --example bench_store -- --rows 10000000
+//! ```
+//!
+//! Prints `save_s=<s> load_s=<s>` for N rows (best of 3), then `hit_ms=<ms>` (median of 50:
+//! `has_checkpoint` + `load_dataframe` of a 1,000-row table on an open store), then the same
+//! figures for Python and the ratios, then the peak memory of a load measured in a fresh process.
+//! `--no-python` skips the comparison.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use usher_pipeline::PipelineStore;
+use usher_pipeline::polars::prelude::*;
+
+/// The 5-column frame of `tests/python/bench_store.py::frame`: string id, string symbol, f64
+/// with 5% nulls, i64, bool.
+fn frame(n: usize) -> DataFrame {
+    let ids: Vec<String> = (0..n).map(|i| format!("ENSG{i:011}")).collect();
+    let symbols: Vec<String> = (0..n).map(|i| format!("SYM{}", i % 50_000)).collect();
+    let values: Vec<Option<f64>> = (0..n)
+        .map(|i| (i % 20 != 0).then_some(i as f64 / 7.0))
+        .collect();
+    let counts: Vec<i64> = (0..n as i64).map(|i| i * 3).collect();
+    let flags: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+    df!("id" => ids, "symbol" => symbols, "value" => values, "n" => counts, "flag" => flags)
+        .expect("valid frame")
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field("VmHWM:")
+}
+
+fn current_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    // Child mode: open the store, load the table, report memory. A fresh process, so the peak
+    // is the load's alone.
+    if let Some(i) = args.iter().position(|a| a == "--measure-load") {
+        let store = PipelineStore::open(&args[i + 1])?;
+        let before = current_rss_kib();
+        let df = store.load_dataframe("bench")?.ok_or("no bench table")?;
+        let peak = peak_rss_kib();
+        println!("{} {} {}", before, peak, df.estimated_size() / 1024);
+        return Ok(());
+    }
+    let rows: usize = args
+        .iter()
+        .position(|a| a == "--rows")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .ok_or("usage: bench_store --rows N [--no-python]")?;
+    let with_python = !args.iter().any(|a| a == "--no-python");
+
+    let dir = tempfile::tempdir()?;
+    let df = frame(rows);
+    let store = PipelineStore::open(dir.path().join("rust.duckdb"))?;
+    let (mut saves, mut loads) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        store.save_dataframe("bench", &df, "bench")?;
+        saves.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let loaded = store
+            .load_dataframe("bench")?
+            .ok_or("bench table missing")?;
+        loads.push(t.elapsed().as_secs_f64());
+        assert_eq!(loaded.height(), rows);
+        assert_eq!(
+            loaded.column("value")?.null_count(),
+            df.column("value")?.null_count()
+        );
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (save_s, load_s) = (best(&saves), best(&loads));
+    println!("save_s={save_s:.4} load_s={load_s:.4}");
+
+    store.save_dataframe("small", &frame(1000), "bench")?;
+    let mut hits = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let ok = store.has_checkpoint("small")?;
+        let got = store
+            .load_dataframe("small")?
+            .ok_or("small table missing")?;
+        hits.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(ok && got.height() == 1000);
+    }
+    hits.sort_by(f64::total_cmp);
+    let hit_ms = hits[hits.len() / 2];
+    println!("hit_ms={hit_ms:.4}");
+    drop(store);
+
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .arg("--measure-load")
+        .arg(dir.path().join("rust.duckdb"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let nums: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if let [before, peak, frame_kib] = nums[..] {
+        let delta = peak.saturating_sub(before);
+        println!(
+            "load_peak_mib={:.0} frame_mib={:.0} peak_over_frame={:.2}",
+            delta as f64 / 1024.0,
+            frame_kib as f64 / 1024.0,
+            delta as f64 / frame_kib.max(1) as f64
+        );
+    }
+
+    if with_python {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join("target/py2/bin/python");
+        if !python.is_file() {
+            return Err(
+                "target/py2 is missing: run `bash .ci/python-env` (or pass --no-python)".into(),
+            );
+        }
+        let out = Command::new(&python)
+            .arg(root.join("tests/python/bench_store.py"))
+            .args([
+                "--rows",
+                &rows.to_string(),
+                "--dir",
+                dir.path().to_str().ok_or("path")?,
+            ])
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "python bench failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        let py: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let (ps, pl, ph) = (
+            py["save_s"].as_f64().unwrap_or(f64::NAN),
+            py["load_s"].as_f64().unwrap_or(f64::NAN),
+            py["hit_ms"].as_f64().unwrap_or(f64::NAN),
+        );
+        println!(
+            "python duckdb {} polars {}: save_s={ps:.4} load_s={pl:.4} hit_ms={ph:.4}",
+            py["duckdb"], py["polars"]
+        );
+        println!(
+            "ratio rust/python: save={:.2} load={:.2} hit={:.2}",
+            save_s / ps,
+            load_s / pl,
+            hit_ms / ph
+        );
+    }
+    Ok(())
+}
