@@ -112,10 +112,11 @@ fn large_frames_go_through_parallel_batches_intact() {
     store.save_dataframe("big", &df, "").unwrap();
     let loaded = store.load_dataframe("big").unwrap().unwrap();
     assert_frames_equal(&loaded, &df);
-    assert_eq!(
-        loaded.first_col_n_chunks(),
-        1,
-        "loads are one chunk per column"
+    // Loads come in row-group-sized pieces (122,880 rows), not the C API's 2,048-row ones.
+    assert!(
+        loaded.first_col_n_chunks() <= 4,
+        "{} chunks",
+        loaded.first_col_n_chunks()
     );
 }
 
@@ -339,4 +340,27 @@ fn a_failed_save_keeps_the_previous_checkpoint() {
     );
     // And the store is still usable.
     store.save_dataframe("t2", &df, "").unwrap();
+}
+
+#[test]
+fn store_and_tracker_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PipelineStore>();
+    assert_send_sync::<usher_pipeline::ProvenanceTracker>();
+    let (_dir, store) = store();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..5 {
+                    let name = format!("t{t}_{i}");
+                    store
+                        .save_dataframe(&name, &df!("x" => [t, i]).unwrap(), "")
+                        .unwrap();
+                    assert_eq!(store.load_dataframe(&name).unwrap().unwrap().height(), 2);
+                }
+            });
+        }
+    });
+    assert_eq!(store.list_checkpoints().unwrap().len(), 20);
 }

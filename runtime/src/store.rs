@@ -365,7 +365,7 @@ impl PipelineStore {
     pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
         validate_table_name(table)?;
         let conn = self.lock();
-        match conn.query(&format!("SELECT * FROM {}", quote_ident(table)), &[]) {
+        match conn.query_cached(&format!("SELECT * FROM {}", quote_ident(table)), &[]) {
             Ok(df) => Ok(Some(df)),
             // Only on failure ask why, so the common path is one statement.
             Err(message) => match table_exists(&conn, table) {
@@ -380,19 +380,14 @@ impl PipelineStore {
     /// Whether `_checkpoints` has a row for `table`.
     pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
         validate_table_name(table)?;
-        let df = self
+        let n = self
             .lock()
-            .query(
-                "SELECT count(*) AS n FROM _checkpoints WHERE table_name = ?",
+            .query_i64_cached(
+                "SELECT count(*) FROM _checkpoints WHERE table_name = ?",
                 &[table.into()],
             )
             .map_err(self.duckdb_error(format!("checking checkpoint {table:?}")))?;
-        Ok(df
-            .column("n")
-            .ok()
-            .and_then(|c| c.i64().ok()?.get(0))
-            .unwrap_or(0)
-            > 0)
+        Ok(n > 0)
     }
 
     /// Every checkpoint, newest first.

@@ -5,7 +5,8 @@
 Save is the seed's `save_dataframe` (`CREATE OR REPLACE TABLE t AS SELECT * FROM df` plus the
 `_checkpoints` upsert); load is `SELECT * FROM t` to polars on a warm connection (`conn.sql(...).pl()`,
 since duckdb 2.x dropped `.pl()` on `execute` results); hit is `has_checkpoint` + load of a
-1,000-row table on an open store. Prints one JSON object.
+1,000-row table on an open store. The file is created with the same `storage_compatibility_version` as the Rust side, so both
+write the same format. Prints one JSON object.
 """
 
 import argparse
@@ -41,9 +42,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, required=True)
     ap.add_argument("--dir", required=True)
+    ap.add_argument("--storage", default="latest", help="storage_compatibility_version of the new file")
     args = ap.parse_args()
     df = frame(args.rows)
-    conn = duckdb.connect(f"{args.dir}/python.duckdb")
+    conn = duckdb.connect(f"{args.dir}/python.duckdb", config={"storage_compatibility_version": args.storage})
     conn.execute("CREATE TABLE IF NOT EXISTS _checkpoints (table_name VARCHAR PRIMARY KEY, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, row_count INTEGER, description VARCHAR)")
     saves, loads = [], []
     for _ in range(3):
@@ -55,7 +57,7 @@ def main():
     hits = []
     for _ in range(50):
         t = time.perf_counter()
-        ok = conn.execute("SELECT COUNT(*) FROM _checkpoints WHERE table_name = ?", ["small"]).fetchone()[0] > 0
+        ok = conn.execute("SELECT COUNT(*) FROM _checkpoints WHERE table_name = ?", ["small"]).fetchall()[0][0] > 0
         got = conn.sql("SELECT * FROM small").pl()
         hits.append(time.perf_counter() - t)
         assert ok and got.height == 1000

@@ -1,0 +1,141 @@
+//! Parsing of `#[checkpointed(...)]`'s arguments into [`Args`], every problem collected.
+
+use proc_macro2::Span;
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
+
+/// The attribute's arguments, as written.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// `table = "..."`.
+    pub table: Option<LitStr>,
+    /// `version = "..."`: pins the code part of the key.
+    pub version: Option<LitStr>,
+    /// `skip(a, b)`: parameters left out of the key.
+    pub skip: Vec<Ident>,
+    /// `context = name`: the pipeline-context parameter, when its type is not `&Pipeline`.
+    pub context: Option<Ident>,
+    /// Problems found while parsing, reported together.
+    pub errors: Vec<syn::Error>,
+}
+
+const KEYS: [&str; 4] = ["table", "version", "skip", "context"];
+
+impl Args {
+    /// The `syn::meta::parser` callback: one call per argument.
+    pub fn parse_one(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+        let path = &meta.path;
+        let name = path.get_ident().map(Ident::to_string).unwrap_or_default();
+        let seen = match name.as_str() {
+            "table" => self.table.is_some(),
+            "version" => self.version.is_some(),
+            "context" => self.context.is_some(),
+            _ => false,
+        };
+        if seen {
+            self.errors.push(syn::Error::new_spanned(path, format!("duplicate `{name}` argument")));
+        }
+        match name.as_str() {
+            "table" => {
+                let lit = string_literal(&meta, "table")?;
+                if let Some(lit) = lit {
+                    self.check_table(&lit);
+                    self.table.get_or_insert(lit);
+                }
+            }
+            "version" => {
+                if let Some(lit) = string_literal(&meta, "version")? {
+                    if lit.value().trim().is_empty() {
+                        self.errors.push(syn::Error::new_spanned(&lit, "`version` must not be empty"));
+                    }
+                    self.version.get_or_insert(lit);
+                }
+            }
+            "context" => {
+                let value = meta.value()?;
+                let ident: Ident = value.parse()?;
+                self.context.get_or_insert(ident);
+            }
+            "skip" => {
+                meta.parse_nested_meta(|inner| {
+                    match inner.path.get_ident() {
+                        Some(ident) if inner.input.is_empty() || inner.input.peek(Token![,]) => {
+                            if self.skip.iter().any(|s| s == ident) {
+                                self.errors.push(syn::Error::new_spanned(ident, format!("`{ident}` is skipped twice")));
+                            } else {
+                                self.skip.push(ident.clone());
+                            }
+                        }
+                        _ => self.errors.push(syn::Error::new_spanned(&inner.path, "`skip` takes parameter names: `skip(client, cache)`")),
+                    }
+                    Ok(())
+                })?;
+            }
+            _ => {
+                let suggestion = KEYS
+                    .iter()
+                    .map(|k| (strsim::levenshtein(k, &name), *k))
+                    .filter(|(d, _)| *d <= 2)
+                    .min()
+                    .map(|(_, k)| format!("; did you mean `{k}`?"))
+                    .unwrap_or_default();
+                self.errors.push(syn::Error::new_spanned(
+                    path,
+                    format!("unknown argument `{}`{suggestion} (expected one of `table`, `version`, `skip`, `context`)", quote::quote!(#path)),
+                ));
+                skip_value(&meta)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_table(&mut self, lit: &LitStr) {
+        let value = lit.value();
+        let problem = if value.is_empty() {
+            Some("the table name is empty".to_owned())
+        } else if value.starts_with('_') {
+            Some(format!("table name \"{value}\" is reserved: names beginning with `_` belong to the store's own tables"))
+        } else if value.starts_with(|c: char| c.is_ascii_digit()) || !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            Some(format!("table name \"{value}\" is not a plain lowercase identifier (letters a-z, digits and `_`, not starting with a digit)"))
+        } else if value.len() > 128 {
+            Some("the table name is longer than 128 characters".to_owned())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.errors.push(syn::Error::new_spanned(lit, problem));
+        }
+    }
+
+    /// Checks done once every argument is read.
+    pub fn finish(&mut self) {
+        if self.table.is_none() {
+            self.errors.push(syn::Error::new(
+                Span::call_site(),
+                "missing `table`: write `#[checkpointed(table = \"name\")]` to name the checkpoint's table",
+            ));
+        }
+    }
+}
+
+/// Reads `= "literal"`; a non-string value is recorded as an error and skipped.
+fn string_literal(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Option<LitStr>> {
+    let expr: Expr = meta.value()?.parse()?;
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(Some(lit)),
+        other => Err(syn::Error::new(other.span(), format!("`{key}` must be a string literal: `{key} = \"...\"`"))),
+    }
+}
+
+/// Consumes an unknown argument's value (`= expr` or `(...)`) so parsing can go on.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<proc_macro2::TokenStream>()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Code generation: the user's function, intact on the outside, whose body hands over to the
+//! runtime's `__private::run` (or `run_async`), which decides hit, miss, stale or force.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::ItemFn;
+
+use crate::attr::Args;
+use crate::validate::{Checked, span_of};
+
+pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStream {
+    let ItemFn { attrs, vis, sig, block } = func;
+    let table = args.table.as_ref().expect("validated");
+    let function = sig.ident.to_string();
+    let (code, pinned) = match &args.version {
+        Some(v) => (v.value(), true),
+        None => (code_hash(func), false),
+    };
+    let context = &checked.context;
+    let ret = &checked.ret;
+    let ret_span = span_of(ret);
+    let private = quote!(::usher_pipeline::__private);
+
+    // Each key argument is checked where its type is written, so a type that cannot be part of
+    // the key is reported at that type.
+    let key_args = checked.key_params.iter().map(|p| {
+        let name = &p.name;
+        let name_str = name.to_string();
+        let span = span_of(&p.ty);
+        quote_spanned! {span=> __usher_key.arg(#name_str, #private::key_arg(&#name))?; }
+    });
+    let checks = quote_spanned! {ret_span=>
+        #private::assert_fetch_result::<#ret>();
+    };
+    let run = if sig.asyncness.is_some() {
+        quote! { #private::run_async(#private::context(#context), &__usher_spec, __usher_key, async move #block).await }
+    } else {
+        quote! { #private::run(#private::context(#context), &__usher_spec, __usher_key, move || #block) }
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #checks
+            let __usher_spec = #private::Spec {
+                table: #table,
+                function: #function,
+                code: #code,
+                code_pinned: #pinned,
+            };
+            let mut __usher_key = #private::KeyBuilder::new();
+            #(#key_args)*
+            #run
+        }
+    }
+}
+
+/// FNV-1a over the function's signature and body tokens (attributes, docs included, left out):
+/// stable across builds for the same source, changed by any edit to the code.
+fn code_hash(func: &ItemFn) -> String {
+    let sig = &func.sig;
+    let block = &func.block;
+    let text = quote!(#sig #block).to_string();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

@@ -1,0 +1,109 @@
+//! Every rule about the annotated function, in one place: each problem is spanned on its token
+//! and all are reported together.
+
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+use crate::attr::Args;
+
+/// A key argument: a named parameter that goes into the checkpoint key.
+pub(crate) struct KeyParam {
+    pub name: Ident,
+    pub ty: Type,
+}
+
+/// What the expansion needs, once the function is known to be valid.
+pub(crate) struct Checked {
+    pub context: proc_macro2::TokenStream,
+    pub key_params: Vec<KeyParam>,
+    pub ret: Type,
+}
+
+/// Checks the function against the arguments. `errors` receives every problem.
+pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) -> Option<Checked> {
+    let sig = &func.sig;
+    if let Some(c) = &sig.constness {
+        errors.push(syn::Error::new_spanned(c, "`#[checkpointed]` cannot apply to a `const fn`: it reads and writes the store"));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(v, "`#[checkpointed]` functions cannot be variadic"));
+    }
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => Some((**ty).clone()),
+        ReturnType::Default => {
+            errors.push(syn::Error::new_spanned(
+                &sig.ident,
+                "a `#[checkpointed]` function must return `Result<DataFrame, E>`, and this one returns nothing",
+            ));
+            None
+        }
+    };
+
+    let mut context = None;
+    let mut key_params = Vec::new();
+    let mut names = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                names.push(Ident::new("self", receiver.self_token.span));
+                if !args.skip.iter().any(|s| s == "self") {
+                    errors.push(syn::Error::new_spanned(
+                        receiver,
+                        "`self` would be part of the checkpoint key: leave it out with `skip(self)` (and pass what matters as parameters)",
+                    ));
+                }
+            }
+            FnArg::Typed(pat_type) => {
+                let Pat::Ident(pat) = &*pat_type.pat else {
+                    errors.push(syn::Error::new_spanned(&pat_type.pat, "`#[checkpointed]` needs plain parameter names (a pattern cannot be part of the key)"));
+                    continue;
+                };
+                let name = pat.ident.clone();
+                names.push(name.clone());
+                let is_context = match &args.context {
+                    Some(c) => *c == name,
+                    None => context.is_none() && is_pipeline_ref(&pat_type.ty),
+                };
+                if is_context {
+                    context = Some(quote::quote!(#name));
+                } else if !args.skip.iter().any(|s| *s == name) {
+                    key_params.push(KeyParam { name, ty: (*pat_type.ty).clone() });
+                }
+            }
+        }
+    }
+    for skipped in &args.skip {
+        if !names.iter().any(|n| n == skipped) {
+            errors.push(syn::Error::new_spanned(skipped, format!("`skip` names `{skipped}`, which is not a parameter of `{}`", sig.ident)));
+        }
+    }
+    if let Some(c) = &args.context
+        && !names.iter().any(|n| n == c)
+    {
+        errors.push(syn::Error::new_spanned(c, format!("`context` names `{c}`, which is not a parameter of `{}`", sig.ident)));
+    }
+    if context.is_none() && args.context.is_none() {
+        errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            format!("`{}` has no pipeline-context parameter: add one such as `ctx: &Pipeline` (or name it with `context = ...`)", sig.ident),
+        ));
+    }
+    Some(Checked { context: context?, key_params, ret: ret? })
+}
+
+/// `&Pipeline`, `&'a Pipeline`, `&usher_pipeline::Pipeline`.
+fn is_pipeline_ref(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
+            Type::Path(p) => p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Pipeline" && s.arguments.is_empty()),
+            _ => false,
+        },
+        Type::Group(g) => is_pipeline_ref(&g.elem),
+        _ => false,
+    }
+}
+
+/// Where a type's tokens start, for spanning a bound check on it.
+pub(crate) fn span_of(ty: &Type) -> proc_macro2::Span {
+    ty.span()
+}

@@ -1,0 +1,29 @@
+// duckdb_execute_prepared_arrow with a chosen Arrow batch size.
+//
+// DuckDB's v1 C API materialises Arrow results in 2,048-row arrays (STANDARD_VECTOR_SIZE);
+// Python's duckdb asks for 1,000,000-row arrays. Small arrays make the engine slower and force a
+// copy to merge them afterwards. This is DuckDB's own `duckdb_execute_prepared_arrow`
+// (src/main/capi/v1/arrow-c.cpp, v2.0.0) with the batch size as a parameter; the result is an
+// ordinary `duckdb_arrow`, read with `duckdb_query_arrow_array` and freed with
+// `duckdb_destroy_arrow`.
+#include "duckdb/common/arrow/arrow_format.hpp"
+#include "duckdb/main/capi/capi_internal.hpp"
+#include "duckdb/main/query_parameters.hpp"
+
+extern "C" duckdb_state usher_execute_prepared_arrow_batched(duckdb_prepared_statement prepared_statement,
+                                                             idx_t batch_size, duckdb_arrow *out_result) {
+	auto wrapper = reinterpret_cast<duckdb::PreparedStatementWrapper *>(prepared_statement);
+	if (!wrapper || !wrapper->statement || wrapper->statement->HasError() || !out_result) {
+		return DuckDBError;
+	}
+	auto arrow_wrapper = new duckdb::ArrowResultWrapper();
+	try {
+		duckdb::QueryParameters parameters(duckdb::make_shared_ptr<duckdb::ArrowFormat>(batch_size));
+		arrow_wrapper->result = wrapper->statement->Execute(wrapper->values, parameters);
+	} catch (...) {
+		delete arrow_wrapper;
+		return DuckDBError;
+	}
+	*out_result = reinterpret_cast<duckdb_arrow>(arrow_wrapper);
+	return !arrow_wrapper->result->HasError() ? DuckDBSuccess : DuckDBError;
+}
