@@ -34,7 +34,10 @@ impl Args {
             _ => false,
         };
         if seen {
-            self.errors.push(syn::Error::new_spanned(path, format!("duplicate `{name}` argument")));
+            self.errors.push(syn::Error::new_spanned(
+                path,
+                format!("duplicate `{name}` argument"),
+            ));
         }
         match name.as_str() {
             "table" => {
@@ -47,7 +50,8 @@ impl Args {
             "version" => {
                 if let Some(lit) = string_literal(&meta, "version")? {
                     if lit.value().trim().is_empty() {
-                        self.errors.push(syn::Error::new_spanned(&lit, "`version` must not be empty"));
+                        self.errors
+                            .push(syn::Error::new_spanned(&lit, "`version` must not be empty"));
                     }
                     self.version.get_or_insert(lit);
                 }
@@ -62,12 +66,18 @@ impl Args {
                     match inner.path.get_ident() {
                         Some(ident) if inner.input.is_empty() || inner.input.peek(Token![,]) => {
                             if self.skip.iter().any(|s| s == ident) {
-                                self.errors.push(syn::Error::new_spanned(ident, format!("`{ident}` is skipped twice")));
+                                self.errors.push(syn::Error::new_spanned(
+                                    ident,
+                                    format!("`{ident}` is skipped twice"),
+                                ));
                             } else {
                                 self.skip.push(ident.clone());
                             }
                         }
-                        _ => self.errors.push(syn::Error::new_spanned(&inner.path, "`skip` takes parameter names: `skip(client, cache)`")),
+                        _ => self.errors.push(syn::Error::new_spanned(
+                            &inner.path,
+                            "`skip` takes parameter names: `skip(client, cache)`",
+                        )),
                     }
                     Ok(())
                 })?;
@@ -95,9 +105,17 @@ impl Args {
         let problem = if value.is_empty() {
             Some("the table name is empty".to_owned())
         } else if value.starts_with('_') {
-            Some(format!("table name \"{value}\" is reserved: names beginning with `_` belong to the store's own tables"))
-        } else if value.starts_with(|c: char| c.is_ascii_digit()) || !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            Some(format!("table name \"{value}\" is not a plain lowercase identifier (letters a-z, digits and `_`, not starting with a digit)"))
+            Some(format!(
+                "table name \"{value}\" is reserved: names beginning with `_` belong to the store's own tables"
+            ))
+        } else if value.starts_with(|c: char| c.is_ascii_digit())
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            Some(format!(
+                "table name \"{value}\" is not a plain lowercase identifier (letters a-z, digits and `_`, not starting with a digit)"
+            ))
         } else if value.len() > 128 {
             Some("the table name is longer than 128 characters".to_owned())
         } else {
@@ -123,8 +141,13 @@ impl Args {
 fn string_literal(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Option<LitStr>> {
     let expr: Expr = meta.value()?.parse()?;
     match expr {
-        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(Some(lit)),
-        other => Err(syn::Error::new(other.span(), format!("`{key}` must be a string literal: `{key} = \"...\"`"))),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(Some(lit)),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`{key}` must be a string literal: `{key} = \"...\"`"),
+        )),
     }
 }
 

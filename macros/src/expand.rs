@@ -9,7 +9,12 @@ use crate::attr::Args;
 use crate::validate::{Checked, span_of};
 
 pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStream {
-    let ItemFn { attrs, vis, sig, block } = func;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
     let table = args.table.as_ref().expect("validated");
     let function = sig.ident.to_string();
     let (code, pinned) = match &args.version {

@@ -23,10 +23,16 @@ pub(crate) struct Checked {
 pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) -> Option<Checked> {
     let sig = &func.sig;
     if let Some(c) = &sig.constness {
-        errors.push(syn::Error::new_spanned(c, "`#[checkpointed]` cannot apply to a `const fn`: it reads and writes the store"));
+        errors.push(syn::Error::new_spanned(
+            c,
+            "`#[checkpointed]` cannot apply to a `const fn`: it reads and writes the store",
+        ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(v, "`#[checkpointed]` functions cannot be variadic"));
+        errors.push(syn::Error::new_spanned(
+            v,
+            "`#[checkpointed]` functions cannot be variadic",
+        ));
     }
     let ret = match &sig.output {
         ReturnType::Type(_, ty) => Some((**ty).clone()),
@@ -66,21 +72,36 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
                 };
                 if is_context {
                     context = Some(quote::quote!(#name));
-                } else if !args.skip.iter().any(|s| *s == name) {
-                    key_params.push(KeyParam { name, ty: (*pat_type.ty).clone() });
+                } else if !args.skip.contains(&name) {
+                    key_params.push(KeyParam {
+                        name,
+                        ty: (*pat_type.ty).clone(),
+                    });
                 }
             }
         }
     }
     for skipped in &args.skip {
         if !names.iter().any(|n| n == skipped) {
-            errors.push(syn::Error::new_spanned(skipped, format!("`skip` names `{skipped}`, which is not a parameter of `{}`", sig.ident)));
+            errors.push(syn::Error::new_spanned(
+                skipped,
+                format!(
+                    "`skip` names `{skipped}`, which is not a parameter of `{}`",
+                    sig.ident
+                ),
+            ));
         }
     }
     if let Some(c) = &args.context
         && !names.iter().any(|n| n == c)
     {
-        errors.push(syn::Error::new_spanned(c, format!("`context` names `{c}`, which is not a parameter of `{}`", sig.ident)));
+        errors.push(syn::Error::new_spanned(
+            c,
+            format!(
+                "`context` names `{c}`, which is not a parameter of `{}`",
+                sig.ident
+            ),
+        ));
     }
     if context.is_none() && args.context.is_none() {
         errors.push(syn::Error::new(
@@ -88,14 +109,24 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
             format!("`{}` has no pipeline-context parameter: add one such as `ctx: &Pipeline` (or name it with `context = ...`)", sig.ident),
         ));
     }
-    Some(Checked { context: context?, key_params, ret: ret? })
+    Some(Checked {
+        context: context?,
+        key_params,
+        ret: ret?,
+    })
 }
 
 /// `&Pipeline`, `&'a Pipeline`, `&usher_pipeline::Pipeline`.
 fn is_pipeline_ref(ty: &Type) -> bool {
     match ty {
         Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
-            Type::Path(p) => p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Pipeline" && s.arguments.is_empty()),
+            Type::Path(p) => {
+                p.qself.is_none()
+                    && p.path
+                        .segments
+                        .last()
+                        .is_some_and(|s| s.ident == "Pipeline" && s.arguments.is_empty())
+            }
             _ => false,
         },
         Type::Group(g) => is_pipeline_ref(&g.elem),
