@@ -34,24 +34,12 @@ fn frame(n: usize) -> DataFrame {
         .expect("valid frame")
 }
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field("VmHWM:")
-}
-
-fn current_rss_kib() -> u64 {
+/// A `/proc/self/status` figure in KiB: `VmHWM` (peak resident) or `VmRSS` (resident now).
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -63,13 +51,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // is the load's alone.
     if let Some(i) = args.iter().position(|a| a == "--measure-load") {
         let store = PipelineStore::open(&args[i + 1])?;
-        let before = current_rss_kib();
+        let before = status_kib("VmRSS:");
         let df = store.load_dataframe("bench")?.ok_or("no bench table")?;
-        let peak = peak_rss_kib();
+        let peak = status_kib("VmHWM:");
         // With the store closed, what stays resident is the frame itself (DuckDB's buffers
         // are gone; polars' estimated_size undercounts string views).
         drop(store);
-        let frame = current_rss_kib().saturating_sub(before);
+        let frame = status_kib("VmRSS:").saturating_sub(before);
         assert!(df.height() > 0);
         println!("{before} {peak} {frame}");
         return Ok(());

@@ -339,12 +339,7 @@ impl PipelineStore {
             conn.execute(&format!(
                 "INSERT INTO {target} BY NAME SELECT * FROM {source}"
             ))?;
-            let counted = conn.query(&format!("SELECT count(*) AS n FROM {target}"), &[])?;
-            counted
-                .column("n")
-                .ok()
-                .and_then(|c| c.i64().ok()?.get(0))
-                .unwrap_or(0)
+            conn.query_i64_cached(&format!("SELECT count(*) FROM {target}"), &[])?
         } else {
             conn.execute(&format!(
                 "CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}"
@@ -503,17 +498,12 @@ pub(crate) fn now_utc() -> NaiveDateTime {
 }
 
 fn table_exists(conn: &Connection, table: &str) -> std::result::Result<bool, String> {
-    let df = conn.query(
-        "SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = current_database() \
+    let n = conn.query_i64_cached(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
          AND schema_name = current_schema() AND lower(table_name) = lower(?)",
         &[table.into()],
     )?;
-    Ok(df
-        .column("n")
-        .ok()
-        .and_then(|c| c.i64().ok()?.get(0))
-        .unwrap_or(0)
-        > 0)
+    Ok(n > 0)
 }
 
 fn checkpoints_from_frame(df: &DataFrame) -> PolarsResult<Vec<CheckpointInfo>> {
