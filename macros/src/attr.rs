@@ -41,14 +41,13 @@ impl Args {
         }
         match name.as_str() {
             "table" => {
-                let lit = string_literal(&meta, "table")?;
-                if let Some(lit) = lit {
+                if let Some(lit) = self.string_literal(&meta, "table")? {
                     self.check_table(&lit);
                     self.table.get_or_insert(lit);
                 }
             }
             "version" => {
-                if let Some(lit) = string_literal(&meta, "version")? {
+                if let Some(lit) = self.string_literal(&meta, "version")? {
                     if lit.value().trim().is_empty() {
                         self.errors
                             .push(syn::Error::new_spanned(&lit, "`version` must not be empty"));
@@ -126,6 +125,28 @@ impl Args {
         }
     }
 
+    /// Reads `= "literal"`. A value that is not a string literal is recorded as an error (and
+    /// parsing goes on with the next argument); a missing `=` ends parsing.
+    fn string_literal(
+        &mut self,
+        meta: &ParseNestedMeta<'_>,
+        key: &str,
+    ) -> syn::Result<Option<LitStr>> {
+        let expr: Expr = meta.value()?.parse()?;
+        match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Ok(Some(lit)),
+            other => {
+                self.errors.push(syn::Error::new(
+                    other.span(),
+                    format!("`{key}` must be a string literal: `{key} = \"...\"`"),
+                ));
+                Ok(None)
+            }
+        }
+    }
+
     /// Checks done once every argument is read.
     pub fn finish(&mut self) {
         if self.table.is_none() {
@@ -134,20 +155,6 @@ impl Args {
                 "missing `table`: write `#[checkpointed(table = \"name\")]` to name the checkpoint's table",
             ));
         }
-    }
-}
-
-/// Reads `= "literal"`; a non-string value is recorded as an error and skipped.
-fn string_literal(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Option<LitStr>> {
-    let expr: Expr = meta.value()?.parse()?;
-    match expr {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(lit), ..
-        }) => Ok(Some(lit)),
-        other => Err(syn::Error::new(
-            other.span(),
-            format!("`{key}` must be a string literal: `{key} = \"...\"`"),
-        )),
     }
 }
 

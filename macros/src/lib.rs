@@ -125,6 +125,12 @@ mod tests {
                 .any(|m| m.contains("`table` must be a string literal")),
             "{e:?}"
         );
+        // A bad value does not stop the arguments after it from being checked.
+        let e = errors(quote!(table = 5, tabel = "x"), fetch());
+        assert!(
+            e.len() == 3 && e.iter().any(|m| m.contains("did you mean `table`?")),
+            "{e:?}"
+        );
         let e = errors(quote!(table = "a", table = "b"), fetch());
         assert!(e.iter().any(|m| m.contains("duplicate `table`")), "{e:?}");
         assert!(
