@@ -364,3 +364,24 @@ fn store_and_tracker_are_shareable_across_threads() {
     });
     assert_eq!(store.list_checkpoints().unwrap().len(), 20);
 }
+
+/// Two stores on one file in one process share one DuckDB instance: each sees the other's
+/// checkpoints, and closing one leaves the other working. (Two independent instances on one
+/// file would each miss the other's writes.)
+#[test]
+fn two_opens_of_one_file_in_one_process_share_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.duckdb");
+    let a = PipelineStore::open(&path).unwrap();
+    let b = PipelineStore::open(&path).unwrap();
+    a.save_dataframe("from_a", &df!("x" => [1i64, 2]).unwrap(), "")
+        .unwrap();
+    assert!(b.has_checkpoint("from_a").unwrap());
+    assert_eq!(b.load_dataframe("from_a").unwrap().unwrap().height(), 2);
+    drop(a);
+    b.save_dataframe("from_b", &df!("x" => [3i64]).unwrap(), "")
+        .unwrap();
+    drop(b);
+    let c = PipelineStore::open(&path).unwrap();
+    assert_eq!(c.list_checkpoints().unwrap().len(), 2);
+}

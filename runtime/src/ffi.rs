@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::Path;
 use std::ptr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use libduckdb_sys as sys;
 use polars::prelude::*;
@@ -67,8 +67,28 @@ pub(crate) struct Database {
 unsafe impl Send for Database {}
 unsafe impl Sync for Database {}
 
+/// The process's DuckDB instance cache. Without it, two opens of one file in one process would
+/// start two DuckDB instances on it (file locks are per process, so DuckDB would not refuse),
+/// each unaware of the other's writes. With it they share one instance; the instance closes
+/// when its last handle does.
+struct InstanceCache(sys::duckdb_instance_cache);
+
+// SAFETY: DuckDB's instance cache guards its map with a mutex; the handle is only passed to
+// duckdb_get_or_create_from_cache and never destroyed (it lives as long as the process).
+unsafe impl Send for InstanceCache {}
+unsafe impl Sync for InstanceCache {}
+
+fn instance_cache() -> sys::duckdb_instance_cache {
+    static CACHE: OnceLock<InstanceCache> = OnceLock::new();
+    // SAFETY: creating the cache has no preconditions.
+    CACHE
+        .get_or_init(|| InstanceCache(unsafe { sys::duckdb_create_instance_cache() }))
+        .0
+}
+
 impl Database {
-    /// Opens (or creates) the database file with the given start-up options.
+    /// Opens (or creates) the database file with the given start-up options, sharing the
+    /// instance with any other open handle on the same file in this process.
     pub fn open(path: &Path, options: &[(&str, &str)]) -> Result<Self, String> {
         let c_path = CString::new(path.to_string_lossy().as_bytes())
             .map_err(|_| "the path contains a NUL byte".to_owned())?;
@@ -91,7 +111,13 @@ impl Database {
             }
             let mut raw: sys::duckdb_database = ptr::null_mut();
             let mut error: *mut c_char = ptr::null_mut();
-            let state = sys::duckdb_open_ext(c_path.as_ptr(), &mut raw, config, &mut error);
+            let state = sys::duckdb_get_or_create_from_cache(
+                instance_cache(),
+                c_path.as_ptr(),
+                &mut raw,
+                config,
+                &mut error,
+            );
             sys::duckdb_destroy_config(&mut config);
             if state != sys::DuckDBSuccess {
                 let message = if error.is_null() {
@@ -110,8 +136,8 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from duckdb_open_ext; every Connection holds an Arc to this
-        // Database, so none is left when it closes.
+        // SAFETY: `raw` came from duckdb_get_or_create_from_cache; every Connection holds an Arc
+        // to this Database, so none is left when this handle closes.
         unsafe { sys::duckdb_close(&mut self.raw) }
     }
 }
