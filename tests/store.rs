@@ -385,3 +385,28 @@ fn two_opens_of_one_file_in_one_process_share_the_database() {
     let c = PipelineStore::open(&path).unwrap();
     assert_eq!(c.list_checkpoints().unwrap().len(), 2);
 }
+
+/// Saves through two stores on one file from two threads at once: their Arrow scans share the
+/// instance's scan catalog and must not trade views (each table holds its own frame).
+#[test]
+fn concurrent_saves_through_two_stores_on_one_file_keep_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.duckdb");
+    let stores = [
+        PipelineStore::open(&path).unwrap(),
+        PipelineStore::open(&path).unwrap(),
+    ];
+    std::thread::scope(|s| {
+        for (t, store) in stores.iter().enumerate() {
+            s.spawn(move || {
+                for i in 0..10i64 {
+                    let name = format!("s{t}_{i}");
+                    let frame = df!("who" => [t as i64; 3], "i" => [i; 3]).unwrap();
+                    store.save_dataframe(&name, &frame, "").unwrap();
+                    assert_frames_equal(&store.load_dataframe(&name).unwrap().unwrap(), &frame);
+                }
+            });
+        }
+    });
+    assert_eq!(stores[0].list_checkpoints().unwrap().len(), 20);
+}

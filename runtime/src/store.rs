@@ -24,6 +24,10 @@ pub(crate) const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint
 /// Arrow scan registers a persistent view, which a file catalog cannot serialise.
 const SCAN_CATALOG: &str = "__usher_scan";
 
+/// Numbers the scan views. Process-wide: stores on one file share one DuckDB instance and so
+/// one scan catalog, and their views must not collide.
+static SCAN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 /// The storage format new database files are written in. DuckDB 2.0 would otherwise write
 /// storage version 69, which the Python pipeline on duckdb 1.x cannot open.
 pub const DEFAULT_STORAGE_COMPATIBILITY: &str = "v1.0.0";
@@ -87,7 +91,6 @@ pub struct PipelineStore {
     read_only: bool,
     conn: Mutex<Connection>,
     scan_attached: std::sync::atomic::AtomicBool,
-    scan_counter: AtomicU64,
 }
 
 impl std::fmt::Debug for PipelineStore {
@@ -233,7 +236,6 @@ impl PipelineStore {
             read_only: options.read_only,
             conn: Mutex::new(conn),
             scan_attached: false.into(),
-            scan_counter: AtomicU64::new(0),
         })
     }
 
@@ -303,7 +305,7 @@ impl PipelineStore {
         let view = format!(
             "scan_{}_{}",
             std::process::id(),
-            self.scan_counter.fetch_add(1, Ordering::Relaxed)
+            SCAN_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let source = format!("{SCAN_CATALOG}.main.{}", quote_ident(&view));
         conn.execute(&format!("USE {SCAN_CATALOG}"))
