@@ -289,6 +289,7 @@ impl PipelineStore {
                 "cannot save table {table:?}: the frame has no columns"
             )));
         }
+        validate_column_names(table, df)?;
         let context = format!("saving table {table:?}");
         let mut stream = FrameStream::new(df).map_err(|message| Error::Arrow {
             what: format!("table {table:?}"),
@@ -493,6 +494,28 @@ fn open_error(path: &Path, message: String) -> Error {
             message,
         }
     }
+}
+
+/// DuckDB renames what it cannot take as a column name (an empty name becomes `v0`, the second
+/// of `Gene` and `gene` becomes `gene_1`) without a word: refuse such frames instead, so a
+/// loaded table always has the saved frame's column names.
+fn validate_column_names(table: &str, df: &DataFrame) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for name in df.get_column_names() {
+        if name.is_empty() {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: a column has an empty name, which DuckDB would rename"
+            )));
+        }
+        if let Some(previous) = seen.insert(name.to_lowercase(), name.as_str()) {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: columns {previous:?} and {:?} differ only in case, \
+                 and DuckDB's column names are case-insensitive",
+                name.as_str()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now_utc() -> NaiveDateTime {

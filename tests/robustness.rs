@@ -1,0 +1,251 @@
+//! Hostile and broken input, and a second process: typed errors naming the culprit, never a
+//! panic, a hang or a damaged store.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::assert_frames_equal;
+use usher_pipeline::polars::prelude::*;
+use usher_pipeline::{Error, PipelineStore};
+
+/// Child mode of `another_process_holding_the_store_gets_store_in_use`: hold the store open
+/// for writing until killed.
+#[test]
+fn child_holds_store_open() {
+    let Some(path) = std::env::var_os("USHER_TEST_HOLD_STORE") else {
+        return;
+    };
+    let store = PipelineStore::open(&path).unwrap();
+    store
+        .save_dataframe("held", &df!("x" => [1i64]).unwrap(), "")
+        .unwrap();
+    println!("ready");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn another_process_holding_the_store_gets_store_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.duckdb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holds_store_open",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("USHER_TEST_HOLD_STORE", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        // The test harness prints "test child_holds_store_open ... " on the same line.
+        ready = line.unwrap();
+        if ready.trim_end().ends_with("ready") {
+            break;
+        }
+    }
+    assert!(
+        ready.trim_end().ends_with("ready"),
+        "the child never opened the store: {ready:?}"
+    );
+    let started = std::time::Instant::now();
+    let err = PipelineStore::open(&path).unwrap_err();
+    let err_ro = PipelineStore::open_read_only(&path).unwrap_err();
+    let waited = started.elapsed();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for e in [&err, &err_ro] {
+        assert!(matches!(e, Error::StoreInUse { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("busy.duckdb") && text.contains("in use by another process"),
+            "{text}"
+        );
+    }
+    eprintln!("both refusals took {waited:?}");
+    // Once the holder is gone the store opens, with the holder's committed checkpoint.
+    let store = PipelineStore::open(&path).unwrap();
+    assert!(store.has_checkpoint("held").unwrap());
+}
+
+#[test]
+fn garbage_and_truncated_database_files_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.duckdb");
+    std::fs::write(&garbage, vec![0x5a; 64 * 1024]).unwrap();
+    let err = PipelineStore::open(&garbage).unwrap_err();
+    assert!(
+        matches!(err, Error::Open { .. }) && err.to_string().contains("garbage.duckdb"),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.duckdb");
+    {
+        let store = PipelineStore::open(&good).unwrap();
+        store
+            .save_dataframe(
+                "t",
+                &df!("x" => (0..100_000i64).collect::<Vec<_>>()).unwrap(),
+                "",
+            )
+            .unwrap();
+    }
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.path().join("truncated.duckdb");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    // DuckDB either refuses the file or finds the table unreadable: a typed error either way.
+    match PipelineStore::open(&truncated) {
+        Err(e) => assert!(e.to_string().contains("truncated.duckdb"), "{e}"),
+        Ok(store) => match store.load_dataframe("t") {
+            Err(e) => assert!(e.to_string().contains("truncated.duckdb"), "{e}"),
+            Ok(frame) => panic!("a truncated store loaded a frame: {frame:?}"),
+        },
+    }
+}
+
+/// Table names from the corpus are refused with a typed error or stored and read back; nothing
+/// else runs: the store's own tables and a sentinel table are intact afterwards.
+#[test]
+fn hostile_table_names_are_refused_or_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PipelineStore::open(dir.path().join("hostile.duckdb")).unwrap();
+    let sentinel = df!("x" => [42i64]).unwrap();
+    store
+        .save_dataframe("sentinel", &sentinel, "keep me")
+        .unwrap();
+    let long = "a".repeat(128);
+    let too_long = "a".repeat(129);
+    let names: Vec<&str> = vec![
+        "genes\"; DROP TABLE sentinel; --",
+        "genes'; DELETE FROM _checkpoints; --",
+        "a;b",
+        "select",
+        "from",
+        "table",
+        "_checkpoints",
+        "_provenance",
+        "",
+        " ",
+        "gène",
+        "基因",
+        "😀",
+        "a-b",
+        "a.b",
+        "a b",
+        "main.sentinel",
+        "\"sentinel\"",
+        "sentinel\0",
+        "1genes",
+        "GENES",
+        &long,
+        &too_long,
+        "ok_name_1",
+    ];
+    let frame = df!("v" => [1i64, 2, 3]).unwrap();
+    let (mut stored, mut refused) = (0, 0);
+    for name in &names {
+        match store.save_dataframe(name, &frame, "hostile") {
+            Ok(()) => {
+                assert_frames_equal(&store.load_dataframe(name).unwrap().unwrap(), &frame);
+                stored += 1;
+            }
+            Err(e @ (Error::InvalidTableName { .. } | Error::ReservedTableName { .. })) => {
+                assert!(
+                    e.to_string().contains(&format!("{name:?}")),
+                    "the message names the table: {e}"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("{name:?}: untyped failure {e}"),
+        }
+    }
+    assert_frames_equal(
+        &store.load_dataframe("sentinel").unwrap().unwrap(),
+        &sentinel,
+    );
+    let names_now: Vec<String> = store
+        .list_checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.table_name)
+        .collect();
+    assert_eq!(names_now.len(), 1 + stored, "{names_now:?}");
+    assert!(names_now.contains(&"sentinel".to_owned()));
+    eprintln!(
+        "table-name corpus: {} names, {stored} stored, {refused} refused",
+        names.len()
+    );
+}
+
+/// Column names are data, not SQL: any name polars allows is stored and read back exactly, or
+/// the save fails with a typed error and leaves nothing behind.
+#[test]
+fn hostile_column_names_round_trip_or_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PipelineStore::open(dir.path().join("columns.duckdb")).unwrap();
+    let long = "c".repeat(10_000);
+    let names: Vec<&str> = vec![
+        "plain",
+        "with space",
+        "quote\"inside",
+        "single'quote",
+        "semi;colon",
+        "DROP TABLE _checkpoints; --",
+        "select",
+        "gène 基因 😀",
+        "",
+        "a\nnewline",
+        "back\\slash",
+        &long,
+    ];
+    let (mut stored, mut refused) = (0, 0);
+    for (i, name) in names.iter().enumerate() {
+        let frame = DataFrame::new_infer_height(vec![
+            Column::new((*name).into(), [1i64, 2]),
+            Column::new("other".into(), ["a", "b"]),
+        ])
+        .unwrap();
+        let table = format!("cols_{i}");
+        match store.save_dataframe(&table, &frame, "") {
+            Ok(()) => {
+                assert_frames_equal(&store.load_dataframe(&table).unwrap().unwrap(), &frame);
+                stored += 1;
+            }
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e,
+                        Error::Duckdb { .. } | Error::Arrow { .. } | Error::Format(_)
+                    ),
+                    "{name:?}: {e}"
+                );
+                assert!(e.to_string().contains(&table), "{e}");
+                assert!(
+                    !store.has_checkpoint(&table).unwrap(),
+                    "a failed save leaves no checkpoint"
+                );
+                refused += 1;
+            }
+        }
+    }
+    // DuckDB's column names are case-insensitive: it would rename the second one, so the save
+    // is refused instead, naming both.
+    let dup = DataFrame::new_infer_height(vec![
+        Column::new("Gene".into(), [1i64]),
+        Column::new("gene".into(), [2i64]),
+    ])
+    .unwrap();
+    let err = store.save_dataframe("dup_cols", &dup, "").unwrap_err();
+    assert!(err.to_string().contains("\"Gene\" and \"gene\""), "{err}");
+    assert!(!store.has_checkpoint("dup_cols").unwrap());
+    assert_eq!(store.list_checkpoints().unwrap().len(), stored);
+    eprintln!(
+        "column-name corpus: {} names, {stored} stored, {refused} refused",
+        names.len()
+    );
+}
