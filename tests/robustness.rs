@@ -11,8 +11,9 @@ use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{Error, PipelineStore};
 
 /// Child mode of `another_process_holding_the_store_gets_store_in_use`: hold the store open
-/// for writing until killed.
+/// for writing until killed. Ignored: it runs only as that test's child process.
 #[test]
+#[ignore = "the child process of another_process_holding_the_store_gets_store_in_use"]
 fn child_holds_store_open() {
     let Some(path) = std::env::var_os("USHER_TEST_HOLD_STORE") else {
         return;
@@ -33,6 +34,7 @@ fn another_process_holding_the_store_gets_store_in_use() {
         .args([
             "--exact",
             "child_holds_store_open",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
