@@ -320,10 +320,16 @@ impl PipelineStore {
         if written.is_err() {
             let _ = conn.execute("ROLLBACK");
         }
-        let dropped = conn.execute(&format!("DROP VIEW IF EXISTS {source}"));
-        drop(stream);
-        written.map_err(self.duckdb_error(context.clone()))?;
-        dropped.map_err(self.duckdb_error(context))
+        if conn
+            .execute(&format!("DROP VIEW IF EXISTS {source}"))
+            .is_err()
+        {
+            // The view still points at the stream: keep the stream alive rather than leave a
+            // dangling view in the scan catalog. A bounded leak on a path DuckDB never takes
+            // in practice, and the checkpoint itself is committed (or rolled back) already.
+            std::mem::forget(stream);
+        }
+        written.map_err(self.duckdb_error(context))
     }
 
     fn write_checkpoint(
