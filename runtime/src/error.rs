@@ -115,6 +115,18 @@ pub enum Error {
     Format(String),
 }
 
+/// Creates the parent directories of `path` (the store file, a Parquet export, a sidecar).
+pub(crate) fn create_parent_dir(path: &std::path::Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            action: "create directory",
+            path: parent.to_owned(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Errors of loading and validating a [`PipelineConfig`](crate::PipelineConfig).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::PipelineConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, create_parent_dir};
 use crate::ffi::Param;
 use crate::pyjson;
 use crate::store::PipelineStore;
@@ -193,13 +193,7 @@ impl ProvenanceTracker {
     /// file is written to a temporary name and renamed, so a crash never leaves half a sidecar.
     pub fn save_sidecar(&self, output_path: impl AsRef<Path>) -> Result<PathBuf> {
         let path = sidecar_path(output_path.as_ref())?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                action: "create directory",
-                path: parent.to_owned(),
-                source,
-            })?;
-        }
+        create_parent_dir(&path)?;
         let text = pyjson::to_string(&self.create_metadata(), Some(2))
             .map_err(|e| Error::Format(e.to_string()))?;
         let tmp = path.with_file_name(format!(

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::*;
 
 use crate::config::PipelineConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, create_parent_dir};
 use crate::ffi::{Connection, Database, FrameStream, Param};
 
 /// The seed's DDL for the checkpoint metadata table, verbatim, so both pipelines agree on it.
@@ -186,12 +186,8 @@ impl PipelineStore {
                         .to_owned(),
                 });
             }
-        } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                action: "create directory",
-                path: parent.to_owned(),
-                source,
-            })?;
+        } else {
+            create_parent_dir(&path)?;
         }
         let threads = options.threads.map(|t| t.to_string());
         let mut settings: Vec<(&str, &str)> = Vec::new();
@@ -277,20 +273,13 @@ impl PipelineStore {
         mode: SaveMode,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
-        if self.read_only {
-            return Err(Error::Duckdb {
-                path: self.path.clone(),
-                context: format!("saving table {table:?}"),
-                message: "the store is open read-only".to_owned(),
-            });
-        }
-        if df.width() == 0 {
-            return Err(Error::Format(format!(
-                "cannot save table {table:?}: the frame has no columns"
-            )));
-        }
-        validate_column_names(table, df)?;
         let context = format!("saving table {table:?}");
+        if self.read_only {
+            return Err(self.duckdb_error(context)(
+                "the store is open read-only".to_owned(),
+            ));
+        }
+        validate_columns(table, df)?;
         let mut stream = FrameStream::new(df).map_err(|message| Error::Arrow {
             what: format!("table {table:?}"),
             message,
@@ -438,13 +427,7 @@ impl PipelineStore {
     pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
         validate_table_name(table)?;
         let output_path = output_path.as_ref();
-        if let Some(parent) = output_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                action: "create directory",
-                path: parent.to_owned(),
-                source,
-            })?;
-        }
+        create_parent_dir(output_path)?;
         let conn = self.lock();
         if !table_exists(&conn, table)
             .map_err(self.duckdb_error(format!("exporting table {table:?}")))?
@@ -505,7 +488,12 @@ fn open_error(path: &Path, message: String) -> Error {
 /// DuckDB renames what it cannot take as a column name (an empty name becomes `v0`, the second
 /// of `Gene` and `gene` becomes `gene_1`) without a word: refuse such frames instead, so a
 /// loaded table always has the saved frame's column names.
-fn validate_column_names(table: &str, df: &DataFrame) -> Result<()> {
+fn validate_columns(table: &str, df: &DataFrame) -> Result<()> {
+    if df.width() == 0 {
+        return Err(Error::Format(format!(
+            "cannot save table {table:?}: the frame has no columns"
+        )));
+    }
     let mut seen = std::collections::HashMap::new();
     for name in df.get_column_names() {
         if name.is_empty() {
