@@ -25,4 +25,9 @@
 //! # Ok(()) }
 //! ```
 
+pub use usher_pipeline_core::*;
 pub use usher_pipeline_runtime::*;
+
+/// The context of a pipeline run over the DuckDB [`PipelineStore`]: what `#[checkpointed]`
+/// functions take as `&Pipeline`. See [`usher_pipeline_core::Pipeline`] for its methods.
+pub type Pipeline = usher_pipeline_core::Pipeline<PipelineStore>;

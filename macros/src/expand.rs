@@ -17,9 +17,9 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
     } = func;
     let table = args.table.as_ref().expect("validated");
     let function = sig.ident.to_string();
-    let (code, pinned) = match &args.version {
-        Some(v) => (v.value(), true),
-        None => (code_hash(func), false),
+    let code = match &args.version {
+        Some(v) => format!("version:{}", v.value()),
+        None => format!("tokens:{}", code_hash(func)),
     };
     let context = &checked.context;
     let ret = &checked.ret;
@@ -32,7 +32,7 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
         let name = &p.name;
         let name_str = name.to_string();
         let span = span_of(&p.ty);
-        quote_spanned! {span=> __usher_key.arg(#name_str, #private::key_arg(&#name))?; }
+        quote_spanned! {span=> __usher_key.arg(#name_str, #private::key_arg(&#name)); }
     });
     let checks = quote_spanned! {ret_span=>
         #private::assert_fetch_result::<#ret>();
@@ -50,7 +50,6 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
                 table: #table,
                 function: #function,
                 code: #code,
-                code_pinned: #pinned,
             };
             let mut __usher_key = #private::KeyBuilder::new();
             #(#key_args)*

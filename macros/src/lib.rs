@@ -233,6 +233,6 @@ mod tests {
             ),
         )
         .to_string();
-        assert!(pinned.contains("code : \"7\""), "{pinned}");
+        assert!(pinned.contains("code : \"version:7\""), "{pinned}");
     }
 }

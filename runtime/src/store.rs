@@ -8,9 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::NaiveDateTime;
 use polars::prelude::*;
 
-use crate::config::PipelineConfig;
-use crate::error::{Error, Result, create_parent_dir};
 use crate::ffi::{Connection, Database, FrameStream, Param};
+use usher_pipeline_core::__private::create_parent_dir;
+use usher_pipeline_core::{
+    CheckpointKey, CheckpointStore, Error, PipelineConfig, ProvenanceRecord, Result,
+    StoredCheckpoint, validate_table_name, validate_writable_table_name,
+};
 
 /// The seed's DDL for the checkpoint metadata table, verbatim, so both pipelines agree on it.
 pub(crate) const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoints (
@@ -18,6 +21,27 @@ pub(crate) const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint
     created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
     row_count INTEGER,
     description VARCHAR
+)";
+
+/// The key of each checkpoint saved by `#[checkpointed]`. A separate table, so the Python
+/// pipeline's `_checkpoints` keeps its exact columns; a row counts only while its
+/// `checkpoint_created_at` equals the checkpoint's `created_at`, so a table the Python code
+/// re-saves (new `created_at`) is never mistaken for a keyed checkpoint.
+pub(crate) const KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_keys (
+    table_name VARCHAR PRIMARY KEY,
+    checkpoint_created_at TIMESTAMP,
+    key VARCHAR,
+    function VARCHAR,
+    code VARCHAR,
+    arguments VARCHAR
+)";
+
+/// The DDL of the provenance table, as the Python pipeline creates it.
+const PROVENANCE_DDL: &str = "CREATE TABLE IF NOT EXISTS _provenance (
+    version VARCHAR,
+    config_hash VARCHAR,
+    created_at TIMESTAMP,
+    steps_json VARCHAR
 )";
 
 /// The in-memory catalog that holds the short-lived Arrow scan views of a save. DuckDB's
@@ -91,6 +115,8 @@ pub struct PipelineStore {
     read_only: bool,
     conn: Mutex<Connection>,
     scan_attached: std::sync::atomic::AtomicBool,
+    /// Whether `_checkpoint_keys` exists (a read-only store written by Python may lack it).
+    keys_table: bool,
 }
 
 impl std::fmt::Debug for PipelineStore {
@@ -105,51 +131,6 @@ impl std::fmt::Debug for PipelineStore {
 /// Quotes an SQL identifier: `a"b` -> `"a""b"`.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-const MAX_TABLE_NAME: usize = 128;
-
-/// Checks that `name` is a plain identifier that can be read: ASCII letters, digits and `_`,
-/// not starting with a digit.
-pub(crate) fn validate_table_name(name: &str) -> Result<()> {
-    let invalid = |reason| {
-        Err(Error::InvalidTableName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return invalid("the name is empty");
-    }
-    if name.len() > MAX_TABLE_NAME {
-        return invalid("the name is longer than 128 characters");
-    }
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        return invalid("a table name must start with a letter or `_`");
-    }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return invalid("a table name may contain only ASCII letters, digits and `_`");
-    }
-    Ok(())
-}
-
-/// Checks that `name` may be written: a plain identifier, lowercase (DuckDB's catalog is
-/// case-insensitive while `_checkpoints` is not, so `Genes` and `genes` would be one table with
-/// two checkpoints), and not reserved.
-pub(crate) fn validate_writable_table_name(name: &str) -> Result<()> {
-    validate_table_name(name)?;
-    if name.starts_with('_') {
-        return Err(Error::ReservedTableName {
-            name: name.to_owned(),
-        });
-    }
-    if name.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(Error::InvalidTableName {
-            name: name.to_owned(),
-            reason: "use lowercase: DuckDB table names are case-insensitive, so `Genes` and `genes` would collide",
-        });
-    }
-    Ok(())
 }
 
 impl PipelineStore {
@@ -222,16 +203,23 @@ impl PipelineStore {
             .ok()
             .and_then(|c| c.str().ok()?.get(0).map(str::to_owned))
             .ok_or_else(|| fail("reading the catalog name", "no catalog".to_owned()))?;
-        if !options.read_only {
+        let keys_table = if options.read_only {
+            table_exists(&conn, "_checkpoint_keys")
+                .map_err(|m| fail("looking for _checkpoint_keys", m))?
+        } else {
             conn.execute(CHECKPOINTS_DDL)
                 .map_err(|m| fail("creating _checkpoints", m))?;
-        }
+            conn.execute(KEYS_DDL)
+                .map_err(|m| fail("creating _checkpoint_keys", m))?;
+            true
+        };
         Ok(PipelineStore {
             path,
             catalog: quote_ident(&catalog),
             read_only: options.read_only,
             conn: Mutex::new(conn),
             scan_attached: false.into(),
+            keys_table,
         })
     }
 
@@ -272,6 +260,19 @@ impl PipelineStore {
         description: &str,
         mode: SaveMode,
     ) -> Result<()> {
+        self.save_keyed(table, df, description, mode, None)
+    }
+
+    /// [`save`](Self::save), recording `key` for the checkpoint in the same transaction (or,
+    /// with `None`, removing any previous key: the new data was not made by it).
+    fn save_keyed(
+        &self,
+        table: &str,
+        df: &DataFrame,
+        description: &str,
+        mode: SaveMode,
+        key: Option<&CheckpointKey>,
+    ) -> Result<()> {
         validate_writable_table_name(table)?;
         let context = format!("saving table {table:?}");
         if self.read_only {
@@ -305,7 +306,8 @@ impl PipelineStore {
             .map_err(self.duckdb_error(context.clone()))?;
         scanned.map_err(self.duckdb_error(context.clone()))?;
 
-        let written = self.write_checkpoint(&conn, table, &source, df.height(), description, mode);
+        let written =
+            Self::write_checkpoint(&conn, table, &source, df.height(), description, mode, key);
         if written.is_err() {
             let _ = conn.execute("ROLLBACK");
         }
@@ -321,14 +323,15 @@ impl PipelineStore {
         written.map_err(self.duckdb_error(context))
     }
 
+    /// The transaction of a save: table, `_checkpoints` row and key (or no key).
     fn write_checkpoint(
-        &self,
         conn: &Connection,
         table: &str,
         source: &str,
         rows: usize,
         description: &str,
         mode: SaveMode,
+        key: Option<&CheckpointKey>,
     ) -> std::result::Result<(), String> {
         let target = quote_ident(table);
         conn.execute("BEGIN TRANSACTION")?;
@@ -347,10 +350,15 @@ impl PipelineStore {
         let row_count = i32::try_from(row_count).map_err(|_| {
             format!("{row_count} rows do not fit the INTEGER row_count column of _checkpoints")
         })?;
-        conn.query(
+        let created_at = now_utc();
+        conn.query_cached(
             "INSERT OR REPLACE INTO _checkpoints (table_name, row_count, description, created_at) VALUES (?, ?, ?, ?)",
-            &[table.into(), Param::Int(row_count.into()), description.into(), Param::Timestamp(now_utc())],
+            &[table.into(), Param::Int(row_count.into()), description.into(), Param::Timestamp(created_at)],
         )?;
+        match key {
+            Some(key) => write_key(conn, table, Some(created_at), key)?,
+            None => delete_key(conn, table)?,
+        }
         conn.execute("COMMIT")
     }
 
@@ -416,6 +424,7 @@ impl PipelineStore {
                 )
                 .map(drop)
             })
+            .and_then(|_| delete_key(&conn, table))
             .and_then(|_| conn.execute("COMMIT"));
         if result.is_err() {
             let _ = conn.execute("ROLLBACK");
@@ -469,6 +478,166 @@ impl PipelineStore {
 
     /// Closes the database. Dropping the store does the same; this only makes it explicit.
     pub fn close(self) {}
+}
+
+/// Records `key` for the checkpoint of `table` created at `created_at`.
+fn write_key(
+    conn: &Connection,
+    table: &str,
+    created_at: Option<NaiveDateTime>,
+    key: &CheckpointKey,
+) -> std::result::Result<(), String> {
+    conn.query_cached(
+        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments) VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            table.into(),
+            created_at.map_or(Param::Null, Param::Timestamp),
+            key.key.as_str().into(),
+            key.function.as_str().into(),
+            key.code.as_str().into(),
+            key.arguments.as_str().into(),
+        ],
+    )
+    .map(drop)
+}
+
+fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), String> {
+    conn.query_cached(
+        "DELETE FROM _checkpoint_keys WHERE table_name = ?",
+        &[table.into()],
+    )
+    .map(drop)
+}
+
+/// A checkpoint's `_checkpoints` row joined with its key, when the key is for this very save.
+const CHECKPOINT_SQL: &str = "SELECT CAST(c.created_at AS TIMESTAMP) AS created_at, \
+    CAST(c.row_count AS BIGINT) AS row_count, k.key, k.function, k.code, k.arguments \
+    FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
+    AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at WHERE c.table_name = ?";
+
+/// As [`CHECKPOINT_SQL`], for a store without `_checkpoint_keys`.
+const CHECKPOINT_UNKEYED_SQL: &str = "SELECT CAST(created_at AS TIMESTAMP) AS created_at, \
+    CAST(row_count AS BIGINT) AS row_count, NULL::VARCHAR AS key, NULL::VARCHAR AS function, \
+    NULL::VARCHAR AS code, NULL::VARCHAR AS arguments FROM _checkpoints WHERE table_name = ?";
+
+fn stored_checkpoint(df: &DataFrame) -> PolarsResult<Option<StoredCheckpoint>> {
+    if df.height() == 0 {
+        return Ok(None);
+    }
+    let created = df.column("created_at")?.datetime()?;
+    let text = |name: &str| -> PolarsResult<Option<String>> {
+        Ok(df.column(name)?.str()?.get(0).map(str::to_owned))
+    };
+    let key = match (
+        text("key")?,
+        text("function")?,
+        text("code")?,
+        text("arguments")?,
+    ) {
+        (Some(key), Some(function), Some(code), Some(arguments)) => Some(CheckpointKey {
+            key,
+            function,
+            code,
+            arguments,
+        }),
+        _ => None,
+    };
+    Ok(Some(StoredCheckpoint {
+        created_at: created
+            .physical()
+            .get(0)
+            .and_then(|v| timestamp_to_naive(v, created.time_unit())),
+        row_count: df.column("row_count")?.i64()?.get(0),
+        key,
+    }))
+}
+
+impl CheckpointStore for PipelineStore {
+    fn from_config(config: &PipelineConfig) -> Result<Self> {
+        PipelineStore::from_config(config)
+    }
+
+    fn checkpoint(&self, table: &str) -> Result<Option<StoredCheckpoint>> {
+        validate_table_name(table)?;
+        let sql = if self.keys_table {
+            CHECKPOINT_SQL
+        } else {
+            CHECKPOINT_UNKEYED_SQL
+        };
+        let context = || format!("reading the checkpoint of {table:?}");
+        let df = self
+            .lock()
+            .query_cached(sql, &[table.into()])
+            .map_err(self.duckdb_error(context()))?;
+        stored_checkpoint(&df).map_err(|e| self.duckdb_error(context())(e.to_string()))
+    }
+
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
+        self.load_dataframe(table)
+    }
+
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+    ) -> Result<()> {
+        self.save_keyed(table, frame, description, SaveMode::Replace, Some(key))
+    }
+
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+    ) -> Result<bool> {
+        validate_writable_table_name(table)?;
+        let context = format!("adopting the checkpoint of {table:?}");
+        if self.read_only || !self.keys_table {
+            return Err(self.duckdb_error(context)(
+                "the store is open read-only".to_owned(),
+            ));
+        }
+        let conn = self.lock();
+        let adopted = (|| {
+            conn.execute("BEGIN TRANSACTION")?;
+            let same = conn.query_i64_cached(
+                "SELECT count(*) FROM _checkpoints WHERE table_name = ? \
+                 AND CAST(created_at AS TIMESTAMP) IS NOT DISTINCT FROM ?",
+                &[
+                    table.into(),
+                    created_at.map_or(Param::Null, Param::Timestamp),
+                ],
+            )? == 1;
+            if same {
+                write_key(&conn, table, created_at, key)?;
+            }
+            conn.execute("COMMIT")?;
+            Ok(same)
+        })();
+        if adopted.is_err() {
+            let _ = conn.execute("ROLLBACK");
+        }
+        adopted.map_err(self.duckdb_error(context))
+    }
+
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+        let params = [
+            Param::Text(record.version.clone()),
+            Param::Text(record.config_hash.clone()),
+            Param::Timestamp(record.created_at),
+            Param::Text(record.steps_json.clone()),
+        ];
+        self.with_connection(
+            |conn| {
+                conn.execute(PROVENANCE_DDL)?;
+                conn.query("INSERT INTO _provenance (version, config_hash, created_at, steps_json) VALUES (?, ?, ?, ?)", &params)
+                    .map(drop)
+            },
+            "saving provenance to _provenance",
+        )
+    }
 }
 
 fn open_error(path: &Path, message: String) -> Error {

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Errors of [`PipelineStore`](crate::PipelineStore), [`ProvenanceTracker`](crate::ProvenanceTracker)
-/// and their file formats.
+/// Errors of the store, the [`ProvenanceTracker`](crate::ProvenanceTracker), checkpointed
+/// calls and their file formats.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -109,6 +109,44 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A checkpoint without a key (written by the Python pipeline, saved by hand, or re-saved
+    /// since `#[checkpointed]` saved it) under the default [`UnkeyedPolicy::Refuse`](crate::UnkeyedPolicy).
+    #[error(
+        "table {table:?} has a checkpoint without a key (written by the Python pipeline or saved by hand), \
+         so it is unknown which arguments and code made it: keep it with USHER_UNKEYED=adopt \
+         (or `Pipeline::with_unkeyed(UnkeyedPolicy::Adopt)`), or replace it with USHER_UNKEYED=recompute"
+    )]
+    UnkeyedCheckpoint {
+        /// The table.
+        table: String,
+    },
+
+    /// An argument of a `#[checkpointed]` function could not be serialised into the key.
+    #[error(
+        "cannot put argument `{argument}` of `{function}` into the checkpoint key of table {table:?}: {message}"
+    )]
+    Key {
+        /// The table.
+        table: String,
+        /// The function.
+        function: String,
+        /// The argument.
+        argument: String,
+        /// serde's message.
+        message: String,
+    },
+
+    /// A setting (an environment variable such as `USHER_FORCE`) has a value that cannot be used.
+    #[error("invalid {setting}={value:?}: {message}")]
+    Setting {
+        /// The setting's name.
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A value does not fit the on-disk format (a row count beyond `INTEGER`, a non-finite
     /// float in provenance details...).
     #[error("{0}")]
@@ -116,7 +154,7 @@ pub enum Error {
 }
 
 /// Creates the parent directories of `path` (the store file, a Parquet export, a sidecar).
-pub(crate) fn create_parent_dir(path: &std::path::Path) -> Result<()> {
+pub fn create_parent_dir(path: &std::path::Path) -> Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => std::fs::create_dir_all(parent).map_err(|source| Error::Io {
             action: "create directory",

@@ -11,19 +11,10 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::checkpoint::{CheckpointStore, ProvenanceRecord};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result, create_parent_dir};
-use crate::ffi::Param;
 use crate::pyjson;
-use crate::store::PipelineStore;
-
-/// The DDL of the provenance table, as the Python pipeline creates it.
-const PROVENANCE_DDL: &str = "CREATE TABLE IF NOT EXISTS _provenance (
-    version VARCHAR,
-    config_hash VARCHAR,
-    created_at TIMESTAMP,
-    steps_json VARCHAR
-)";
 
 /// One recorded processing step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,25 +224,23 @@ impl ProvenanceTracker {
         })
     }
 
-    /// Appends this run's record to the store's `_provenance` table (created if missing).
-    pub fn save_to_store(&self, store: &PipelineStore) -> Result<()> {
+    /// This run's record as a `_provenance` row: the Python pipeline's columns, steps as
+    /// `json.dumps(steps)`.
+    pub fn store_record(&self) -> Result<ProvenanceRecord> {
         let metadata = self.create_metadata();
         let steps_json = pyjson::to_string(&metadata.processing_steps, None)
             .map_err(|e| Error::Format(e.to_string()))?;
-        let params = [
-            Param::Text(metadata.pipeline_version),
-            Param::Text(metadata.config_hash),
-            Param::Timestamp(metadata.created_at.naive_utc()),
-            Param::Text(steps_json),
-        ];
-        store.with_connection(
-            |conn| {
-                conn.execute(PROVENANCE_DDL)?;
-                conn.query("INSERT INTO _provenance (version, config_hash, created_at, steps_json) VALUES (?, ?, ?, ?)", &params)
-                    .map(drop)
-            },
-            "saving provenance to _provenance",
-        )
+        Ok(ProvenanceRecord {
+            version: metadata.pipeline_version,
+            config_hash: metadata.config_hash,
+            created_at: metadata.created_at.naive_utc(),
+            steps_json,
+        })
+    }
+
+    /// Appends this run's record to the store's `_provenance` table (created if missing).
+    pub fn save_to_store<S: CheckpointStore + ?Sized>(&self, store: &S) -> Result<()> {
+        store.append_provenance(&self.store_record()?)
     }
 }
 

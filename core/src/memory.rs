@@ -1,0 +1,142 @@
+//! `MemoryStore`: checkpoints held in memory, for tests of pipeline logic and for dry runs.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::NaiveDateTime;
+use polars::prelude::DataFrame;
+
+use crate::checkpoint::{CheckpointKey, CheckpointStore, ProvenanceRecord, StoredCheckpoint};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::names::{validate_table_name, validate_writable_table_name};
+
+/// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
+/// unkeyed checkpoints). Nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tables: BTreeMap<String, Entry>,
+    provenance: Vec<ProvenanceRecord>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    frame: DataFrame,
+    created_at: NaiveDateTime,
+    key: Option<CheckpointKey>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Saves `frame` as `table` without a key, as the Python pipeline or a hand-written save
+    /// would.
+    pub fn save_unkeyed(&self, table: &str, frame: &DataFrame) -> Result<()> {
+        validate_writable_table_name(table)?;
+        self.lock().tables.insert(
+            table.to_owned(),
+            Entry {
+                frame: frame.clone(),
+                created_at: now(),
+                key: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// The names of the tables held, sorted.
+    pub fn tables(&self) -> Vec<String> {
+        self.lock().tables.keys().cloned().collect()
+    }
+
+    /// The key `table` was saved with, if any.
+    pub fn key(&self, table: &str) -> Option<CheckpointKey> {
+        self.lock().tables.get(table).and_then(|e| e.key.clone())
+    }
+
+    /// The provenance rows appended so far.
+    pub fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
+        self.lock().provenance.clone()
+    }
+}
+
+fn now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+impl CheckpointStore for MemoryStore {
+    fn from_config(_: &PipelineConfig) -> Result<Self> {
+        Ok(Self::new())
+    }
+
+    fn checkpoint(&self, table: &str) -> Result<Option<StoredCheckpoint>> {
+        validate_table_name(table)?;
+        Ok(self.lock().tables.get(table).map(|e| StoredCheckpoint {
+            created_at: Some(e.created_at),
+            row_count: i64::try_from(e.frame.height()).ok(),
+            key: e.key.clone(),
+        }))
+    }
+
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        Ok(self.lock().tables.get(table).map(|e| e.frame.clone()))
+    }
+
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        _description: &str,
+        key: &CheckpointKey,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        if frame.width() == 0 {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: the frame has no columns"
+            )));
+        }
+        self.lock().tables.insert(
+            table.to_owned(),
+            Entry {
+                frame: frame.clone(),
+                created_at: now(),
+                key: Some(key.clone()),
+            },
+        );
+        Ok(())
+    }
+
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+    ) -> Result<bool> {
+        let mut inner = self.lock();
+        match inner.tables.get_mut(table) {
+            Some(entry) if Some(entry.created_at) == created_at => {
+                entry.key = Some(key.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+        self.lock().provenance.push(record.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! What `#[checkpointed]` expands to call. Not a public API: the attribute is.
+//!
+//! Kept here, in ordinary code, so the expansion is a few lines that read like the hand-written
+//! check-load-or-run-save-record it replaces; the generic parts are thin and hand over to
+//! non-generic methods of [`Pipeline`] at once.
+
+use std::future::Future;
+use std::sync::PoisonError;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+pub use crate::error::create_parent_dir;
+
+use crate::checkpoint::{
+    Checkpoint, CheckpointKey, CheckpointStore, FetchError, FetchResult, KeyArg,
+};
+use crate::error::{Error, Result};
+use crate::pipeline::{Call, Outcome, Pipeline, PipelineContext, Plan};
+
+/// The attribute's arguments, as the expansion passes them.
+#[derive(Debug)]
+pub struct Spec {
+    /// `table = "..."`.
+    pub table: &'static str,
+    /// The function's name.
+    pub function: &'static str,
+    /// `version:<v>` when pinned, else `tokens:<hash of the function's tokens>`.
+    pub code: &'static str,
+}
+
+/// The key arguments of one call, collected before the body runs.
+#[derive(Debug, Default)]
+pub struct KeyBuilder {
+    arguments: Map<String, Value>,
+    error: Option<(&'static str, String)>,
+}
+
+/// One key argument, serialised (or why it could not be).
+#[derive(Debug)]
+pub struct KeyValue(std::result::Result<Value, String>);
+
+/// Serialises a key argument. Its bound is where a type that cannot be part of the key is
+/// reported, at the parameter's type.
+pub fn key_arg<T: KeyArg + ?Sized>(value: &T) -> KeyValue {
+    KeyValue(value.key_value())
+}
+
+impl KeyBuilder {
+    /// An empty key.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the argument `name`.
+    pub fn arg(&mut self, name: &'static str, value: KeyValue) {
+        match value.0 {
+            Ok(v) => {
+                self.arguments.insert(name.to_owned(), v);
+            }
+            Err(message) => {
+                self.error.get_or_insert((name, message));
+            }
+        }
+    }
+
+    fn finish(self, spec: &Spec) -> Result<CheckpointKey> {
+        if let Some((argument, message)) = self.error {
+            return Err(Error::Key {
+                table: spec.table.to_owned(),
+                function: spec.function.to_owned(),
+                argument: argument.to_owned(),
+                message,
+            });
+        }
+        CheckpointKey::new(spec.function, spec.code, self.arguments)
+    }
+}
+
+/// Checks the return type at compile time: a `Result` whose value can be a checkpoint and
+/// whose error can carry the store's errors.
+pub fn assert_fetch_result<R>()
+where
+    R: FetchResult,
+    R::Value: Checkpoint,
+    R::Error: FetchError,
+{
+}
+
+/// The pipeline behind the context parameter.
+pub fn context<C: PipelineContext + ?Sized>(context: &C) -> &Pipeline<C::Store> {
+    context.pipeline()
+}
+
+/// A synchronous checkpointed call: load the checkpoint, or run `body`, save and record.
+/// Two threads asking for the same table run one body; the other loads its result.
+pub fn run<S, T, E>(
+    pipeline: &Pipeline<S>,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    S: CheckpointStore,
+    T: Checkpoint,
+    E: From<Error>,
+{
+    let started = Instant::now();
+    let key = key.finish(spec)?;
+    let lock = pipeline.table_lock(spec.table);
+    let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    let call = Call {
+        table: spec.table,
+        function: spec.function,
+        key: &key,
+        started,
+    };
+    let (outcome, reason) = match plan_and_load(pipeline, &call)? {
+        Ok(frame) => return Ok(T::from_frame(frame)),
+        Err(compute) => compute,
+    };
+    let value = body().inspect_err(|_| failed(spec))?;
+    pipeline.save(&call, outcome, reason.as_deref(), value.as_frame())?;
+    Ok(value)
+}
+
+/// An `async` checkpointed call: as [`run`], awaiting `body`. The returned future is `Send`
+/// when `body` is. Concurrent calls for the same table are not merged: each that misses runs
+/// its body, and the last save wins.
+pub async fn run_async<S, T, E, F>(
+    pipeline: &Pipeline<S>,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: F,
+) -> std::result::Result<T, E>
+where
+    S: CheckpointStore,
+    T: Checkpoint,
+    E: From<Error>,
+    F: Future<Output = std::result::Result<T, E>>,
+{
+    let started = Instant::now();
+    let key = key.finish(spec)?;
+    let call = Call {
+        table: spec.table,
+        function: spec.function,
+        key: &key,
+        started,
+    };
+    let (outcome, reason) = match plan_and_load(pipeline, &call)? {
+        Ok(frame) => return Ok(T::from_frame(frame)),
+        Err(compute) => compute,
+    };
+    let value = body.await.inspect_err(|_| failed(spec))?;
+    pipeline.save(&call, outcome, reason.as_deref(), value.as_frame())?;
+    Ok(value)
+}
+
+type Compute = (Outcome, Option<String>);
+
+/// The loaded checkpoint of a hit, or why and how to compute.
+fn plan_and_load<S: CheckpointStore>(
+    pipeline: &Pipeline<S>,
+    call: &Call<'_>,
+) -> Result<std::result::Result<polars::prelude::DataFrame, Compute>> {
+    let compute = match pipeline.plan(call.table, call.key)? {
+        Plan::Load(outcome) => match pipeline.load(call, outcome)? {
+            Some(frame) => return Ok(Ok(frame)),
+            None => (
+                Outcome::Stale,
+                Some("the checkpoint's table is missing".to_owned()),
+            ),
+        },
+        Plan::Compute(outcome, reason) => (outcome, reason),
+    };
+    tracing::info!(
+        table = call.table,
+        function = call.function,
+        outcome = compute.0.as_str(),
+        reason = compute.1.as_deref(),
+        "running the body"
+    );
+    Ok(Err(compute))
+}
+
+fn failed(spec: &Spec) {
+    tracing::warn!(
+        table = spec.table,
+        function = spec.function,
+        "the body failed: nothing saved"
+    );
+}
