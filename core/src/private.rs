@@ -77,34 +77,24 @@ impl KeyBuilder {
     }
 }
 
-/// Checks the return type at compile time: a `Result` whose value can be a checkpoint and
-/// whose error can carry the store's errors.
-pub fn assert_fetch_result<R>()
-where
-    R: FetchResult,
-    R::Value: Checkpoint,
-    R::Error: FetchError,
-{
-}
-
-/// The pipeline behind the context parameter.
-pub fn context<C: PipelineContext + ?Sized>(context: &C) -> &Pipeline<C::Store> {
-    context.pipeline()
-}
+/// Checks at compile time that the return type is a `Result` (what `run` requires of its
+/// value and error is reported by `run`'s own bounds, at the same place).
+pub fn assert_fetch_result<R: FetchResult>() {}
 
 /// A synchronous checkpointed call: load the checkpoint, or run `body`, save and record.
 /// Two threads asking for the same table run one body; the other loads its result.
-pub fn run<S, T, E>(
-    pipeline: &Pipeline<S>,
+pub fn run<C, T, E>(
+    context: &C,
     spec: &Spec,
     key: KeyBuilder,
     body: impl FnOnce() -> std::result::Result<T, E>,
 ) -> std::result::Result<T, E>
 where
-    S: CheckpointStore,
+    C: PipelineContext + ?Sized,
     T: Checkpoint,
-    E: From<Error>,
+    E: FetchError,
 {
+    let pipeline = context.pipeline();
     let started = Instant::now();
     let key = key.finish(spec)?;
     let lock = pipeline.table_lock(spec.table);
@@ -127,18 +117,19 @@ where
 /// An `async` checkpointed call: as [`run`], awaiting `body`. The returned future is `Send`
 /// when `body` is. Concurrent calls for the same table are not merged: each that misses runs
 /// its body, and the last save wins.
-pub async fn run_async<S, T, E, F>(
-    pipeline: &Pipeline<S>,
+pub async fn run_async<C, T, E, F>(
+    context: &C,
     spec: &Spec,
     key: KeyBuilder,
     body: F,
 ) -> std::result::Result<T, E>
 where
-    S: CheckpointStore,
+    C: PipelineContext + ?Sized,
     T: Checkpoint,
-    E: From<Error>,
+    E: FetchError,
     F: Future<Output = std::result::Result<T, E>>,
 {
+    let pipeline = context.pipeline();
     let started = Instant::now();
     let key = key.finish(spec)?;
     let call = Call {

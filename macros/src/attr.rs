@@ -18,6 +18,9 @@ pub(crate) struct Args {
     pub context: Option<Ident>,
     /// Problems found while parsing, reported together.
     pub errors: Vec<syn::Error>,
+    /// A `table` argument was written (or suggested for a misspelt key), even if its value is
+    /// bad: then "missing `table`" would only repeat that error.
+    table_mentioned: bool,
 }
 
 const KEYS: [&str; 4] = ["table", "version", "skip", "context"];
@@ -41,6 +44,7 @@ impl Args {
         }
         match name.as_str() {
             "table" => {
+                self.table_mentioned = true;
                 if let Some(lit) = self.string_literal(&meta, "table")? {
                     self.check_table(&lit);
                     self.table.get_or_insert(lit);
@@ -87,7 +91,10 @@ impl Args {
                     .map(|k| (strsim::levenshtein(k, &name), *k))
                     .filter(|(d, _)| *d <= 2)
                     .min()
-                    .map(|(_, k)| format!("; did you mean `{k}`?"))
+                    .map(|(_, k)| k);
+                self.table_mentioned |= suggestion == Some("table");
+                let suggestion = suggestion
+                    .map(|k| format!("; did you mean `{k}`?"))
                     .unwrap_or_default();
                 self.errors.push(syn::Error::new_spanned(
                     path,
@@ -149,7 +156,7 @@ impl Args {
 
     /// Checks done once every argument is read.
     pub fn finish(&mut self) {
-        if self.table.is_none() {
+        if self.table.is_none() && !self.table_mentioned {
             self.errors.push(syn::Error::new(
                 Span::call_site(),
                 "missing `table`: write `#[checkpointed(table = \"name\")]` to name the checkpoint's table",

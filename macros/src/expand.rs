@@ -32,15 +32,25 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
         let name = &p.name;
         let name_str = name.to_string();
         let span = span_of(&p.ty);
-        quote_spanned! {span=> __usher_key.arg(#name_str, #private::key_arg(&#name)); }
+        // A reference parameter is passed as it is, so a bad type is named as written
+        // (`Client`, not `&Client`).
+        let value = match &p.ty {
+            syn::Type::Reference(_) => quote_spanned!(span=> #name),
+            _ => quote_spanned!(span=> &#name),
+        };
+        quote_spanned! {span=> __usher_key.arg(#name_str, #private::key_arg(#value)); }
     });
+    // Paths are written out inside `quote_spanned!` (not interpolated from `private`, whose
+    // tokens carry the attribute's span) so a bound the call fails is reported at the return type.
     let checks = quote_spanned! {ret_span=>
-        #private::assert_fetch_result::<#ret>();
+        ::usher_pipeline::__private::assert_fetch_result::<#ret>();
     };
+    // The call is spanned at the return type, so what the runtime requires of it (a value that
+    // can be a checkpoint, an error that takes the store's) is reported there.
     let run = if sig.asyncness.is_some() {
-        quote! { #private::run_async(#private::context(#context), &__usher_spec, __usher_key, async move #block).await }
+        quote_spanned! {ret_span=> ::usher_pipeline::__private::run_async(#context, &__usher_spec, __usher_key, async move #block).await }
     } else {
-        quote! { #private::run(#private::context(#context), &__usher_spec, __usher_key, move || #block) }
+        quote_spanned! {ret_span=> ::usher_pipeline::__private::run(#context, &__usher_spec, __usher_key, move || #block) }
     };
     quote! {
         #(#attrs)*

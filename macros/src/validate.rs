@@ -35,6 +35,14 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
         ));
     }
     let ret = match &sig.output {
+        // The commonest slip, caught here so it is one error instead of three type mismatches.
+        ReturnType::Type(_, ty) if last_segment_is(ty, "DataFrame") => {
+            errors.push(syn::Error::new_spanned(
+                ty,
+                "a `#[checkpointed]` function must return `Result<DataFrame, E>`: the error type carries the body's and the store's failures",
+            ));
+            None
+        }
         ReturnType::Type(_, ty) => Some((**ty).clone()),
         ReturnType::Default => {
             errors.push(syn::Error::new_spanned(
@@ -130,6 +138,17 @@ fn is_pipeline_ref(ty: &Type) -> bool {
             _ => false,
         },
         Type::Group(g) => is_pipeline_ref(&g.elem),
+        _ => false,
+    }
+}
+
+/// `DataFrame`, `polars::prelude::DataFrame`.
+fn last_segment_is(ty: &Type, name: &str) -> bool {
+    match ty {
+        Type::Path(p) => {
+            p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name)
+        }
+        Type::Group(g) => last_segment_is(&g.elem, name),
         _ => false,
     }
 }

@@ -1,0 +1,14 @@
+use usher_pipeline::polars::prelude::DataFrame;
+use usher_pipeline::{checkpointed, Pipeline};
+
+#[derive(Debug)]
+enum FetchError {
+    Http(u16),
+}
+
+#[checkpointed(table = "gnomad_constraint")]
+fn fetch(ctx: &Pipeline) -> Result<DataFrame, FetchError> {
+    Err(FetchError::Http(503))
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use usher_pipeline::polars::prelude::DataFrame;
+use usher_pipeline::{checkpointed, Error};
+
+#[checkpointed(table = "gnomad_constraint")]
+fn fetch(min_depth: u32) -> Result<DataFrame, Error> {
+    Ok(DataFrame::empty())
+}
+
+fn main() {}

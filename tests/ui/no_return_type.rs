@@ -1,0 +1,6 @@
+use usher_pipeline::{checkpointed, Pipeline};
+
+#[checkpointed(table = "gnomad_constraint")]
+fn fetch(ctx: &Pipeline) {}
+
+fn main() {}

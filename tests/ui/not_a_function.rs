@@ -1,0 +1,6 @@
+use usher_pipeline::checkpointed;
+
+#[checkpointed(table = "gnomad_constraint")]
+struct Fetch;
+
+fn main() {}

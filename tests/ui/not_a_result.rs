@@ -1,0 +1,9 @@
+use usher_pipeline::polars::prelude::DataFrame;
+use usher_pipeline::{checkpointed, Pipeline};
+
+#[checkpointed(table = "gnomad_constraint")]
+fn fetch(ctx: &Pipeline) -> DataFrame {
+    DataFrame::empty()
+}
+
+fn main() {}

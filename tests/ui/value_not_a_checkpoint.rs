@@ -1,0 +1,8 @@
+use usher_pipeline::{checkpointed, Error, Pipeline};
+
+#[checkpointed(table = "gnomad_constraint")]
+fn fetch(ctx: &Pipeline) -> Result<Vec<String>, Error> {
+    Ok(Vec::new())
+}
+
+fn main() {}
