@@ -1,171 +1,173 @@
-//! A miniature of the gene-prioritisation pipeline: two expensive "fetch" steps checkpointed in
-//! the DuckDB store, a scoring step in SQL, a Parquet output with its provenance sidecar.
-//!
-//! Run it twice: the first run "downloads" (a visible delay stands in for hours of API calls),
-//! the second finds the checkpoints and is instant.
+//! A miniature of the gene-prioritisation pipeline: two expensive fetch steps made restartable
+//! by `#[checkpointed]`, a scoring step in SQL, a Parquet output with its provenance sidecar.
 //!
 //! ```sh
-//! cargo run --example pipeline                # config/default.yaml, store in data/
-//! cargo run --example pipeline -- --fresh     # delete the checkpoints first
+//! cargo run --example pipeline                      # first run fetches (a delay stands in for
+//!                                                   # the downloads); run it again: instant
+//! cargo run --example pipeline -- --min-depth 30    # another argument: only that step reruns
+//! USHER_FORCE=go_annotation cargo run --example pipeline   # force one step
 //! ```
 
-use std::error::Error;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use usher_pipeline::polars::prelude::*;
-use usher_pipeline::{PipelineConfig, PipelineStore, ProvenanceTracker};
+use usher_pipeline::{Pipeline, PipelineConfig, checkpointed};
 
 /// Stands in for the download a real fetch step does.
 const FAKE_DOWNLOAD: Duration = Duration::from_millis(1500);
 
-fn main() -> Result<(), Box<dyn Error>> {
+/// What a fetch step can fail with: its own problems, or the store's.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error(transparent)]
+    Store(#[from] usher_pipeline::Error),
+    #[error("reading {path}: {message}")]
+    Source { path: PathBuf, message: String },
+}
+
+/// gnomAD v4.1 constraint (LOEUF) of the genes covered at `min_depth` or more. `min_depth` is
+/// part of the checkpoint key: another value recomputes; the data directory is not.
+#[checkpointed(table = "gnomad_constraint", skip(data))]
+fn fetch_gnomad_constraint(
+    ctx: &Pipeline,
+    data: &Path,
+    min_depth: i64,
+) -> Result<DataFrame, FetchError> {
+    println!("  downloading gnomAD constraint (min_depth {min_depth})...");
+    std::thread::sleep(FAKE_DOWNLOAD);
+    let path = data.join("gnomad_constraint.tsv");
+    let frame = read_tsv(
+        &path,
+        &[
+            ("loeuf", DataType::Float64),
+            ("mean_depth", DataType::Int64),
+        ],
+    )?;
+    let covered = frame
+        .column("mean_depth")
+        .and_then(|c| Ok(c.i64()?.gt_eq(min_depth)))
+        .map_err(|e| source_error(&path, e))?;
+    frame.filter(&covered).map_err(|e| source_error(&path, e))
+}
+
+/// GO annotation with a cilia flag.
+#[checkpointed(table = "go_annotation", skip(data))]
+fn fetch_go_annotation(ctx: &Pipeline, data: &Path) -> Result<DataFrame, FetchError> {
+    println!("  downloading GO annotation...");
+    std::thread::sleep(FAKE_DOWNLOAD);
+    read_tsv(
+        &data.join("go_annotation.tsv"),
+        &[("cilia_related", DataType::Boolean)],
+    )
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let min_depth = match std::env::args().skip_while(|a| a != "--min-depth").nth(1) {
+        Some(v) => v.parse().map_err(|e| format!("--min-depth {v:?}: {e}"))?,
+        None => 20,
+    };
     let config = PipelineConfig::load(root.join("config/default.yaml"))?;
     config.scoring.validate_sum()?;
-    let store = PipelineStore::from_config(&config)?;
-    let provenance = ProvenanceTracker::from_config(&config, None);
+    // Opens the store the config names; USHER_FORCE / USHER_UNKEYED apply from the environment.
+    let pipeline = Pipeline::from_config(&config)?;
     println!(
-        "config {}  hash {}",
-        root.join("config/default.yaml").display(),
-        &config.config_hash()[..16]
+        "config hash {}  store {}",
+        &config.config_hash()[..16],
+        pipeline.store().path().display()
     );
-    println!("store  {}", store.path().display());
-
-    if std::env::args().any(|a| a == "--fresh") {
-        for table in ["gnomad_constraint", "go_annotation", "candidates"] {
-            store.delete_checkpoint(table)?;
-        }
-    }
 
     let data = root.join("examples/data");
-    let constraint = checkpointed(
-        &store,
-        &provenance,
-        "gnomad_constraint",
-        "gnomAD v4.1 constraint (LOEUF)",
-        || {
-            read_tsv(
-                &data.join("gnomad_constraint.tsv"),
-                &[
-                    ("loeuf", DataType::Float64),
-                    ("mean_depth", DataType::Int64),
-                ],
-            )
-        },
-    )?;
-    let annotation = checkpointed(
-        &store,
-        &provenance,
-        "go_annotation",
-        "GO annotation",
-        || {
-            read_tsv(
-                &data.join("go_annotation.tsv"),
-                &[("cilia_related", DataType::Boolean)],
-            )
-        },
-    )?;
+    let constraint = fetch_gnomad_constraint(&pipeline, &data, min_depth)?;
+    report(&pipeline);
+    let annotation = fetch_go_annotation(&pipeline, &data)?;
+    report(&pipeline);
     println!(
-        "loaded {} constraint rows, {} annotation rows",
+        "{} constraint rows, {} annotation rows",
         constraint.height(),
         annotation.height()
     );
 
-    // Scoring runs in DuckDB over the checkpointed tables; the threshold is a bound parameter.
-    let started = Instant::now();
+    // Scoring runs in DuckDB over the checkpointed tables, weights as bound parameters.
+    let store = pipeline.store();
     let candidates = store.query(
         "SELECT c.gene_id, c.symbol, c.loeuf, a.cilia_related, \
                 round((1 - least(c.loeuf, 2.0) / 2.0) * ? + CASE WHEN a.cilia_related THEN ? ELSE 0 END, 4) AS score \
          FROM gnomad_constraint c JOIN go_annotation a USING (gene_id) \
-         WHERE c.loeuf IS NOT NULL AND c.mean_depth >= ? ORDER BY score DESC, c.symbol",
-        &[config.scoring.gnomad.into(), config.scoring.annotation.into(), 20i64.into()],
+         WHERE c.loeuf IS NOT NULL ORDER BY score DESC, c.symbol",
+        &[config.scoring.gnomad.into(), config.scoring.annotation.into()],
     )?;
     store.save_dataframe(
         "candidates",
         &candidates,
         "candidate genes scored from constraint and annotation",
     )?;
-    provenance.record_step(
+    pipeline.provenance().record_step(
         "score_candidates",
-        Some(json!({"rows": candidates.height(), "min_depth": 20, "seconds": started.elapsed().as_secs_f64()}).as_object().cloned().unwrap_or_default()),
+        serde_json::json!({"rows": candidates.height()})
+            .as_object()
+            .cloned(),
     );
 
     let output = config.data_dir.join("output/candidates.parquet");
     store.export_parquet("candidates", &output)?;
-    let sidecar = provenance.save_sidecar(&output)?;
-    provenance.save_to_store(&store)?;
+    let sidecar = pipeline.provenance().save_sidecar(&output)?;
+    pipeline.save_provenance()?;
     println!("\ntop candidates:\n{}", candidates.head(Some(5)));
     println!("wrote {} and {}", output.display(), sidecar.display());
-    println!("\ncheckpoints (newest first):");
-    for c in store.list_checkpoints()? {
-        println!(
-            "  {:<18} {:>4} rows  {}",
-            c.table_name,
-            c.row_count.unwrap_or(0),
-            c.description.unwrap_or_default()
-        );
-    }
+    println!("finished in {:.2} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Loads `table` if the store has a checkpoint for it; otherwise runs `fetch`, saves the result
-/// and records the step. (The `#[checkpointed]` attribute does this for a whole function.)
-fn checkpointed(
-    store: &PipelineStore,
-    provenance: &ProvenanceTracker,
-    table: &str,
-    description: &str,
-    fetch: impl FnOnce() -> Result<DataFrame, Box<dyn Error>>,
-) -> Result<DataFrame, Box<dyn Error>> {
-    let started = Instant::now();
-    if store.has_checkpoint(table)?
-        && let Some(frame) = store.load_dataframe(table)?
-    {
-        println!(
-            "{table:<18} checkpoint hit: {} rows in {:.1} ms",
-            frame.height(),
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        provenance.record_step(
-            format!("load_{table}"),
-            Some(
-                json!({"checkpoint": "hit", "rows": frame.height()})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-        );
-        return Ok(frame);
-    }
-    println!("{table:<18} no checkpoint: fetching...");
-    std::thread::sleep(FAKE_DOWNLOAD);
-    let frame = fetch()?;
-    store.save_dataframe(table, &frame, description)?;
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{table:<18} fetched and saved {} rows in {seconds:.2} s",
-        frame.height()
-    );
-    provenance.record_step(
-        format!("fetch_{table}"),
-        Some(
-            json!({"checkpoint": "miss", "rows": frame.height(), "seconds": seconds})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+/// Prints what the last checkpointed call did, from its provenance step.
+fn report(pipeline: &Pipeline) {
+    let Some(step) = pipeline.provenance().steps().pop() else {
+        return;
+    };
+    let d = step.details.unwrap_or_default();
+    let text = |k: &str| {
+        d.get(k).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let outcome = match text("outcome").as_deref() {
+        Some("hit") => "checkpoint hit, body skipped".to_owned(),
+        Some("miss") => "no checkpoint: fetched and saved".to_owned(),
+        Some(other) => format!(
+            "{other}: recomputed ({})",
+            text("reason").unwrap_or_default()
         ),
+        None => String::new(),
+    };
+    println!(
+        "{:<18} {outcome}  {} rows, {} ms, key {}",
+        text("table").unwrap_or_default(),
+        text("rows").unwrap_or_default(),
+        text("duration_ms").unwrap_or_default(),
+        text("arguments").unwrap_or_default(),
     );
-    Ok(frame)
+}
+
+fn source_error(path: &Path, e: impl std::fmt::Display) -> FetchError {
+    FetchError::Source {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
 }
 
 /// A tab-separated file as a frame: every column a string unless `types` says otherwise; empty
 /// cells are nulls.
-fn read_tsv(path: &Path, types: &[(&str, DataType)]) -> Result<DataFrame, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_tsv(path: &Path, types: &[(&str, DataType)]) -> Result<DataFrame, FetchError> {
+    let text = std::fs::read_to_string(path).map_err(|e| source_error(path, e))?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or("empty file")?.split('\t').collect();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| source_error(path, "empty file"))?
+        .split('\t')
+        .collect();
     let rows: Vec<Vec<&str>> = lines
         .filter(|l| !l.is_empty())
         .map(|l| l.split('\t').collect())
@@ -189,6 +191,7 @@ fn read_tsv(path: &Path, types: &[(&str, DataType)]) -> Result<DataFrame, Box<dy
                 None => Ok(s.into_column()),
             }
         })
-        .collect::<PolarsResult<Vec<Column>>>()?;
-    Ok(DataFrame::new_infer_height(columns)?)
+        .collect::<PolarsResult<Vec<Column>>>()
+        .map_err(|e| source_error(path, e))?;
+    DataFrame::new_infer_height(columns).map_err(|e| source_error(path, e))
 }

@@ -557,3 +557,70 @@ fn provenance_of_checkpointed_calls_reaches_the_store() {
     assert_eq!(steps[0]["details"]["outcome"], "miss");
     assert_eq!(steps[1]["details"]["outcome"], "hit");
 }
+
+/// Runs in a child process with the environment a command line would set; prints what it saw.
+#[test]
+#[ignore = "a child process of force_and_unkeyed_come_from_the_environment"]
+fn child_pipeline_from_env() {
+    let dir = std::path::PathBuf::from(std::env::var("USHER_TEST_DIR").unwrap());
+    let config = config(&dir);
+    match Pipeline::from_config(&config) {
+        Ok(p) => {
+            let calls = AtomicUsize::new(0);
+            fetch_constraint(&p, 30, &calls).unwrap();
+            fetch_constraint(&p, 30, &calls).unwrap();
+            println!(
+                "CHILD calls={} outcomes={:?}",
+                calls.load(Ordering::SeqCst),
+                outcomes(&p)
+            );
+        }
+        Err(e) => println!("CHILD error={e}"),
+    }
+}
+
+#[test]
+fn force_and_unkeyed_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    fetch_constraint(&pipeline(&dir), 30, &AtomicUsize::new(0)).unwrap();
+    let child = |vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "child_pipeline_from_env",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("USHER_TEST_DIR", dir.path())
+        .env_remove("USHER_FORCE")
+        .env_remove("USHER_UNKEYED");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("CHILD "))
+            .unwrap_or_else(|| panic!("child printed nothing: {stdout}"))
+            .to_owned()
+    };
+    assert_eq!(child(&[]), r#"calls=0 outcomes=["hit", "hit"]"#);
+    assert_eq!(
+        child(&[("USHER_FORCE", "gnomad_constraint")]),
+        r#"calls=1 outcomes=["force", "hit"]"#
+    );
+    assert_eq!(
+        child(&[("USHER_FORCE", "all")]),
+        r#"calls=1 outcomes=["force", "hit"]"#
+    );
+    assert_eq!(
+        child(&[("USHER_FORCE", "go_annotation")]),
+        r#"calls=0 outcomes=["hit", "hit"]"#
+    );
+    let e = child(&[("USHER_UNKEYED", "trust-me")]);
+    assert!(
+        e.starts_with("error=invalid USHER_UNKEYED=\"trust-me\""),
+        "{e}"
+    );
+}

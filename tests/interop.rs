@@ -206,3 +206,49 @@ fn newer_storage_format_is_opt_in() {
     );
     assert_eq!(probe(&py2, &newest).trim(), "opened");
 }
+
+static KEYED_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[usher_pipeline::checkpointed(table = "genes")]
+fn fetch_genes_keyed(
+    ctx: &usher_pipeline::Pipeline,
+    release: i64,
+) -> Result<usher_pipeline::polars::prelude::DataFrame, usher_pipeline::Error> {
+    KEYED_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Ok(genes())
+}
+
+/// A `#[checkpointed]` table is an ordinary checkpoint to the seed code; when the seed code
+/// saves it again, the key no longer vouches for it and the attribute does not trust it.
+#[test]
+fn python_resave_of_a_keyed_checkpoint_is_not_trusted() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use usher_pipeline::{Error, Pipeline, UnkeyedPolicy};
+    let Some(py1) = python("py1") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = write_config(d);
+    let open = || {
+        Pipeline::new(
+            PipelineStore::open(d.join("keyed.duckdb")).unwrap(),
+            ProvenanceTracker::from_config(&config, None),
+        )
+    };
+    {
+        let p = open();
+        fetch_genes_keyed(&p, 113).unwrap();
+        fetch_genes_keyed(&p, 113).unwrap();
+        assert_eq!(KEYED_CALLS.load(SeqCst), 1);
+    }
+    run_python(&py1, "interop.py", &["resave", d.to_str().unwrap()]);
+    let p = open();
+    assert!(matches!(
+        fetch_genes_keyed(&p, 113),
+        Err(Error::UnkeyedCheckpoint { .. })
+    ));
+    assert_eq!(KEYED_CALLS.load(SeqCst), 1);
+    let adopted = open().with_unkeyed(UnkeyedPolicy::Adopt);
+    let df = fetch_genes_keyed(&adopted, 113).unwrap();
+    assert_eq!(KEYED_CALLS.load(SeqCst), 1, "adopted, not recomputed");
+    assert_frames_equal(&df, &genes().head(Some(2)));
+}

@@ -12,7 +12,93 @@ use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
 
-/// Makes a fetch function restartable and traced; see the `usher-pipeline` crate's docs.
+/// Makes an expensive fetch function restartable and traced.
+///
+/// ```no_run
+/// use usher_pipeline::polars::prelude::*;
+/// use usher_pipeline::{checkpointed, Pipeline};
+///
+/// #[derive(Debug)]
+/// enum FetchError {
+///     Store(usher_pipeline::Error),
+///     Http(String),
+/// }
+/// impl From<usher_pipeline::Error> for FetchError {
+///     fn from(e: usher_pipeline::Error) -> Self {
+///         FetchError::Store(e)
+///     }
+/// }
+/// # struct Client;
+/// # impl Client { fn constraint(&self, _: u32) -> Result<DataFrame, FetchError> { unimplemented!() } }
+///
+/// /// gnomAD constraint metrics for genes covered at `min_depth` or more.
+/// #[checkpointed(table = "gnomad_constraint", skip(client))]
+/// pub fn fetch_constraint(
+///     ctx: &Pipeline,
+///     min_depth: u32,
+///     client: &Client,
+/// ) -> Result<DataFrame, FetchError> {
+///     client.constraint(min_depth) // hours of downloads
+/// }
+/// ```
+///
+/// Each call decides, before the body runs:
+/// - **hit**: the store holds a checkpoint of `table` made by this function, with this code and
+///   these key arguments: the body is skipped and the table is loaded;
+/// - **miss**: no checkpoint: the body runs, and its frame is saved as `table` with its
+///   `_checkpoints` row and key (one transaction);
+/// - **stale**: a checkpoint made from other arguments or other code: recomputed and replaced;
+/// - **force**: the table is forced ([`Force`], or `USHER_FORCE=all` / `USHER_FORCE=t1,t2`):
+///   recomputed once per `Pipeline`;
+/// - a checkpoint **without a key** (written by the Python pipeline or by hand): refused by
+///   default, with a message saying how to choose `USHER_UNKEYED=adopt` or `recompute`
+///   ([`UnkeyedPolicy`]).
+///
+/// Every outcome is a provenance step (table, outcome, reason, rows, duration, key, arguments,
+/// code) and a `tracing` event. The body's own error is returned untouched and nothing is
+/// saved; store failures reach the caller through `E: From<usher_pipeline::Error>`.
+///
+/// # Arguments
+/// - `table = "name"` (required): the checkpoint's table, a lowercase identifier not starting
+///   with `_`.
+/// - `skip(a, b)`: parameters left out of the key (clients, caches, progress bars; `self`).
+/// - `version = "..."`: pins the code part of the key. Without it, the key covers a hash of
+///   the function's tokens, so any edit to the function recomputes.
+/// - `context = name`: the pipeline-context parameter, when it is not a `&Pipeline` (its type
+///   implements [`PipelineContext`]).
+///
+/// Every other parameter is part of the key: it must implement `serde::Serialize`, and its
+/// JSON (sorted keys) is stored readable in `_checkpoint_keys` and in the provenance step.
+/// `async fn`s work the same, and their future is `Send` when the body's is.
+///
+/// # Expansion
+/// The function keeps its signature, visibility, docs and attributes; its body is handed to
+/// ordinary runtime code. The example above expands to:
+///
+/// ```text
+/// /// gnomAD constraint metrics for genes covered at `min_depth` or more.
+/// pub fn fetch_constraint(ctx: &Pipeline, min_depth: u32, client: &Client) -> Result<DataFrame, FetchError> {
+///     ::usher_pipeline::__private::assert_fetch_result::<Result<DataFrame, FetchError>>();
+///     let __usher_spec = ::usher_pipeline::__private::Spec {
+///         table: "gnomad_constraint",
+///         function: "fetch_constraint",
+///         code: "tokens:73ee8f0913945698",
+///     };
+///     let mut __usher_key = ::usher_pipeline::__private::KeyBuilder::new();
+///     __usher_key.arg("min_depth", ::usher_pipeline::__private::key_arg(&min_depth));
+///     ::usher_pipeline::__private::run(ctx, &__usher_spec, __usher_key, move || {
+///         client.constraint(min_depth) // hours of downloads
+///     })
+/// }
+/// ```
+///
+/// Misuse (a missing or invalid `table`, an unknown argument, a parameter that cannot be part
+/// of the key, a return type that is not `Result<DataFrame, E>`, ...) is a compile error at the
+/// offending token; the cases are the `tests/ui/*.rs` files of the repository.
+///
+/// [`Force`]: https://docs.rs/usher-pipeline/latest/usher_pipeline/enum.Force.html
+/// [`UnkeyedPolicy`]: https://docs.rs/usher-pipeline/latest/usher_pipeline/enum.UnkeyedPolicy.html
+/// [`PipelineContext`]: https://docs.rs/usher-pipeline/latest/usher_pipeline/trait.PipelineContext.html
 #[proc_macro_attribute]
 pub fn checkpointed(args: TokenStream, item: TokenStream) -> TokenStream {
     expand_attribute(args.into(), item.into()).into()

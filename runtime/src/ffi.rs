@@ -289,6 +289,52 @@ impl Connection {
         })
     }
 
+    /// Runs a cached statement and returns its first row with every value as text (`None` for
+    /// NULL), or `None` if there is no row. For small metadata lookups, which the Arrow path
+    /// would make several times slower.
+    pub fn query_text_row_cached(
+        &self,
+        sql: &str,
+        params: &[Param],
+    ) -> Result<Option<Vec<Option<String>>>, String> {
+        self.with_cached(sql, |prepared| {
+            bind_all(prepared, params)?;
+            // SAFETY: as in query_i64_cached; every string DuckDB allocates for a value is
+            // copied and freed with duckdb_free at once.
+            unsafe {
+                let mut result: sys::duckdb_result = std::mem::zeroed();
+                let state = sys::duckdb_execute_prepared(prepared.raw, &mut result);
+                let outcome = if state != sys::DuckDBSuccess {
+                    Err(message(
+                        sys::duckdb_result_error(&mut result),
+                        "query failed",
+                    ))
+                } else if sys::duckdb_row_count(&mut result) == 0 {
+                    Ok(None)
+                } else {
+                    let columns = sys::duckdb_column_count(&mut result);
+                    let row = (0..columns)
+                        .map(|col| {
+                            if sys::duckdb_value_is_null(&mut result, col, 0) {
+                                return None;
+                            }
+                            let raw = sys::duckdb_value_varchar(&mut result, col, 0);
+                            if raw.is_null() {
+                                return None;
+                            }
+                            let text = std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned();
+                            sys::duckdb_free(raw.cast());
+                            Some(text)
+                        })
+                        .collect();
+                    Ok(Some(row))
+                };
+                sys::duckdb_destroy_result(&mut result);
+                outcome
+            }
+        })
+    }
+
     fn with_cached<T>(
         &self,
         sql: &str,

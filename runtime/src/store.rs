@@ -510,30 +510,32 @@ fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), String>
 }
 
 /// A checkpoint's `_checkpoints` row joined with its key, when the key is for this very save.
-const CHECKPOINT_SQL: &str = "SELECT CAST(c.created_at AS TIMESTAMP) AS created_at, \
-    CAST(c.row_count AS BIGINT) AS row_count, k.key, k.function, k.code, k.arguments \
+/// Text columns: read without the Arrow path, which costs more than the query for one row.
+const CHECKPOINT_SQL: &str = "SELECT strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+    CAST(c.row_count AS VARCHAR), k.key, k.function, k.code, k.arguments \
     FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
     AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at WHERE c.table_name = ?";
 
 /// As [`CHECKPOINT_SQL`], for a store without `_checkpoint_keys`.
-const CHECKPOINT_UNKEYED_SQL: &str = "SELECT CAST(created_at AS TIMESTAMP) AS created_at, \
-    CAST(row_count AS BIGINT) AS row_count, NULL::VARCHAR AS key, NULL::VARCHAR AS function, \
-    NULL::VARCHAR AS code, NULL::VARCHAR AS arguments FROM _checkpoints WHERE table_name = ?";
+const CHECKPOINT_UNKEYED_SQL: &str = "SELECT strftime(CAST(created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+    CAST(row_count AS VARCHAR), NULL, NULL, NULL, NULL FROM _checkpoints WHERE table_name = ?";
 
-fn stored_checkpoint(df: &DataFrame) -> PolarsResult<Option<StoredCheckpoint>> {
-    if df.height() == 0 {
-        return Ok(None);
-    }
-    let created = df.column("created_at")?.datetime()?;
-    let text = |name: &str| -> PolarsResult<Option<String>> {
-        Ok(df.column(name)?.str()?.get(0).map(str::to_owned))
-    };
-    let key = match (
-        text("key")?,
-        text("function")?,
-        text("code")?,
-        text("arguments")?,
-    ) {
+fn stored_checkpoint(row: Vec<Option<String>>) -> std::result::Result<StoredCheckpoint, String> {
+    let mut row = row.into_iter();
+    let mut next = || row.next().flatten();
+    let created_at = next()
+        .map(|t| {
+            NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|e| format!("created_at {t:?}: {e}"))
+        })
+        .transpose()?;
+    let row_count = next()
+        .map(|n| {
+            n.parse::<i64>()
+                .map_err(|e| format!("row_count {n:?}: {e}"))
+        })
+        .transpose()?;
+    let key = match (next(), next(), next(), next()) {
         (Some(key), Some(function), Some(code), Some(arguments)) => Some(CheckpointKey {
             key,
             function,
@@ -542,14 +544,11 @@ fn stored_checkpoint(df: &DataFrame) -> PolarsResult<Option<StoredCheckpoint>> {
         }),
         _ => None,
     };
-    Ok(Some(StoredCheckpoint {
-        created_at: created
-            .physical()
-            .get(0)
-            .and_then(|v| timestamp_to_naive(v, created.time_unit())),
-        row_count: df.column("row_count")?.i64()?.get(0),
+    Ok(StoredCheckpoint {
+        created_at,
+        row_count,
         key,
-    }))
+    })
 }
 
 impl CheckpointStore for PipelineStore {
@@ -564,12 +563,10 @@ impl CheckpointStore for PipelineStore {
         } else {
             CHECKPOINT_UNKEYED_SQL
         };
-        let context = || format!("reading the checkpoint of {table:?}");
-        let df = self
-            .lock()
-            .query_cached(sql, &[table.into()])
-            .map_err(self.duckdb_error(context()))?;
-        stored_checkpoint(&df).map_err(|e| self.duckdb_error(context())(e.to_string()))
+        self.lock()
+            .query_text_row_cached(sql, &[table.into()])
+            .and_then(|row| row.map(stored_checkpoint).transpose())
+            .map_err(self.duckdb_error(format!("reading the checkpoint of {table:?}")))
     }
 
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {

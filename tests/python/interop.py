@@ -4,6 +4,8 @@
     interop.py read DIR          the seed code (duckdb 1.x) reads what Rust wrote in DIR
     interop.py read-v2 DIR       plain duckdb 2.x (`conn.sql(...).pl()`) reads what Rust wrote
     interop.py reread DIR        the seed code reads DIR/py.duckdb after Rust wrote to it
+    interop.py resave DIR        the seed code reads Rust's keyed checkpoint in DIR/keyed.duckdb
+                                 and saves the table again (as a Python re-run would)
     interop.py probe FILE        prints "opened" or "refused: <reason>" for this duckdb version
 
 Every check raises on mismatch, so a non-zero exit is a failed test.
@@ -124,6 +126,15 @@ def reread(d: Path):
         check(rows == {"genes": 5, "empty_genes": 0, "from_rust": 3}, rows)
 
 
+def resave(d: Path):
+    with PipelineStore(d / "keyed.duckdb") as store:
+        check(store.has_checkpoint("genes"), "Rust's #[checkpointed] table is a checkpoint here")
+        assert_frame_equal(store.load_dataframe("genes"), genes())
+        rows = {c["table_name"]: c["row_count"] for c in store.list_checkpoints()}
+        check(rows == {"genes": 5}, rows)
+        store.save_dataframe(genes().head(2), "genes", "re-saved by Python")
+
+
 def probe(path: Path):
     """Prints whether this duckdb can open the file at all (for the storage-version test)."""
     try:
@@ -138,5 +149,5 @@ if __name__ == "__main__":
         probe(Path(sys.argv[2]))
         sys.exit(0)
     cmd, directory = sys.argv[1], Path(sys.argv[2])
-    {"write": write, "read": read, "read-v2": read_v2, "reread": reread}[cmd](directory)
+    {"write": write, "read": read, "read-v2": read_v2, "reread": reread, "resave": resave}[cmd](directory)
     print(f"interop {cmd}: ok")
