@@ -123,7 +123,8 @@ pub trait CheckpointStore: Send + Sync {
     /// The table's data, or `None` if the table does not exist.
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>>;
 
-    /// Saves `frame` as `table` with its `_checkpoints` row and `key`, all or nothing.
+    /// Saves `frame` as `table` with its `_checkpoints` row and `key`, and removes the table's
+    /// partial batches, all or nothing.
     fn save_checkpoint(
         &self,
         table: &str,
@@ -140,6 +141,21 @@ pub trait CheckpointStore: Send + Sync {
         created_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
     ) -> Result<bool>;
+
+    /// The items finished by earlier [`Batches`](crate::Batches) of `table` under `key`.
+    /// Progress saved under another key (other arguments, other code) is discarded first.
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>>;
+
+    /// Discards every partial batch of `table`.
+    fn discard_batches(&self, table: &str) -> Result<()>;
+
+    /// Saves one finished batch of `table`: `items` (JSON texts) marked done and `frame`'s rows
+    /// kept (a frame without columns keeps no rows), all or nothing.
+    fn save_batch(&self, table: &str, key: &str, items: &[String], frame: &DataFrame)
+    -> Result<()>;
+
+    /// Every row kept by the batches of `table`, or `None` if no batch kept any columns.
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>>;
 
     /// Appends a row to `_provenance`.
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()>;

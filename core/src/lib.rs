@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+mod batches;
 mod checkpoint;
 mod config;
 mod error;
@@ -22,6 +23,7 @@ mod yaml;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use batches::Batches;
 pub use checkpoint::{
     Checkpoint, CheckpointKey, CheckpointStore, FetchError, FetchResult, KeyArg, ProvenanceRecord,
     StoredCheckpoint,

@@ -22,6 +22,8 @@ pub struct MemoryStore {
 struct Inner {
     tables: BTreeMap<String, Entry>,
     provenance: Vec<ProvenanceRecord>,
+    /// Per table: the key, the finished items, the kept rows.
+    batches: BTreeMap<String, (String, Vec<String>, Option<DataFrame>)>,
 }
 
 #[derive(Debug)]
@@ -108,7 +110,9 @@ impl CheckpointStore for MemoryStore {
                 "cannot save table {table:?}: the frame has no columns"
             )));
         }
-        self.lock().tables.insert(
+        let mut inner = self.lock();
+        inner.batches.remove(table);
+        inner.tables.insert(
             table.to_owned(),
             Entry {
                 frame: frame.clone(),
@@ -133,6 +137,63 @@ impl CheckpointStore for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+        validate_writable_table_name(table)?;
+        let mut inner = self.lock();
+        match inner.batches.get(table) {
+            Some((k, items, _)) if k == key => Ok(items.clone()),
+            Some(_) => {
+                inner.batches.remove(table);
+                Ok(Vec::new())
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn discard_batches(&self, table: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        self.lock().batches.remove(table);
+        Ok(())
+    }
+
+    fn save_batch(
+        &self,
+        table: &str,
+        key: &str,
+        items: &[String],
+        frame: &DataFrame,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let mut inner = self.lock();
+        let entry = inner
+            .batches
+            .entry(table.to_owned())
+            .or_insert_with(|| (key.to_owned(), Vec::new(), None));
+        if entry.0 != key {
+            *entry = (key.to_owned(), Vec::new(), None);
+        }
+        if frame.width() > 0 {
+            entry.2 = Some(match entry.2.take() {
+                Some(mut rows) => {
+                    rows.vstack_mut(frame)?;
+                    rows
+                }
+                None => frame.clone(),
+            });
+        }
+        entry.1.extend(items.iter().cloned());
+        Ok(())
+    }
+
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_writable_table_name(table)?;
+        Ok(self
+            .lock()
+            .batches
+            .get(table)
+            .and_then(|(_, _, rows)| rows.clone()))
     }
 
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {

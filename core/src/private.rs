@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 pub use crate::error::create_parent_dir;
 
+use crate::batches::Batches;
 use crate::checkpoint::{
     Checkpoint, CheckpointKey, CheckpointStore, FetchError, FetchResult, KeyArg,
 };
@@ -94,6 +95,21 @@ where
     T: Checkpoint,
     E: FetchError,
 {
+    run_batched(context, spec, key, |_| body())
+}
+
+/// [`run`] for a body that takes the call's [`Batches`] (`batches = name`).
+pub fn run_batched<'a, C, T, E>(
+    context: &'a C,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: impl FnOnce(Batches<'a, C::Store>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    C: PipelineContext + ?Sized,
+    T: Checkpoint,
+    E: FetchError,
+{
     let pipeline = context.pipeline();
     let started = Instant::now();
     let key = key.finish(spec)?;
@@ -109,7 +125,13 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let value = body().inspect_err(|_| failed(spec))?;
+    let batches = Batches::new(
+        pipeline,
+        spec.table,
+        key.key.clone(),
+        outcome == Outcome::Forced,
+    );
+    let value = body(batches).inspect_err(|_| failed(spec))?;
     pipeline.save(&call, outcome, reason.as_deref(), value.as_frame())?;
     Ok(value)
 }
@@ -122,6 +144,22 @@ pub async fn run_async<C, T, E, F>(
     spec: &Spec,
     key: KeyBuilder,
     body: F,
+) -> std::result::Result<T, E>
+where
+    C: PipelineContext + ?Sized,
+    T: Checkpoint,
+    E: FetchError,
+    F: Future<Output = std::result::Result<T, E>>,
+{
+    run_async_batched(context, spec, key, |_| body).await
+}
+
+/// [`run_async`] for a body that takes the call's [`Batches`] (`batches = name`).
+pub async fn run_async_batched<'a, C, T, E, F>(
+    context: &'a C,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: impl FnOnce(Batches<'a, C::Store>) -> F,
 ) -> std::result::Result<T, E>
 where
     C: PipelineContext + ?Sized,
@@ -142,7 +180,13 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let value = body.await.inspect_err(|_| failed(spec))?;
+    let batches = Batches::new(
+        pipeline,
+        spec.table,
+        key.key.clone(),
+        outcome == Outcome::Forced,
+    );
+    let value = body(batches).await.inspect_err(|_| failed(spec))?;
     pipeline.save(&call, outcome, reason.as_deref(), value.as_frame())?;
     Ok(value)
 }

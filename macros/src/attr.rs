@@ -16,6 +16,8 @@ pub(crate) struct Args {
     pub skip: Vec<Ident>,
     /// `context = name`: the pipeline-context parameter, when its type is not `&Pipeline`.
     pub context: Option<Ident>,
+    /// `batches = name`: the name the body uses for the call's resumable `Batches`.
+    pub batches: Option<Ident>,
     /// Problems found while parsing, reported together.
     pub errors: Vec<syn::Error>,
     /// A `table` argument was written (or suggested for a misspelt key), even if its value is
@@ -23,7 +25,7 @@ pub(crate) struct Args {
     table_mentioned: bool,
 }
 
-const KEYS: [&str; 4] = ["table", "version", "skip", "context"];
+const KEYS: [&str; 5] = ["table", "version", "skip", "context", "batches"];
 
 impl Args {
     /// The `syn::meta::parser` callback: one call per argument.
@@ -34,6 +36,7 @@ impl Args {
             "table" => self.table.is_some(),
             "version" => self.version.is_some(),
             "context" => self.context.is_some(),
+            "batches" => self.batches.is_some(),
             _ => false,
         };
         if seen {
@@ -63,6 +66,11 @@ impl Args {
                 let value = meta.value()?;
                 let ident: Ident = value.parse()?;
                 self.context.get_or_insert(ident);
+            }
+            "batches" => {
+                let value = meta.value()?;
+                let ident: Ident = value.parse()?;
+                self.batches.get_or_insert(ident);
             }
             "skip" => {
                 meta.parse_nested_meta(|inner| {
@@ -98,7 +106,7 @@ impl Args {
                     .unwrap_or_default();
                 self.errors.push(syn::Error::new_spanned(
                     path,
-                    format!("unknown argument `{}`{suggestion} (expected one of `table`, `version`, `skip`, `context`)", quote::quote!(#path)),
+                    format!("unknown argument `{}`{suggestion} (expected one of `table`, `version`, `skip`, `context`, `batches`)", quote::quote!(#path)),
                 ));
                 skip_value(&meta)?;
             }

@@ -47,10 +47,19 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
     };
     // The call is spanned at the return type, so what the runtime requires of it (a value that
     // can be a checkpoint, an error that takes the store's) is reported there.
-    let run = if sig.asyncness.is_some() {
-        quote_spanned! {ret_span=> ::usher_pipeline::__private::run_async(#context, &__usher_spec, __usher_key, async move #block).await }
-    } else {
-        quote_spanned! {ret_span=> ::usher_pipeline::__private::run(#context, &__usher_spec, __usher_key, move || #block) }
+    let run = match (&args.batches, sig.asyncness.is_some()) {
+        (None, true) => {
+            quote_spanned! {ret_span=> ::usher_pipeline::__private::run_async(#context, &__usher_spec, __usher_key, async move #block).await }
+        }
+        (None, false) => {
+            quote_spanned! {ret_span=> ::usher_pipeline::__private::run(#context, &__usher_spec, __usher_key, move || #block) }
+        }
+        (Some(batches), true) => {
+            quote_spanned! {ret_span=> ::usher_pipeline::__private::run_async_batched(#context, &__usher_spec, __usher_key, move |#batches| async move #block).await }
+        }
+        (Some(batches), false) => {
+            quote_spanned! {ret_span=> ::usher_pipeline::__private::run_batched(#context, &__usher_spec, __usher_key, move |#batches| #block) }
+        }
     };
     quote! {
         #(#attrs)*

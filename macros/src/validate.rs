@@ -111,6 +111,14 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
             ),
         ));
     }
+    if let Some(b) = &args.batches
+        && names.iter().any(|n| n == b)
+    {
+        errors.push(syn::Error::new_spanned(
+            b,
+            format!("`batches` names `{b}`, which is already a parameter of `{}`: choose another name for the batches handle", sig.ident),
+        ));
+    }
     if context.is_none() && args.context.is_none() {
         errors.push(syn::Error::new(
             sig.paren_token.span.join(),

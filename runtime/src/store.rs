@@ -36,6 +36,20 @@ pub(crate) const KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_keys (
     arguments VARCHAR
 )";
 
+/// Items finished by the resumable batches of a `#[checkpointed]` body
+/// ([`Batches`](usher_pipeline_core::Batches)); their rows wait in `_partial_<table>` until the
+/// final save replaces both.
+pub(crate) const BATCHES_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_batches (
+    table_name VARCHAR,
+    key VARCHAR,
+    item VARCHAR
+)";
+
+/// The table holding the rows of `table`'s finished batches.
+fn partial_table(table: &str) -> String {
+    quote_ident(&format!("_partial_{table}"))
+}
+
 /// The DDL of the provenance table, as the Python pipeline creates it.
 const PROVENANCE_DDL: &str = "CREATE TABLE IF NOT EXISTS _provenance (
     version VARCHAR,
@@ -211,6 +225,8 @@ impl PipelineStore {
                 .map_err(|m| fail("creating _checkpoints", m))?;
             conn.execute(KEYS_DDL)
                 .map_err(|m| fail("creating _checkpoint_keys", m))?;
+            conn.execute(BATCHES_DDL)
+                .map_err(|m| fail("creating _checkpoint_batches", m))?;
             true
         };
         Ok(PipelineStore {
@@ -281,16 +297,31 @@ impl PipelineStore {
             ));
         }
         validate_columns(table, df)?;
+        let conn = self.lock();
+        self.with_scan(&conn, table, df, &context, |source| {
+            Self::write_checkpoint(&conn, table, source, df.height(), description, mode, key)
+        })
+    }
+
+    /// Registers `df` as an Arrow scan view and runs `write` (a transaction reading the view,
+    /// rolled back if it fails); drops the view afterwards.
+    fn with_scan(
+        &self,
+        conn: &Connection,
+        table: &str,
+        df: &DataFrame,
+        context: &str,
+        write: impl FnOnce(&str) -> std::result::Result<(), String>,
+    ) -> Result<()> {
         let mut stream = FrameStream::new(df).map_err(|message| Error::Arrow {
             what: format!("table {table:?}"),
             message,
         })?;
-        let conn = self.lock();
         if !self.scan_attached.load(Ordering::Acquire) {
             conn.execute(&format!(
                 "ATTACH IF NOT EXISTS ':memory:' AS {SCAN_CATALOG}"
             ))
-            .map_err(self.duckdb_error(context.clone()))?;
+            .map_err(self.duckdb_error(context))?;
             self.scan_attached.store(true, Ordering::Release);
         }
         let view = format!(
@@ -300,14 +331,13 @@ impl PipelineStore {
         );
         let source = format!("{SCAN_CATALOG}.main.{}", quote_ident(&view));
         conn.execute(&format!("USE {SCAN_CATALOG}"))
-            .map_err(self.duckdb_error(context.clone()))?;
+            .map_err(self.duckdb_error(context))?;
         let scanned = conn.arrow_scan(&view, &mut stream);
         conn.execute(&format!("USE {}", self.catalog))
-            .map_err(self.duckdb_error(context.clone()))?;
-        scanned.map_err(self.duckdb_error(context.clone()))?;
+            .map_err(self.duckdb_error(context))?;
+        scanned.map_err(self.duckdb_error(context))?;
 
-        let written =
-            Self::write_checkpoint(&conn, table, &source, df.height(), description, mode, key);
+        let written = write(&source);
         if written.is_err() {
             let _ = conn.execute("ROLLBACK");
         }
@@ -359,6 +389,7 @@ impl PipelineStore {
             Some(key) => write_key(conn, table, Some(created_at), key)?,
             None => delete_key(conn, table)?,
         }
+        delete_batches(conn, table)?;
         conn.execute("COMMIT")
     }
 
@@ -425,6 +456,7 @@ impl PipelineStore {
                 .map(drop)
             })
             .and_then(|_| delete_key(&conn, table))
+            .and_then(|_| delete_batches(&conn, table))
             .and_then(|_| conn.execute("COMMIT"));
         if result.is_err() {
             let _ = conn.execute("ROLLBACK");
@@ -497,6 +529,16 @@ fn write_key(
             key.code.as_str().into(),
             key.arguments.as_str().into(),
         ],
+    )
+    .map(drop)
+}
+
+/// Removes the partial batches of `table` (inside the caller's transaction).
+fn delete_batches(conn: &Connection, table: &str) -> std::result::Result<(), String> {
+    conn.execute(&format!("DROP TABLE IF EXISTS {}", partial_table(table)))?;
+    conn.query_cached(
+        "DELETE FROM _checkpoint_batches WHERE table_name = ?",
+        &[table.into()],
     )
     .map(drop)
 }
@@ -617,6 +659,111 @@ impl CheckpointStore for PipelineStore {
             let _ = conn.execute("ROLLBACK");
         }
         adopted.map_err(self.duckdb_error(context))
+    }
+
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+        validate_writable_table_name(table)?;
+        let context = format!("reading the finished batches of {table:?}");
+        let conn = self.lock();
+        let read = (|| {
+            let others = conn.query_i64_cached(
+                "SELECT count(*) FROM _checkpoint_batches WHERE table_name = ? AND key <> ?",
+                &[table.into(), key.into()],
+            )?;
+            if others > 0 {
+                // Made from other arguments or code: not to be mixed in.
+                conn.execute("BEGIN TRANSACTION")?;
+                delete_batches(&conn, table)?;
+                conn.execute("COMMIT")?;
+                return Ok(Vec::new());
+            }
+            let df = conn.query_cached(
+                "SELECT item FROM _checkpoint_batches WHERE table_name = ? AND key = ?",
+                &[table.into(), key.into()],
+            )?;
+            let items = df
+                .column("item")
+                .and_then(|c| Ok(c.str()?.iter().flatten().map(str::to_owned).collect()))
+                .map_err(|e| e.to_string())?;
+            Ok(items)
+        })();
+        if read.is_err() {
+            let _ = conn.execute("ROLLBACK");
+        }
+        read.map_err(self.duckdb_error(context))
+    }
+
+    fn discard_batches(&self, table: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let conn = self.lock();
+        let done = conn
+            .execute("BEGIN TRANSACTION")
+            .and_then(|_| delete_batches(&conn, table))
+            .and_then(|_| conn.execute("COMMIT"));
+        if done.is_err() {
+            let _ = conn.execute("ROLLBACK");
+        }
+        done.map_err(self.duckdb_error(format!("discarding the batches of {table:?}")))
+    }
+
+    fn save_batch(
+        &self,
+        table: &str,
+        key: &str,
+        items: &[String],
+        frame: &DataFrame,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let context = format!("saving a batch of {table:?}");
+        if self.read_only {
+            return Err(self.duckdb_error(context)(
+                "the store is open read-only".to_owned(),
+            ));
+        }
+        // JSON escapes every control character, so \x01 never occurs inside an item.
+        let joined = items.join("\u{1}");
+        let record_items = |conn: &Connection| {
+            if items.is_empty() {
+                return Ok(());
+            }
+            conn.query_cached(
+                "INSERT INTO _checkpoint_batches SELECT ?, ?, unnest(string_split(?, chr(1)))",
+                &[table.into(), key.into(), joined.as_str().into()],
+            )
+            .map(drop)
+        };
+        let conn = self.lock();
+        if frame.width() == 0 {
+            // Items that gave no rows: only their being done is recorded.
+            let done = conn
+                .execute("BEGIN TRANSACTION")
+                .and_then(|_| record_items(&conn))
+                .and_then(|_| conn.execute("COMMIT"));
+            if done.is_err() {
+                let _ = conn.execute("ROLLBACK");
+            }
+            return done.map_err(self.duckdb_error(context));
+        }
+        validate_columns(table, frame)?;
+        let partial = partial_table(table);
+        let partial_name = format!("_partial_{table}");
+        self.with_scan(&conn, table, frame, &context, |source| {
+            conn.execute("BEGIN TRANSACTION")?;
+            if table_exists(&conn, &partial_name)? {
+                conn.execute(&format!(
+                    "INSERT INTO {partial} BY NAME SELECT * FROM {source}"
+                ))?;
+            } else {
+                conn.execute(&format!("CREATE TABLE {partial} AS SELECT * FROM {source}"))?;
+            }
+            record_items(&conn)?;
+            conn.execute("COMMIT")
+        })
+    }
+
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_writable_table_name(table)?;
+        self.load_dataframe(&format!("_partial_{table}"))
     }
 
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
