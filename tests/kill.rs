@@ -1,0 +1,387 @@
+//! Processes really killed (SIGKILL) in the middle of saves and of a resumable loop; after every
+//! kill the store is reopened and checked.
+//!
+//! The number of kills defaults to a CI-sized count; `USHER_KILLS=120 cargo test --test kill --
+//! --nocapture` runs the full 100+ and prints the figures.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use usher_pipeline::polars::prelude::*;
+use usher_pipeline::{
+    Error, Param, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker, checkpointed,
+};
+
+/// Kills per test: `USHER_KILLS`, else 25.
+fn kills() -> usize {
+    std::env::var("USHER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25)
+}
+
+/// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
+/// schedule can be replayed with `USHER_KILL_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let seed = std::env::var("USHER_KILL_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("kill schedule seed: USHER_KILL_SEED={seed}");
+        Rng(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn config(dir: &Path) -> PipelineConfig {
+    PipelineConfig::from_yaml_str(
+        &format!(
+            "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {d}/k.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
+            d = dir.display()
+        ),
+        dir.join("config.yaml"),
+    )
+    .unwrap()
+}
+
+fn pipeline(dir: &Path) -> Pipeline {
+    let config = config(dir);
+    Pipeline::new(
+        PipelineStore::from_config(&config).unwrap(),
+        ProvenanceTracker::from_config(&config, Some("kill-test")),
+    )
+}
+
+/// Starts this test binary as a child running the ignored test `name`, with stdout piped
+/// into a channel of lines.
+fn spawn_child(name: &str, dir: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("USHER_TEST_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn test_dir() -> Option<PathBuf> {
+    std::env::var_os("USHER_TEST_DIR").map(PathBuf::from)
+}
+
+// --- atomic checkpoints -----------------------------------------------------------------
+
+const BIG_ROWS: i64 = 400_000;
+
+/// The frame of save number `version`: every value derives from it, so a table mixing two
+/// saves, or a damaged one, shows in its sums.
+fn big_frame(version: i64) -> DataFrame {
+    let ids: Vec<i64> = (0..BIG_ROWS).collect();
+    let values: Vec<f64> = ids.iter().map(|i| (i * version) as f64 * 0.5).collect();
+    let labels: Vec<String> = ids.iter().map(|i| format!("v{version}-{i}")).collect();
+    df!("id" => ids, "version" => vec![version; BIG_ROWS as usize], "value" => values, "label" => labels)
+        .unwrap()
+}
+
+#[checkpointed(table = "big")]
+fn save_version(ctx: &Pipeline, version: i64) -> Result<DataFrame, Error> {
+    Ok(big_frame(version))
+}
+
+/// Child: saves ever newer versions of `big` until killed, printing each step.
+#[test]
+#[ignore = "a child process of sigkill_during_saves_leaves_the_previous_or_the_new_checkpoint"]
+fn child_saves_in_a_loop() {
+    let Some(dir) = test_dir() else { return };
+    let p = pipeline(&dir);
+    let mut version = current_version(p.store()).unwrap_or(0);
+    loop {
+        version += 1;
+        println!("saving {version}");
+        std::io::stdout().flush().unwrap();
+        save_version(&p, version).unwrap();
+        println!("saved {version}");
+        std::io::stdout().flush().unwrap();
+    }
+}
+
+fn one_i64(store: &PipelineStore, sql: &str, params: &[Param]) -> Option<i64> {
+    let df = store.query(sql, params).unwrap();
+    df.column(df.get_column_names()[0].as_str())
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .get(0)
+}
+
+fn current_version(store: &PipelineStore) -> Option<i64> {
+    store
+        .has_checkpoint("big")
+        .ok()?
+        .then(|| one_i64(store, "SELECT max(version) FROM big", &[]).unwrap())
+}
+
+/// Every invariant of a store after a kill; returns the checkpoint's version and the number
+/// of invariants checked.
+fn check_store(store: &PipelineStore, previous: i64) -> (i64, usize) {
+    let checkpoints = store.list_checkpoints().unwrap();
+    let Some(info) = checkpoints.iter().find(|c| c.table_name == "big") else {
+        // Only before the first commit: then there is no table either.
+        assert_eq!(previous, 0, "the checkpoint disappeared");
+        assert!(
+            store.load_dataframe("big").unwrap().is_none(),
+            "a table without metadata"
+        );
+        return (0, 2);
+    };
+    let rows = one_i64(store, "SELECT count(*) FROM big", &[]).expect("metadata without a table");
+    assert_eq!(
+        Some(rows),
+        info.row_count,
+        "row count disagrees with _checkpoints"
+    );
+    let (lo, hi) = (
+        one_i64(store, "SELECT min(version) FROM big", &[]).unwrap(),
+        one_i64(store, "SELECT max(version) FROM big", &[]).unwrap(),
+    );
+    assert_eq!(lo, hi, "rows of two saves mixed in one table");
+    assert!(
+        hi >= previous,
+        "checkpoint went back from {previous} to {hi}"
+    );
+    // The values are exactly that version's.
+    let expected = big_frame(hi);
+    let stored = store.load_dataframe("big").unwrap().unwrap();
+    common::assert_frames_equal(&stored, &expected);
+    // The key describes this very table.
+    let keyed = one_i64(
+        store,
+        "SELECT count(*) FROM _checkpoint_keys k JOIN _checkpoints c USING (table_name) \
+         WHERE table_name = 'big' AND k.checkpoint_created_at = c.created_at AND k.arguments = ?",
+        &[Param::from(format!("{{\"version\": {hi}}}"))],
+    );
+    assert_eq!(keyed, Some(1), "the key row does not match the checkpoint");
+    (hi, 6)
+}
+
+#[test]
+fn sigkill_during_saves_leaves_the_previous_or_the_new_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new();
+    let (mut version, mut checked, mut mid_save, mut survived) = (0, 0, 0, 0);
+    let started = Instant::now();
+    for _ in 0..kills() {
+        let (mut child, lines) = spawn_child("child_saves_in_a_loop", dir.path());
+        // Wait for the first save to begin, then kill at a random moment of the saves.
+        let mut saving = false;
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) {
+            if line.contains("saving") {
+                saving = true;
+                break;
+            }
+        }
+        assert!(saving, "the child never started saving");
+        std::thread::sleep(Duration::from_millis(rng.below(700)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Was the kill inside a save (the last line printed is a "saving")?
+        let last = lines.try_iter().last();
+        if last.is_none_or(|l| l.contains("saving")) {
+            mid_save += 1;
+        }
+        let store = PipelineStore::open(dir.path().join("k.duckdb")).unwrap();
+        let (v, n) = check_store(&store, version);
+        version = v;
+        checked += n;
+        survived += 1;
+    }
+    eprintln!(
+        "kills survived: {survived} ({mid_save} inside a save), invariants checked: {checked}, \
+         last version {version}, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(version > 0, "no save ever committed");
+}
+
+// --- resumable batches --------------------------------------------------------------------
+
+const BATCH: usize = 20;
+
+/// The items of the resumable test: enough batches for the kills asked for.
+fn item_count() -> usize {
+    BATCH * (kills() / 3).max(8) * 6
+}
+
+fn items() -> Vec<String> {
+    (0..item_count()).map(|i| format!("GENE{i:05}")).collect()
+}
+
+/// What the "remote service" answers for a batch: deterministic, so runs compare.
+fn answer(batch: &[String]) -> DataFrame {
+    let pubs: Vec<i64> = batch
+        .iter()
+        .map(|g| g[4..].parse::<i64>().unwrap() * 3)
+        .collect();
+    df!("gene" => batch, "publications" => pubs).unwrap()
+}
+
+#[checkpointed(table = "literature", skip(genes, log), batches = done)]
+fn fetch_literature(ctx: &Pipeline, genes: &[String], log: &Path) -> Result<DataFrame, Error> {
+    for batch in done.pending(genes, BATCH)? {
+        std::thread::sleep(Duration::from_millis(25));
+        let rows = answer(&batch);
+        // One append per batch: the batch counts as fetched once this line is written.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+            .unwrap();
+        f.write_all(format!("{}\n", batch.join(" ")).as_bytes())
+            .unwrap();
+        done.save(&batch, &rows)?;
+    }
+    done.finish()
+}
+
+/// Child: runs the resumable fetch to the end (unless killed).
+#[test]
+#[ignore = "a child process of sigkill_mid_loop_resumes_without_refetching"]
+fn child_fetches_in_batches() {
+    let Some(dir) = test_dir() else { return };
+    let p = pipeline(&dir);
+    println!("started");
+    let df = fetch_literature(&p, &items(), &dir.join("fetched.log")).unwrap();
+    println!("done {}", df.height());
+}
+
+#[test]
+fn sigkill_mid_loop_resumes_without_refetching() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new();
+    let wanted = (kills() / 3).max(5);
+    let mut killed = 0;
+    let mut finished = false;
+    for _ in 0..wanted + 50 {
+        let (mut child, lines) = spawn_child("child_fetches_in_batches", dir.path());
+        // Killed 0 to about 8 batches after the loop starts, until enough kills are done.
+        let deadline = if killed < wanted {
+            Some(Duration::from_millis(rng.below(200)))
+        } else {
+            None
+        };
+        let mut done = false;
+        let mut started = Instant::now();
+        let mut running = false;
+        loop {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(2)) {
+                if line.contains("done ") {
+                    done = true;
+                    break;
+                }
+                if line.contains("started") && !running {
+                    running = true;
+                    started = Instant::now();
+                }
+            }
+            if !running {
+                if started.elapsed() > Duration::from_secs(120) {
+                    panic!("the child never started");
+                }
+                continue;
+            }
+            if let Some(d) = deadline
+                && started.elapsed() >= d
+            {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                panic!("the child hangs");
+            }
+        }
+        if done {
+            child.wait().unwrap();
+            finished = true;
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed += 1;
+    }
+    assert!(finished, "the fetch never finished");
+
+    let log = std::fs::read_to_string(dir.path().join("fetched.log")).unwrap_or_default();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for item in log.split_whitespace() {
+        *counts.entry(item).or_default() += 1;
+    }
+    let fetched: usize = counts.values().sum();
+    let again = fetched - counts.len();
+    eprintln!(
+        "resumable: {killed} kills, {fetched} fetches for {} items ({again} again; at most {} allowed)",
+        item_count(),
+        killed * BATCH
+    );
+    assert!(
+        killed >= wanted,
+        "only {killed} kills landed before the fetch finished"
+    );
+    assert_eq!(counts.len(), item_count(), "every item fetched");
+    assert!(
+        again <= killed * BATCH,
+        "{again} items fetched again after {killed} kills: more than one batch per kill"
+    );
+
+    // The final table equals an uninterrupted run's, and no partial data is left.
+    let store = PipelineStore::open(dir.path().join("k.duckdb")).unwrap();
+    let stored = store.load_dataframe("literature").unwrap().unwrap();
+    let sort = |df: &DataFrame| df.sort(["gene"], SortMultipleOptions::default()).unwrap();
+    common::assert_frames_equal(&sort(&stored), &sort(&answer(&items())));
+    assert!(
+        store
+            .load_dataframe("_partial_literature")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        one_i64(&store, "SELECT count(*) FROM _checkpoint_batches", &[]),
+        Some(0)
+    );
+}
