@@ -131,6 +131,9 @@ fn hostile_table_names_are_refused_or_round_trip() {
         "table",
         "_checkpoints",
         "_provenance",
+        "_checkpoint_keys",
+        "_checkpoint_batches",
+        "_partial_sentinel",
         "",
         " ",
         "gène",
@@ -178,6 +181,11 @@ fn hostile_table_names_are_refused_or_round_trip() {
         .collect();
     assert_eq!(names_now.len(), 1 + stored, "{names_now:?}");
     assert!(names_now.contains(&"sentinel".to_owned()));
+    for own in ["_checkpoint_keys", "_checkpoint_batches"] {
+        store
+            .query(&format!("SELECT count(*) FROM {own}"), &[])
+            .unwrap_or_else(|e| panic!("{own} damaged: {e}"));
+    }
     eprintln!(
         "table-name corpus: {} names, {stored} stored, {refused} refused",
         names.len()
