@@ -6,24 +6,29 @@
 //! written by either opens in the other.
 //!
 //! ```no_run
-//! use usher_pipeline::{PipelineConfig, PipelineStore, ProvenanceTracker};
 //! use usher_pipeline::polars::prelude::*;
+//! use usher_pipeline::{checkpointed, Pipeline, PipelineConfig};
+//!
+//! /// gnomAD constraint of the genes covered at `min_depth` or more. A valid checkpoint of
+//! /// this table, made with the same `min_depth` and code, skips the body.
+//! #[checkpointed(table = "gnomad_constraint")]
+//! fn fetch_constraint(ctx: &Pipeline, min_depth: u32) -> Result<DataFrame, usher_pipeline::Error> {
+//!     Ok(df!("gene_id" => ["ENSG00000042781"], "loeuf" => [0.31])?) // hours of downloads
+//! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = PipelineConfig::load("config/default.yaml")?;
-//! let store = PipelineStore::from_config(&config)?;
-//! let provenance = ProvenanceTracker::from_config(&config, None);
-//!
-//! if !store.has_checkpoint("gnomad_constraint")? {
-//!     let frame = df!("gene_id" => ["ENSG00000042781"], "loeuf" => [0.31])?;
-//!     store.save_dataframe("gnomad_constraint", &frame, "gnomAD v4.1 constraint")?;
-//!     provenance.record_step("fetch_gnomad_constraint", None);
-//! }
-//! let constraint = store.load_dataframe("gnomad_constraint")?.expect("saved above");
-//! store.export_parquet("gnomad_constraint", "out/gnomad_constraint.parquet")?;
-//! provenance.save_sidecar("out/gnomad_constraint.parquet")?;
+//! let pipeline = Pipeline::from_config(&config)?; // store, provenance, USHER_FORCE
+//! let constraint = fetch_constraint(&pipeline, 30)?;
+//! pipeline.store().export_parquet("gnomad_constraint", "out/gnomad_constraint.parquet")?;
+//! pipeline.provenance().save_sidecar("out/gnomad_constraint.parquet")?;
+//! pipeline.save_provenance()?;
 //! # Ok(()) }
 //! ```
+//!
+//! See [`checkpointed`] for what a call does (hit, miss, stale, force, unkeyed checkpoints),
+//! [`Batches`] for loops that resume after a kill, and [`PipelineStore`] for the store used by
+//! hand.
 
 pub use usher_pipeline_core::*;
 pub use usher_pipeline_runtime::*;
