@@ -536,23 +536,33 @@ fn provenance_of_checkpointed_calls_reaches_the_store() {
     let calls = AtomicUsize::new(0);
     fetch_constraint(&p, 30, &calls).unwrap();
     fetch_constraint(&p, 30, &calls).unwrap();
-    p.save_provenance().unwrap();
-    let rows = p
-        .store()
-        .query(
-            "SELECT steps_json FROM _provenance WHERE version = ?",
-            &[Param::from("test")],
-        )
-        .unwrap();
-    let steps: Value = serde_json::from_str(
+    let steps_rows = |p: &Pipeline| -> Vec<Value> {
+        let rows = p
+            .store()
+            .query(
+                "SELECT steps_json FROM _provenance WHERE version = ? ORDER BY len(steps_json)",
+                &[Param::from("test")],
+            )
+            .unwrap();
         rows.column("steps_json")
             .unwrap()
             .str()
             .unwrap()
-            .get(0)
-            .unwrap(),
-    )
-    .unwrap();
+            .iter()
+            .map(|s| serde_json::from_str(s.unwrap()).unwrap())
+            .collect()
+    };
+    // The miss committed its own row with the checkpoint, so a killed run keeps it.
+    let rows = steps_rows(&p);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0]["name"], "fetch_constraint");
+    assert_eq!(rows[0][0]["details"]["outcome"], "miss");
+    assert_eq!(rows[0][0]["details"]["arguments"]["min_depth"], 30);
+    // The run's record, saved at the end, holds every step.
+    p.save_provenance().unwrap();
+    let rows = steps_rows(&p);
+    assert_eq!(rows.len(), 2);
+    let steps = &rows[1];
     assert_eq!(steps[0]["name"], "fetch_constraint");
     assert_eq!(steps[0]["details"]["outcome"], "miss");
     assert_eq!(steps[1]["details"]["outcome"], "hit");

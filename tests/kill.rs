@@ -199,7 +199,23 @@ fn check_store(store: &PipelineStore, previous: i64) -> (i64, usize) {
         &[Param::from(format!("{{\"version\": {hi}}}"))],
     );
     assert_eq!(keyed, Some(1), "the key row does not match the checkpoint");
-    (hi, 6)
+    // Each committed save left exactly its provenance row: versions 1..=hi, once each (a
+    // killed save's version is saved again by the next child).
+    let provenance = one_i64(store, "SELECT count(*) FROM _provenance", &[]);
+    assert_eq!(
+        provenance,
+        Some(hi),
+        "one _provenance row per committed save"
+    );
+    let this_one = one_i64(
+        store,
+        "SELECT count(*) FROM _provenance WHERE steps_json LIKE ?",
+        &[Param::from(format!(
+            "%\"arguments\": {{\"version\": {hi}}}%"
+        ))],
+    );
+    assert_eq!(this_one, Some(1), "the checkpoint's own provenance row");
+    (hi, 8)
 }
 
 #[test]

@@ -123,14 +123,15 @@ pub trait CheckpointStore: Send + Sync {
     /// The table's data, or `None` if the table does not exist.
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>>;
 
-    /// Saves `frame` as `table` with its `_checkpoints` row and `key`, and removes the table's
-    /// partial batches, all or nothing.
+    /// Saves `frame` as `table` with its `_checkpoints` row, `key` and the `_provenance` row of
+    /// the step that made it, and removes the table's partial batches, all or nothing.
     fn save_checkpoint(
         &self,
         table: &str,
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        provenance: &ProvenanceRecord,
     ) -> Result<()>;
 
     /// Records `key` for the existing, unkeyed checkpoint of `table`, provided it is still the

@@ -103,6 +103,7 @@ impl CheckpointStore for MemoryStore {
         frame: &DataFrame,
         _description: &str,
         key: &CheckpointKey,
+        provenance: &ProvenanceRecord,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
         if frame.width() == 0 {
@@ -112,6 +113,7 @@ impl CheckpointStore for MemoryStore {
         }
         let mut inner = self.lock();
         inner.batches.remove(table);
+        inner.provenance.push(provenance.clone());
         inner.tables.insert(
             table.to_owned(),
             Entry {

@@ -13,7 +13,7 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::memory::MemoryStore;
 use crate::names::validate_table_name;
-use crate::provenance::ProvenanceTracker;
+use crate::provenance::{ProvenanceTracker, new_step};
 
 /// The environment variable that forces recomputation from the command line: `all` (or `1`,
 /// `true`) for every table, or a comma-separated list of tables. Read by
@@ -284,7 +284,8 @@ impl<S: CheckpointStore> Pipeline<S> {
         Ok(Some(frame))
     }
 
-    /// Saves what the body returned and records the step.
+    /// Saves what the body returned, with the `_provenance` row of its step in the same
+    /// transaction, and records the step.
     pub(crate) fn save(
         &self,
         call: &Call<'_>,
@@ -293,15 +294,20 @@ impl<S: CheckpointStore> Pipeline<S> {
         frame: &DataFrame,
     ) -> Result<()> {
         let description = format!("{} {}", call.function, call.key.arguments);
+        let ms = elapsed_ms(call.started);
+        let step = new_step(
+            call.function.to_owned(),
+            Some(details(call, outcome, reason, frame.height(), ms)),
+        );
+        let record = self.provenance.record_of(std::slice::from_ref(&step))?;
         self.store
-            .save_checkpoint(call.table, frame, &description, call.key)?;
+            .save_checkpoint(call.table, frame, &description, call.key, &record)?;
         if outcome == Outcome::Forced {
             self.forced_done
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(call.table.to_owned());
         }
-        let ms = elapsed_ms(call.started);
         tracing::info!(
             table = call.table,
             function = call.function,
@@ -311,7 +317,7 @@ impl<S: CheckpointStore> Pipeline<S> {
             reason,
             "checkpoint saved"
         );
-        self.record(call, outcome, reason, frame.height(), ms);
+        self.provenance.push_step(step);
         Ok(())
     }
 
@@ -323,19 +329,33 @@ impl<S: CheckpointStore> Pipeline<S> {
         rows: usize,
         ms: f64,
     ) {
-        let mut details = Map::new();
-        details.insert("table".into(), call.table.into());
-        details.insert("outcome".into(), outcome.as_str().into());
-        if let Some(reason) = reason {
-            details.insert("reason".into(), reason.into());
-        }
-        details.insert("rows".into(), rows.into());
-        details.insert("duration_ms".into(), Value::from(ms));
-        details.insert("key".into(), call.key.key.clone().into());
-        details.insert("arguments".into(), call.key.arguments_value());
-        details.insert("code".into(), call.key.code.clone().into());
-        self.provenance.record_step(call.function, Some(details));
+        self.provenance.record_step(
+            call.function,
+            Some(details(call, outcome, reason, rows, ms)),
+        );
     }
+}
+
+/// The details of a checkpointed call's provenance step.
+fn details(
+    call: &Call<'_>,
+    outcome: Outcome,
+    reason: Option<&str>,
+    rows: usize,
+    ms: f64,
+) -> Map<String, Value> {
+    let mut details = Map::new();
+    details.insert("table".into(), call.table.into());
+    details.insert("outcome".into(), outcome.as_str().into());
+    if let Some(reason) = reason {
+        details.insert("reason".into(), reason.into());
+    }
+    details.insert("rows".into(), rows.into());
+    details.insert("duration_ms".into(), Value::from(ms));
+    details.insert("key".into(), call.key.key.clone().into());
+    details.insert("arguments".into(), call.key.arguments_value());
+    details.insert("code".into(), call.key.code.clone().into());
+    details
 }
 
 /// One checkpointed call: its table, function, key and start time.

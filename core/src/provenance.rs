@@ -97,6 +97,16 @@ mod iso {
     }
 }
 
+/// A step named `name`, timestamped now; empty details are left out, as in Python.
+pub(crate) fn new_step(name: String, details: Option<Map<String, Value>>) -> ProvenanceStep {
+    ProvenanceStep {
+        step_name: name.clone(),
+        name,
+        timestamp: now(),
+        details: details.filter(|d| !d.is_empty()),
+    }
+}
+
 /// The sidecar path for an output, as Python's `output_path.with_suffix('.provenance.json')`:
 /// the last suffix is replaced (`candidates.parquet` -> `candidates.provenance.json`), a name
 /// without one gets it appended.
@@ -151,17 +161,27 @@ impl ProvenanceTracker {
 
     /// Records a step, timestamped now. Empty details are left out, as in Python.
     pub fn record_step(&self, step_name: impl Into<String>, details: Option<Map<String, Value>>) {
-        let name = step_name.into();
-        let step = ProvenanceStep {
-            step_name: name.clone(),
-            name,
-            timestamp: now(),
-            details: details.filter(|d| !d.is_empty()),
-        };
+        self.push_step(new_step(step_name.into(), details));
+    }
+
+    /// Appends a step made by [`new_step`].
+    pub(crate) fn push_step(&self, step: ProvenanceStep) {
         self.steps
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(step);
+    }
+
+    /// A `_provenance` row of this run holding only `steps` (the row a checkpoint's save
+    /// commits with it).
+    pub(crate) fn record_of(&self, steps: &[ProvenanceStep]) -> Result<ProvenanceRecord> {
+        Ok(ProvenanceRecord {
+            version: self.pipeline_version.clone(),
+            config_hash: self.config_hash.clone(),
+            created_at: self.created_at.naive_utc(),
+            steps_json: pyjson::to_string(&steps, None)
+                .map_err(|e| Error::Format(e.to_string()))?,
+        })
     }
 
     /// The steps recorded so far.

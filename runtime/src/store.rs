@@ -227,6 +227,8 @@ impl PipelineStore {
                 .map_err(|m| fail("creating _checkpoint_keys", m))?;
             conn.execute(BATCHES_DDL)
                 .map_err(|m| fail("creating _checkpoint_batches", m))?;
+            conn.execute(PROVENANCE_DDL)
+                .map_err(|m| fail("creating _provenance", m))?;
             true
         };
         Ok(PipelineStore {
@@ -279,15 +281,16 @@ impl PipelineStore {
         self.save_keyed(table, df, description, mode, None)
     }
 
-    /// [`save`](Self::save), recording `key` for the checkpoint in the same transaction (or,
-    /// with `None`, removing any previous key: the new data was not made by it).
+    /// [`save`](Self::save), recording `key` and the step's `_provenance` row for the
+    /// checkpoint in the same transaction (or, with `None`, removing any previous key: the new
+    /// data was not made by it).
     fn save_keyed(
         &self,
         table: &str,
         df: &DataFrame,
         description: &str,
         mode: SaveMode,
-        key: Option<&CheckpointKey>,
+        key: Option<(&CheckpointKey, &ProvenanceRecord)>,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
         let context = format!("saving table {table:?}");
@@ -361,7 +364,7 @@ impl PipelineStore {
         rows: usize,
         description: &str,
         mode: SaveMode,
-        key: Option<&CheckpointKey>,
+        key: Option<(&CheckpointKey, &ProvenanceRecord)>,
     ) -> std::result::Result<(), String> {
         let target = quote_ident(table);
         conn.execute("BEGIN TRANSACTION")?;
@@ -386,7 +389,10 @@ impl PipelineStore {
             &[table.into(), Param::Int(row_count.into()), description.into(), Param::Timestamp(created_at)],
         )?;
         match key {
-            Some(key) => write_key(conn, table, Some(created_at), key)?,
+            Some((key, provenance)) => {
+                write_key(conn, table, Some(created_at), key)?;
+                insert_provenance(conn, provenance)?;
+            }
             None => delete_key(conn, table)?,
         }
         delete_batches(conn, table)?;
@@ -533,6 +539,22 @@ fn write_key(
     .map(drop)
 }
 
+fn insert_provenance(
+    conn: &Connection,
+    record: &ProvenanceRecord,
+) -> std::result::Result<(), String> {
+    conn.query_cached(
+        "INSERT INTO _provenance (version, config_hash, created_at, steps_json) VALUES (?, ?, ?, ?)",
+        &[
+            record.version.as_str().into(),
+            record.config_hash.as_str().into(),
+            Param::Timestamp(record.created_at),
+            record.steps_json.as_str().into(),
+        ],
+    )
+    .map(drop)
+}
+
 /// Removes the partial batches of `table` (inside the caller's transaction).
 fn delete_batches(conn: &Connection, table: &str) -> std::result::Result<(), String> {
     conn.execute(&format!("DROP TABLE IF EXISTS {}", partial_table(table)))?;
@@ -621,8 +643,15 @@ impl CheckpointStore for PipelineStore {
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        provenance: &ProvenanceRecord,
     ) -> Result<()> {
-        self.save_keyed(table, frame, description, SaveMode::Replace, Some(key))
+        self.save_keyed(
+            table,
+            frame,
+            description,
+            SaveMode::Replace,
+            Some((key, provenance)),
+        )
     }
 
     fn adopt_checkpoint(
@@ -767,17 +796,10 @@ impl CheckpointStore for PipelineStore {
     }
 
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
-        let params = [
-            Param::Text(record.version.clone()),
-            Param::Text(record.config_hash.clone()),
-            Param::Timestamp(record.created_at),
-            Param::Text(record.steps_json.clone()),
-        ];
         self.with_connection(
             |conn| {
                 conn.execute(PROVENANCE_DDL)?;
-                conn.query("INSERT INTO _provenance (version, config_hash, created_at, steps_json) VALUES (?, ?, ?, ?)", &params)
-                    .map(drop)
+                insert_provenance(conn, record)
             },
             "saving provenance to _provenance",
         )
