@@ -335,3 +335,40 @@ fn a_failing_disk_during_a_save_is_a_typed_error_and_keeps_the_checkpoint() {
     assert_eq!(info[0].row_count, Some(genes.height() as i64));
     assert_eq!(info[0].description.as_deref(), Some("the good one"));
 }
+
+/// Config files that are not YAML at all (binary bytes, broken syntax, a directory): typed
+/// errors naming the file, never a panic, and no directory created from a half-read file.
+#[test]
+fn config_files_that_are_not_yaml_are_typed_errors_naming_the_file() {
+    use usher_pipeline::ConfigError;
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8]); 4] = [
+        ("binary.yaml", &[0x00, 0xff, 0xfe, 0x12, 0x80, 0x0a]),
+        ("unclosed.yaml", b"data_dir: [unclosed\ncache_dir: c\n"),
+        ("tabs.yaml", b"versions:\n\tensembl_release: 113\n"),
+        ("duplicate.yaml", b"data_dir: a\ndata_dir: b\n"),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let err = usher_pipeline::PipelineConfig::load(&path).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Yaml { .. } | ConfigError::Invalid { .. }),
+            "{name}: {err:?}"
+        );
+        assert!(err.to_string().contains(name), "{name}: {err}");
+        eprintln!("{name}: {err}");
+    }
+    let err = usher_pipeline::PipelineConfig::load(dir.path()).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&*dir.path().file_name().unwrap().to_string_lossy()),
+        "{err}"
+    );
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries.len(), 4, "nothing but the four files: {entries:?}");
+}
