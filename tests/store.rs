@@ -410,3 +410,44 @@ fn concurrent_saves_through_two_stores_on_one_file_keep_their_data() {
     });
     assert_eq!(stores[0].list_checkpoints().unwrap().len(), 20);
 }
+
+/// Checkpoint lookups are answered from metadata kept in memory; every write in the process,
+/// through any store on the file and through `query`, is seen by the next lookup.
+#[test]
+fn checkpoint_lookups_see_every_write_of_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.duckdb");
+    let a = PipelineStore::open(&path).unwrap();
+    let b = PipelineStore::open(dir.path().join(".").join("meta.duckdb")).unwrap();
+    let frame = df!("x" => [1i64, 2]).unwrap();
+    assert!(!a.has_checkpoint("t").unwrap());
+    assert!(!b.has_checkpoint("t").unwrap());
+
+    b.save_dataframe("t", &frame, "by b").unwrap();
+    assert!(a.has_checkpoint("t").unwrap());
+
+    a.delete_checkpoint("t").unwrap();
+    assert!(!b.has_checkpoint("t").unwrap());
+
+    a.save_dataframe("t", &frame, "again").unwrap();
+    assert!(b.has_checkpoint("t").unwrap());
+    b.query("DELETE FROM _checkpoints WHERE table_name = ?", &["t".into()])
+        .unwrap();
+    assert!(!a.has_checkpoint("t").unwrap());
+    a.query(
+        "INSERT INTO _checkpoints (table_name, row_count, description) VALUES (?, 2, 'by hand')",
+        &["t".into()],
+    )
+    .unwrap();
+    assert!(b.has_checkpoint("t").unwrap());
+
+    // A failed statement still invalidates: the lookup after it reads the table again.
+    assert!(a.query("DELETE FROM no_such_table", &[]).is_err());
+    assert!(b.has_checkpoint("t").unwrap());
+    drop((a, b));
+
+    // Reopened, the store reads what is on disk.
+    let c = PipelineStore::open(&path).unwrap();
+    assert!(c.has_checkpoint("t").unwrap());
+    assert_eq!(c.list_checkpoints().unwrap()[0].description.as_deref(), Some("by hand"));
+}

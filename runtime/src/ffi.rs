@@ -289,18 +289,17 @@ impl Connection {
         })
     }
 
-    /// Runs a cached statement and returns its first row with every value as text (`None` for
-    /// NULL), or `None` if there is no row. For small metadata lookups, which the Arrow path
-    /// would make several times slower.
-    pub fn query_text_row_cached(
+    /// Runs a cached statement and returns its rows with every value as text (`None` for
+    /// NULL). For small metadata reads, which the Arrow path would make several times slower.
+    pub fn query_text_rows_cached(
         &self,
         sql: &str,
         params: &[Param],
-    ) -> Result<Option<Vec<Option<String>>>, String> {
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
         self.with_cached(sql, |prepared| {
             bind_all(prepared, params)?;
-            // SAFETY: as in query_i64_cached; every string DuckDB allocates for a value is
-            // copied and freed with duckdb_free at once.
+            // SAFETY: as in query_i64_cached; rows and columns are within the result's counts,
+            // and every string DuckDB allocates for a value is copied and freed at once.
             unsafe {
                 let mut result: sys::duckdb_result = std::mem::zeroed();
                 let state = sys::duckdb_execute_prepared(prepared.raw, &mut result);
@@ -309,25 +308,24 @@ impl Connection {
                         sys::duckdb_result_error(&mut result),
                         "query failed",
                     ))
-                } else if sys::duckdb_row_count(&mut result) == 0 {
-                    Ok(None)
                 } else {
+                    let rows = sys::duckdb_row_count(&mut result);
                     let columns = sys::duckdb_column_count(&mut result);
-                    let row = (0..columns)
-                        .map(|col| {
-                            if sys::duckdb_value_is_null(&mut result, col, 0) {
-                                return None;
-                            }
-                            let raw = sys::duckdb_value_varchar(&mut result, col, 0);
-                            if raw.is_null() {
-                                return None;
-                            }
-                            let text = std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned();
-                            sys::duckdb_free(raw.cast());
-                            Some(text)
-                        })
-                        .collect();
-                    Ok(Some(row))
+                    let mut text = |col, row| {
+                        if sys::duckdb_value_is_null(&mut result, col, row) {
+                            return None;
+                        }
+                        let raw = sys::duckdb_value_varchar(&mut result, col, row);
+                        if raw.is_null() {
+                            return None;
+                        }
+                        let value = std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned();
+                        sys::duckdb_free(raw.cast());
+                        Some(value)
+                    };
+                    Ok((0..rows)
+                        .map(|row| (0..columns).map(|col| text(col, row)).collect())
+                        .collect())
                 };
                 sys::duckdb_destroy_result(&mut result);
                 outcome

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod ffi;
+mod meta;
 mod store;
 
 pub use ffi::{Param, duckdb_version};

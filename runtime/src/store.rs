@@ -9,6 +9,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::*;
 
 use crate::ffi::{Connection, Database, FrameStream, Param};
+use crate::meta::{Checkpoints, Metadata};
 use usher_pipeline_core::__private::create_parent_dir;
 use usher_pipeline_core::{
     CheckpointKey, CheckpointStore, Error, PipelineConfig, ProvenanceRecord, Result,
@@ -131,6 +132,8 @@ pub struct PipelineStore {
     scan_attached: std::sync::atomic::AtomicBool,
     /// Whether `_checkpoint_keys` exists (a read-only store written by Python may lack it).
     keys_table: bool,
+    /// The checkpoints, cached for every store on this file in the process.
+    meta: Arc<Metadata>,
 }
 
 impl std::fmt::Debug for PipelineStore {
@@ -232,6 +235,7 @@ impl PipelineStore {
             true
         };
         Ok(PipelineStore {
+            meta: Metadata::for_file(&path),
             path,
             catalog: quote_ident(&catalog),
             read_only: options.read_only,
@@ -300,9 +304,10 @@ impl PipelineStore {
             ));
         }
         validate_columns(table, df)?;
-        let conn = self.lock();
-        self.with_scan(&conn, table, df, &context, |source| {
-            Self::write_checkpoint(&conn, table, source, df.height(), description, mode, key)
+        self.writing(|conn| {
+            self.with_scan(conn, table, df, &context, |source| {
+                Self::write_checkpoint(conn, table, source, df.height(), description, mode, key)
+            })
         })
     }
 
@@ -415,17 +420,41 @@ impl PipelineStore {
         }
     }
 
-    /// Whether `_checkpoints` has a row for `table`.
+    /// Whether `_checkpoints` has a row for `table`. Answered from the metadata this process
+    /// keeps of the file (see [`query`](Self::query)), read again after any write.
     pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
         validate_table_name(table)?;
-        let n = self
-            .lock()
-            .query_i64_cached(
-                "SELECT count(*) FROM _checkpoints WHERE table_name = ?",
-                &[table.into()],
-            )
-            .map_err(self.duckdb_error(format!("checking checkpoint {table:?}")))?;
-        Ok(n > 0)
+        Ok(self
+            .checkpoints(&format!("checking checkpoint {table:?}"))?
+            .contains_key(table))
+    }
+
+    /// Every checkpoint with its valid key, from the cached metadata or read anew.
+    fn checkpoints(&self, context: &str) -> Result<Arc<Checkpoints>> {
+        self.meta
+            .checkpoints(|| {
+                let sql = if self.keys_table {
+                    CHECKPOINTS_SQL
+                } else {
+                    CHECKPOINTS_UNKEYED_SQL
+                };
+                let rows = self.lock().query_text_rows_cached(sql, &[])?;
+                rows.into_iter()
+                    .map(|mut row| {
+                        let table = row.remove(0).unwrap_or_default();
+                        Ok((table, stored_checkpoint(row)?))
+                    })
+                    .collect()
+            })
+            .map_err(self.duckdb_error(context))
+    }
+
+    /// Runs `write` on the connection, then marks the cached metadata stale, whatever the
+    /// outcome (a failed statement may still have committed something).
+    fn writing<T>(&self, write: impl FnOnce(&Connection) -> T) -> T {
+        let outcome = write(&self.lock());
+        self.meta.written();
+        outcome
     }
 
     /// Every checkpoint, newest first.
@@ -448,26 +477,28 @@ impl PipelineStore {
     /// Drops `table` and its `_checkpoints` row, in one transaction.
     pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
         validate_writable_table_name(table)?;
-        let conn = self.lock();
-        let result = conn
-            .execute(&format!(
-                "BEGIN TRANSACTION; DROP TABLE IF EXISTS {};",
-                quote_ident(table)
-            ))
-            .and_then(|_| {
-                conn.query(
-                    "DELETE FROM _checkpoints WHERE table_name = ?",
-                    &[table.into()],
-                )
-                .map(drop)
-            })
-            .and_then(|_| delete_key(&conn, table))
-            .and_then(|_| delete_batches(&conn, table))
-            .and_then(|_| conn.execute("COMMIT"));
-        if result.is_err() {
-            let _ = conn.execute("ROLLBACK");
-        }
-        result.map_err(self.duckdb_error(format!("deleting checkpoint {table:?}")))
+        self.writing(|conn| {
+            let result = conn
+                .execute(&format!(
+                    "BEGIN TRANSACTION; DROP TABLE IF EXISTS {};",
+                    quote_ident(table)
+                ))
+                .and_then(|_| {
+                    conn.query(
+                        "DELETE FROM _checkpoints WHERE table_name = ?",
+                        &[table.into()],
+                    )
+                    .map(drop)
+                })
+                .and_then(|_| delete_key(conn, table))
+                .and_then(|_| delete_batches(conn, table))
+                .and_then(|_| conn.execute("COMMIT"));
+            if result.is_err() {
+                let _ = conn.execute("ROLLBACK");
+            }
+            result
+        })
+        .map_err(self.duckdb_error(format!("deleting checkpoint {table:?}")))
     }
 
     /// Writes `table` to a Parquet file at `output_path` (parent directories created).
@@ -498,9 +529,12 @@ impl PipelineStore {
     /// Runs one SQL statement with `?` parameters bound to `params` and returns its result.
     /// Values are always bound, never pasted into the SQL text; several statements in one
     /// string are refused by DuckDB's prepare.
+    ///
+    /// The store keeps the checkpoint metadata of its file in memory (no other process can
+    /// write the file while this one has it open); a statement run here may change it, so the
+    /// next checkpoint lookup reads it again.
     pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
-        self.lock()
-            .query(sql, params)
+        self.writing(|conn| conn.query(sql, params))
             .map_err(self.duckdb_error(format!("running query {sql:?}")))
     }
 
@@ -510,8 +544,7 @@ impl PipelineStore {
         f: impl FnOnce(&Connection) -> std::result::Result<T, String>,
         context: &str,
     ) -> Result<T> {
-        let conn = self.lock();
-        f(&conn).map_err(self.duckdb_error(context))
+        self.writing(f).map_err(self.duckdb_error(context))
     }
 
     /// Closes the database. Dropping the store does the same; this only makes it explicit.
@@ -573,17 +606,18 @@ fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), String>
     .map(drop)
 }
 
-/// A checkpoint's `_checkpoints` row joined with its key, when the key is for this very save.
-/// Text columns: read without the Arrow path, which costs more than the query for one row.
-const CHECKPOINT_SQL: &str = "SELECT strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+/// Every `_checkpoints` row joined with its key, where the key is for that very save. Text
+/// columns: read without the Arrow path, which costs more than the query for a few rows.
+const CHECKPOINTS_SQL: &str = "SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
     CAST(c.row_count AS VARCHAR), k.key, k.function, k.code, k.arguments \
     FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
-    AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at WHERE c.table_name = ?";
+    AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at";
 
-/// As [`CHECKPOINT_SQL`], for a store without `_checkpoint_keys`.
-const CHECKPOINT_UNKEYED_SQL: &str = "SELECT strftime(CAST(created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
-    CAST(row_count AS VARCHAR), NULL, NULL, NULL, NULL FROM _checkpoints WHERE table_name = ?";
+/// As [`CHECKPOINTS_SQL`], for a store without `_checkpoint_keys`.
+const CHECKPOINTS_UNKEYED_SQL: &str = "SELECT table_name, strftime(CAST(created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+    CAST(row_count AS VARCHAR), NULL, NULL, NULL, NULL FROM _checkpoints";
 
+/// One checkpoint from a row of [`CHECKPOINTS_SQL`] without its table name.
 fn stored_checkpoint(row: Vec<Option<String>>) -> std::result::Result<StoredCheckpoint, String> {
     let mut row = row.into_iter();
     let mut next = || row.next().flatten();
@@ -622,15 +656,10 @@ impl CheckpointStore for PipelineStore {
 
     fn checkpoint(&self, table: &str) -> Result<Option<StoredCheckpoint>> {
         validate_table_name(table)?;
-        let sql = if self.keys_table {
-            CHECKPOINT_SQL
-        } else {
-            CHECKPOINT_UNKEYED_SQL
-        };
-        self.lock()
-            .query_text_row_cached(sql, &[table.into()])
-            .and_then(|row| row.map(stored_checkpoint).transpose())
-            .map_err(self.duckdb_error(format!("reading the checkpoint of {table:?}")))
+        Ok(self
+            .checkpoints(&format!("reading the checkpoint of {table:?}"))?
+            .get(table)
+            .cloned())
     }
 
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
@@ -667,26 +696,28 @@ impl CheckpointStore for PipelineStore {
                 "the store is open read-only".to_owned(),
             ));
         }
-        let conn = self.lock();
-        let adopted = (|| {
-            conn.execute("BEGIN TRANSACTION")?;
-            let same = conn.query_i64_cached(
-                "SELECT count(*) FROM _checkpoints WHERE table_name = ? \
+        let adopted = self.writing(|conn| {
+            let adopted = (|| {
+                conn.execute("BEGIN TRANSACTION")?;
+                let same = conn.query_i64_cached(
+                    "SELECT count(*) FROM _checkpoints WHERE table_name = ? \
                  AND CAST(created_at AS TIMESTAMP) IS NOT DISTINCT FROM ?",
-                &[
-                    table.into(),
-                    created_at.map_or(Param::Null, Param::Timestamp),
-                ],
-            )? == 1;
-            if same {
-                write_key(&conn, table, created_at, key)?;
+                    &[
+                        table.into(),
+                        created_at.map_or(Param::Null, Param::Timestamp),
+                    ],
+                )? == 1;
+                if same {
+                    write_key(conn, table, created_at, key)?;
+                }
+                conn.execute("COMMIT")?;
+                Ok(same)
+            })();
+            if adopted.is_err() {
+                let _ = conn.execute("ROLLBACK");
             }
-            conn.execute("COMMIT")?;
-            Ok(same)
-        })();
-        if adopted.is_err() {
-            let _ = conn.execute("ROLLBACK");
-        }
+            adopted
+        });
         adopted.map_err(self.duckdb_error(context))
     }
 
