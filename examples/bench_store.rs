@@ -155,6 +155,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &rows.to_string(),
                 "--dir",
                 dir.path().to_str().ok_or("path")?,
+                "--storage",
+                &storage,
             ])
             .output()?;
         if !out.status.success() {

@@ -431,8 +431,11 @@ fn checkpoint_lookups_see_every_write_of_the_process() {
 
     a.save_dataframe("t", &frame, "again").unwrap();
     assert!(b.has_checkpoint("t").unwrap());
-    b.query("DELETE FROM _checkpoints WHERE table_name = ?", &["t".into()])
-        .unwrap();
+    b.query(
+        "DELETE FROM _checkpoints WHERE table_name = ?",
+        &["t".into()],
+    )
+    .unwrap();
     assert!(!a.has_checkpoint("t").unwrap());
     a.query(
         "INSERT INTO _checkpoints (table_name, row_count, description) VALUES (?, 2, 'by hand')",
@@ -449,5 +452,8 @@ fn checkpoint_lookups_see_every_write_of_the_process() {
     // Reopened, the store reads what is on disk.
     let c = PipelineStore::open(&path).unwrap();
     assert!(c.has_checkpoint("t").unwrap());
-    assert_eq!(c.list_checkpoints().unwrap()[0].description.as_deref(), Some("by hand"));
+    assert_eq!(
+        c.list_checkpoints().unwrap()[0].description.as_deref(),
+        Some("by hand")
+    );
 }

@@ -59,10 +59,10 @@ impl Metadata {
         // Read the generation before the data: a write that commits in between bumps it
         // after, so the snapshot taken here is never mistaken for a newer one.
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some((at, checkpoints)) = &*self.lock() {
-            if *at == generation {
-                return Ok(Arc::clone(checkpoints));
-            }
+        if let Some((at, checkpoints)) = &*self.lock()
+            && *at == generation
+        {
+            return Ok(Arc::clone(checkpoints));
         }
         let checkpoints = Arc::new(read()?);
         *self.lock() = Some((generation, Arc::clone(&checkpoints)));
