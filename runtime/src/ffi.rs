@@ -256,6 +256,26 @@ impl Connection {
         execute_arrow(&prepared, params)?.into_frame()
     }
 
+    /// Runs `sql`, one statement of the crate's own making without parameters, unprepared, and
+    /// returns the result as a polars frame. For large results: DuckDB builds the Arrow arrays
+    /// of an unprepared query on every thread, those of a prepared one on a single thread.
+    pub fn query_unprepared(&self, sql: &str) -> Result<DataFrame, String> {
+        let sql = c_string(sql)?;
+        let mut result = ArrowResult {
+            raw: ptr::null_mut(),
+        };
+        // SAFETY: the connection is open; the result is owned (and destroyed) by ArrowResult
+        // even when the query failed, as for the prepared path.
+        unsafe {
+            if usher_query_arrow_batched(self.raw, sql.as_ptr(), RESULT_BATCH_ROWS, &mut result.raw)
+                != sys::DuckDBSuccess
+            {
+                return Err(arrow_error(result.raw));
+            }
+        }
+        result.into_frame()
+    }
+
     /// [`query`](Self::query) with the prepared statement kept for the next call.
     pub fn query_cached(&self, sql: &str, params: &[Param]) -> Result<DataFrame, String> {
         self.with_cached(sql, |prepared| {
@@ -406,6 +426,14 @@ unsafe extern "C" {
         batch_size: sys::idx_t,
         out_result: *mut sys::duckdb_arrow,
     ) -> sys::duckdb_state;
+
+    /// `cpp/arrow_batch.cpp`: an unprepared query to an Arrow result with a chosen batch size.
+    fn usher_query_arrow_batched(
+        connection: sys::duckdb_connection,
+        query: *const std::ffi::c_char,
+        batch_size: sys::idx_t,
+        out_result: *mut sys::duckdb_arrow,
+    ) -> sys::duckdb_state;
 }
 
 /// Rows per Arrow array of a result: one DuckDB row group. The C API's 2,048 makes DuckDB slower
@@ -426,13 +454,22 @@ fn execute_arrow(prepared: &Prepared, params: &[Param]) -> Result<ArrowResult, S
         if usher_execute_prepared_arrow_batched(prepared.raw, RESULT_BATCH_ROWS, &mut result.raw)
             != sys::DuckDBSuccess
         {
-            return Err(message(
-                sys::duckdb_query_arrow_error(result.raw),
-                "query failed",
-            ));
+            return Err(arrow_error(result.raw));
         }
     }
     Ok(result)
+}
+
+/// The error of a failed Arrow query. The shims leave `raw` null when DuckDB threw before it
+/// made a result.
+///
+/// # Safety
+/// `raw` is null or a result from one of the shims.
+unsafe fn arrow_error(raw: sys::duckdb_arrow) -> String {
+    if raw.is_null() {
+        return "query failed".to_owned();
+    }
+    unsafe { message(sys::duckdb_query_arrow_error(raw), "query failed") }
 }
 
 /// # Safety

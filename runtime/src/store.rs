@@ -408,7 +408,8 @@ impl PipelineStore {
     pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
         validate_table_name(table)?;
         let conn = self.lock();
-        match conn.query_cached(&format!("SELECT * FROM {}", quote_ident(table)), &[]) {
+        // Unprepared: DuckDB builds the result on one thread for a prepared statement.
+        match conn.query_unprepared(&format!("SELECT * FROM {}", quote_ident(table))) {
             Ok(df) => Ok(Some(df)),
             // Only on failure ask why, so the common path is one statement.
             Err(message) => match table_exists(&conn, table) {
