@@ -457,3 +457,68 @@ fn checkpoint_lookups_see_every_write_of_the_process() {
         Some("by hand")
     );
 }
+
+/// Every DuckDB type a query or a table (say, one the Python pipeline wrote) can hold comes back
+/// as a frame or as a typed error naming the column; none brings the caller down. polars here
+/// is built without its decimal and categorical features, on which it would panic.
+#[test]
+fn results_of_every_duckdb_type_are_frames_or_typed_errors() {
+    let (_dir, store) = store();
+    let cases: &[(&str, Option<&str>)] = &[
+        ("1.5::DECIMAL(10,2)", Some("is DECIMAL")),
+        ("1::HUGEINT", Some("is DECIMAL")),
+        ("1::UHUGEINT", Some("is DECIMAL")),
+        ("[1.5::DECIMAL(4,1)]", Some("is DECIMAL")),
+        ("{'d': 1::HUGEINT}", Some("is DECIMAL")),
+        ("MAP {'a': 1}", Some("is a MAP")),
+        ("CAST('a' AS ENUM('a', 'b'))", Some("is an ENUM")),
+        ("1::TINYINT", Some("cannot create series")),
+        ("INTERVAL '1 day'", Some("could not import")),
+        // Extensions are not downloaded behind the user's back.
+        ("'{}'::JSON", Some("json")),
+        ("uuid()", None),
+        ("TIME '12:00'", None),
+        ("TIMESTAMPTZ '2020-01-01 00:00+00'", None),
+        ("TIMESTAMP_NS '2020-01-01'", None),
+        ("'\\xAA'::BLOB", None),
+        ("[1, 2]", None),
+        ("1::UBIGINT", None),
+        ("1.0::FLOAT", None),
+        ("NULL", None),
+    ];
+    for (expr, refused) in cases {
+        let got = store.query(&format!("SELECT {expr} AS v"), &[]);
+        match (refused, got) {
+            (None, Ok(frame)) => assert_eq!(frame.shape(), (1, 1), "{expr}"),
+            (Some(why), Err(e)) => {
+                let text = e.to_string();
+                assert!(matches!(e, Error::Duckdb { .. }), "{expr}: {e:?}");
+                let names_column = text.contains("\"v\"") || expr.contains("JSON");
+                assert!(text.contains(why) && names_column, "{expr}: {text}");
+            }
+            (refused, got) => panic!("{expr}: expected refusal {refused:?}, got {got:?}"),
+        }
+    }
+    let autoinstall = store
+        .query(
+            "SELECT current_setting('autoinstall_known_extensions') AS on",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        autoinstall.column("on").unwrap().bool().unwrap().get(0),
+        Some(false)
+    );
+    // A stored table with such a column: the load names the table and the column.
+    store
+        .query(
+            "CREATE TABLE totals AS SELECT 'BRCA1' AS gene, sum(range) AS total FROM range(3)",
+            &[],
+        )
+        .unwrap();
+    let err = store.load_dataframe("totals").unwrap_err().to_string();
+    assert!(
+        err.contains("\"totals\"") && err.contains("column \"total\" is DECIMAL"),
+        "{err}"
+    );
+}

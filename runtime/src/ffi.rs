@@ -566,6 +566,25 @@ fn array_is_released(array: &pa_ffi::ArrowArray) -> bool {
     view.release.is_none()
 }
 
+/// The kind of a result type that polars (built without its decimal and categorical features)
+/// would panic on instead of refusing, searched through nested types.
+fn unsupported(dtype: &ArrowDataType) -> Option<&'static str> {
+    match dtype {
+        ArrowDataType::Decimal(..)
+        | ArrowDataType::Decimal32(..)
+        | ArrowDataType::Decimal64(..)
+        | ArrowDataType::Decimal256(..) => Some("DECIMAL (or HUGEINT, or the SUM of a BIGINT)"),
+        ArrowDataType::Dictionary(..) => Some("an ENUM"),
+        ArrowDataType::Map(..) => Some("a MAP"),
+        ArrowDataType::List(f)
+        | ArrowDataType::LargeList(f)
+        | ArrowDataType::FixedSizeList(f, _) => unsupported(f.dtype()),
+        ArrowDataType::Struct(fields) => fields.iter().find_map(|f| unsupported(f.dtype())),
+        ArrowDataType::Extension(ext) => unsupported(&ext.inner),
+        _ => None,
+    }
+}
+
 fn frame_from_chunks(
     fields: &[ArrowField],
     columns: Vec<Vec<Box<dyn Array>>>,
@@ -576,8 +595,26 @@ fn frame_from_chunks(
             let dtype = DataType::from_arrow_field(field);
             Series::new_empty(field.name.clone(), &dtype)
         } else {
-            Series::try_from((field.name.clone(), chunks))
-                .map_err(|e| format!("column {:?}: {e}", field.name.as_str()))?
+            if let Some(kind) = unsupported(field.dtype()) {
+                return Err(format!(
+                    "column {:?} is {kind}, which this build of polars cannot hold: CAST it in \
+                     SQL (to DOUBLE, BIGINT or VARCHAR)",
+                    field.name.as_str()
+                ));
+            }
+            // polars panics on some types a feature of it would support; a result must not
+            // bring down the caller, whatever it holds.
+            let name = field.name.clone();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Series::try_from((name, chunks))
+            }))
+            .map_err(|_| {
+                format!(
+                    "column {:?}: polars cannot import its type",
+                    field.name.as_str()
+                )
+            })?
+            .map_err(|e| format!("column {:?}: {e}", field.name.as_str()))?
         };
         series.push(s.into_column());
     }

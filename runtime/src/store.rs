@@ -188,7 +188,9 @@ impl PipelineStore {
             create_parent_dir(&path)?;
         }
         let threads = options.threads.map(|t| t.to_string());
-        let mut settings: Vec<(&str, &str)> = Vec::new();
+        // The bundled DuckDB would download an extension a query needs (JSON, say) from the
+        // network, mid-pipeline; a store never reaches out on its own.
+        let mut settings: Vec<(&str, &str)> = vec![("autoinstall_known_extensions", "false")];
         if options.read_only {
             settings.push(("access_mode", "READ_ONLY"));
         }
