@@ -1,6 +1,6 @@
-//! Compiles `cpp/arrow_batch.cpp`, a 20-line copy of DuckDB's `duckdb_execute_prepared_arrow`
-//! with a configurable Arrow batch size, against the headers of the DuckDB that libduckdb-sys
-//! builds (it publishes them as `DEP_DUCKDB_INCLUDE`).
+//! Compiles `cpp/arrow_batch.cpp` (DuckDB's `duckdb_execute_prepared_arrow` with a configurable
+//! Arrow batch size, and the same for an unprepared query) against the headers of the DuckDB
+//! that libduckdb-sys builds (it publishes them as `DEP_DUCKDB_INCLUDE`).
 fn main() {
     println!("cargo:rerun-if-changed=cpp/arrow_batch.cpp");
     let include = std::env::var("DEP_DUCKDB_INCLUDE")
