@@ -30,6 +30,8 @@
 //! [`Batches`] for loops that resume after a kill, and [`PipelineStore`] for the store used by
 //! hand.
 
+#![warn(missing_docs)]
+
 pub use usher_pipeline_core::*;
 pub use usher_pipeline_runtime::*;
 

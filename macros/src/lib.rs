@@ -4,6 +4,8 @@
 //! (`expand.rs`) calls ordinary runtime code through `usher_pipeline::__private`. Use it through
 //! the `usher-pipeline` crate, which documents the attribute.
 
+#![warn(missing_docs)]
+
 mod attr;
 mod expand;
 mod validate;
