@@ -548,15 +548,15 @@ fn concurrent_async_misses_both_run_and_leave_one_valid_checkpoint() {
     let mut second = std::pin::pin!(fetch_async(&p, 30, &calls));
     let (mut a, mut b) = (None, None);
     runtime.block_on(std::future::poll_fn(|cx| {
-        if a.is_none() {
-            if let std::task::Poll::Ready(v) = first.as_mut().poll(cx) {
-                a = Some(v);
-            }
+        if a.is_none()
+            && let std::task::Poll::Ready(v) = first.as_mut().poll(cx)
+        {
+            a = Some(v);
         }
-        if b.is_none() {
-            if let std::task::Poll::Ready(v) = second.as_mut().poll(cx) {
-                b = Some(v);
-            }
+        if b.is_none()
+            && let std::task::Poll::Ready(v) = second.as_mut().poll(cx)
+        {
+            b = Some(v);
         }
         if a.is_some() && b.is_some() {
             std::task::Poll::Ready(())
