@@ -18,7 +18,7 @@ use crate::pipeline::Pipeline;
 /// // (compiled and run in the repository's tests/batches.rs)
 /// # use usher_pipeline::polars::prelude::*;
 /// # use usher_pipeline::{checkpointed, Pipeline, Error};
-/// # fn search(genes: &[String]) -> Result<DataFrame, Error> { unimplemented!() }
+/// # fn search(genes: &[String]) -> Result<DataFrame, Error> { Ok(df!("gene" => genes)?) }
 /// #[checkpointed(table = "literature", batches = done)]
 /// fn fetch_literature(ctx: &Pipeline, genes: Vec<String>) -> Result<DataFrame, Error> {
 ///     for batch in done.pending(&genes, 500)? {
@@ -52,10 +52,18 @@ impl<S> std::fmt::Debug for Batches<'_, S> {
     }
 }
 
-fn item_text<T: Serialize>(table: &str, item: &T) -> Result<String> {
-    serde_json::to_value(item)
-        .map(|v| v.to_string())
-        .map_err(|e| Error::Format(format!("cannot identify a batch item of {table:?}: {e}")))
+/// The JSON forms that tell `items` apart.
+fn item_texts<T: Serialize>(table: &str, items: &[T]) -> Result<Vec<String>> {
+    items
+        .iter()
+        .map(|item| {
+            serde_json::to_value(item)
+                .map(|v| v.to_string())
+                .map_err(|e| {
+                    Error::Format(format!("cannot identify a batch item of {table:?}: {e}"))
+                })
+        })
+        .collect()
 }
 
 impl<'a, S: CheckpointStore> Batches<'a, S> {
@@ -76,24 +84,24 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
 
     fn with_done<T>(&self, f: impl FnOnce(&mut HashSet<String>) -> T) -> Result<T> {
         let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        if done.is_none() {
-            let store = self.pipeline.store();
-            let items = if self.fresh {
-                store.discard_batches(self.table)?;
-                Vec::new()
-            } else {
-                store.batch_progress(self.table, &self.key)?
-            };
-            if !items.is_empty() {
-                tracing::info!(
-                    table = self.table,
-                    items = items.len(),
-                    "resuming: finished batch items kept from an earlier run"
-                );
-            }
-            *done = Some(items.into_iter().collect());
+        if let Some(done) = done.as_mut() {
+            return Ok(f(done));
         }
-        Ok(f(done.as_mut().expect("loaded above")))
+        let store = self.pipeline.store();
+        let items = if self.fresh {
+            store.discard_batches(self.table)?;
+            Vec::new()
+        } else {
+            store.batch_progress(self.table, &self.key)?
+        };
+        if !items.is_empty() {
+            tracing::info!(
+                table = self.table,
+                items = items.len(),
+                "resuming: finished batch items kept from an earlier run"
+            );
+        }
+        Ok(f(done.insert(items.into_iter().collect())))
     }
 
     /// The items of `items` not finished yet, in order, in batches of at most `size`.
@@ -104,10 +112,7 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
                 self.table
             )));
         }
-        let texts = items
-            .iter()
-            .map(|item| item_text(self.table, item))
-            .collect::<Result<Vec<_>>>()?;
+        let texts = item_texts(self.table, items)?;
         let todo: Vec<T> = self.with_done(|done| {
             items
                 .iter()
@@ -128,10 +133,7 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
     /// `rows` frame without columns (`DataFrame::empty()`) marks the items done and keeps
     /// nothing.
     pub fn save<T: Serialize>(&self, items: &[T], rows: &DataFrame) -> Result<()> {
-        let texts = items
-            .iter()
-            .map(|item| item_text(self.table, item))
-            .collect::<Result<Vec<_>>>()?;
+        let texts = item_texts(self.table, items)?;
         // Load (or discard) earlier progress first, so this batch is not discarded with it.
         self.with_done(|_| ())?;
         self.pipeline

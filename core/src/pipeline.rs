@@ -280,7 +280,10 @@ impl<S: CheckpointStore> Pipeline<S> {
             outcome = outcome.as_str(),
             "checkpoint hit: body skipped"
         );
-        self.record(call, outcome, None, frame.height(), ms);
+        self.provenance.record_step(
+            call.function,
+            Some(details(call, outcome, None, frame.height(), ms)),
+        );
         Ok(Some(frame))
     }
 
@@ -319,20 +322,6 @@ impl<S: CheckpointStore> Pipeline<S> {
         );
         self.provenance.push_step(step);
         Ok(())
-    }
-
-    fn record(
-        &self,
-        call: &Call<'_>,
-        outcome: Outcome,
-        reason: Option<&str>,
-        rows: usize,
-        ms: f64,
-    ) {
-        self.provenance.record_step(
-            call.function,
-            Some(details(call, outcome, reason, rows, ms)),
-        );
     }
 }
 

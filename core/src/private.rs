@@ -115,24 +115,18 @@ where
     let key = key.finish(spec)?;
     let lock = pipeline.table_lock(spec.table);
     let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
-    let call = Call {
-        table: spec.table,
-        function: spec.function,
-        key: &key,
-        started,
-    };
-    let (outcome, reason) = match plan_and_load(pipeline, &call)? {
+    let call = new_call(spec, &key, started);
+    let compute = match plan_and_load(pipeline, spec, &call)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let batches = Batches::new(
-        pipeline,
-        spec.table,
-        key.key.clone(),
-        outcome == Outcome::Forced,
-    );
-    let value = body(batches).inspect_err(|_| failed(spec))?;
-    pipeline.save(&call, outcome, reason.as_deref(), value.as_frame())?;
+    let value = body(compute.batches).inspect_err(|_| failed(spec))?;
+    pipeline.save(
+        &call,
+        compute.outcome,
+        compute.reason.as_deref(),
+        value.as_frame(),
+    )?;
     Ok(value)
 }
 
@@ -170,35 +164,35 @@ where
     let pipeline = context.pipeline();
     let started = Instant::now();
     let key = key.finish(spec)?;
-    let call = Call {
-        table: spec.table,
-        function: spec.function,
-        key: &key,
-        started,
-    };
-    let (outcome, reason) = match plan_and_load(pipeline, &call)? {
+    let call = new_call(spec, &key, started);
+    let compute = match plan_and_load(pipeline, spec, &call)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let batches = Batches::new(
-        pipeline,
-        spec.table,
-        key.key.clone(),
-        outcome == Outcome::Forced,
-    );
-    let value = body(batches).await.inspect_err(|_| failed(spec))?;
-    pipeline.save(&call, outcome, reason.as_deref(), value.as_frame())?;
+    let value = body(compute.batches).await.inspect_err(|_| failed(spec))?;
+    pipeline.save(
+        &call,
+        compute.outcome,
+        compute.reason.as_deref(),
+        value.as_frame(),
+    )?;
     Ok(value)
 }
 
-type Compute = (Outcome, Option<String>);
+/// A call that must run its body: why, and the batches it resumes from.
+struct Compute<'a, S> {
+    outcome: Outcome,
+    reason: Option<String>,
+    batches: Batches<'a, S>,
+}
 
 /// The loaded checkpoint of a hit, or why and how to compute.
-fn plan_and_load<S: CheckpointStore>(
-    pipeline: &Pipeline<S>,
+fn plan_and_load<'a, S: CheckpointStore>(
+    pipeline: &'a Pipeline<S>,
+    spec: &Spec,
     call: &Call<'_>,
-) -> Result<std::result::Result<polars::prelude::DataFrame, Compute>> {
-    let compute = match pipeline.plan(call.table, call.key)? {
+) -> Result<std::result::Result<polars::prelude::DataFrame, Compute<'a, S>>> {
+    let (outcome, reason) = match pipeline.plan(call.table, call.key)? {
         Plan::Load(outcome) => match pipeline.load(call, outcome)? {
             Some(frame) => return Ok(Ok(frame)),
             None => (
@@ -211,11 +205,31 @@ fn plan_and_load<S: CheckpointStore>(
     tracing::info!(
         table = call.table,
         function = call.function,
-        outcome = compute.0.as_str(),
-        reason = compute.1.as_deref(),
+        outcome = outcome.as_str(),
+        reason = reason.as_deref(),
         "running the body"
     );
-    Ok(Err(compute))
+    let batches = Batches::new(
+        pipeline,
+        spec.table,
+        call.key.key.clone(),
+        outcome == Outcome::Forced,
+    );
+    Ok(Err(Compute {
+        outcome,
+        reason,
+        batches,
+    }))
+}
+
+/// The call `spec` makes with `key`, started at `started`.
+fn new_call<'a>(spec: &'a Spec, key: &'a CheckpointKey, started: Instant) -> Call<'a> {
+    Call {
+        table: spec.table,
+        function: spec.function,
+        key,
+        started,
+    }
 }
 
 fn failed(spec: &Spec) {

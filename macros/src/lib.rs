@@ -31,7 +31,11 @@ use quote::quote;
 ///     }
 /// }
 /// # struct Client;
-/// # impl Client { fn constraint(&self, _: u32) -> Result<DataFrame, FetchError> { unimplemented!() } }
+/// # impl Client {
+/// #     fn constraint(&self, min_depth: u32) -> Result<DataFrame, FetchError> {
+/// #         df!("gene" => ["USH2A"], "min_depth" => [min_depth]).map_err(|e| FetchError::Http(e.to_string()))
+/// #     }
+/// # }
 ///
 /// /// gnomAD constraint metrics for genes covered at `min_depth` or more.
 /// #[checkpointed(table = "gnomad_constraint", skip(client))]

@@ -283,29 +283,32 @@ impl Connection {
         })
     }
 
+    /// Runs `work` as one transaction: committed if it succeeds, rolled back if it or the commit
+    /// fails, so a failed write never leaves a half-done change or an open transaction.
+    pub fn transaction<T>(&self, work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        self.execute("BEGIN TRANSACTION")?;
+        let outcome = work().and_then(|value| self.execute("COMMIT").map(|()| value));
+        if outcome.is_err() {
+            let _ = self.execute("ROLLBACK");
+        }
+        outcome
+    }
+
     /// Runs a cached statement whose result is one BIGINT (a count) and returns it, without
     /// building an Arrow result.
     pub fn query_i64_cached(&self, sql: &str, params: &[Param]) -> Result<i64, String> {
         self.with_cached(sql, |prepared| {
-            bind_all(prepared, params)?;
-            // SAFETY: a prepared statement with every parameter bound; the result struct is
-            // destroyed on every path after its values are read.
-            unsafe {
-                let mut result: sys::duckdb_result = std::mem::zeroed();
-                let state = sys::duckdb_execute_prepared(prepared.raw, &mut result);
-                let outcome = if state != sys::DuckDBSuccess {
-                    Err(message(
-                        sys::duckdb_result_error(&mut result),
-                        "query failed",
-                    ))
-                } else if sys::duckdb_row_count(&mut result) == 0 {
-                    Err("the query returned no row".to_owned())
-                } else {
-                    Ok(sys::duckdb_value_int64(&mut result, 0, 0))
-                };
-                sys::duckdb_destroy_result(&mut result);
-                outcome
-            }
+            with_materialized(prepared, params, |result| {
+                // SAFETY: `result` is a successful materialised result; (0, 0) is read only
+                // when it has a row.
+                unsafe {
+                    if sys::duckdb_row_count(result) == 0 {
+                        Err("the query returned no row".to_owned())
+                    } else {
+                        Ok(sys::duckdb_value_int64(result, 0, 0))
+                    }
+                }
+            })
         })
     }
 
@@ -317,39 +320,29 @@ impl Connection {
         params: &[Param],
     ) -> Result<Vec<Vec<Option<String>>>, String> {
         self.with_cached(sql, |prepared| {
-            bind_all(prepared, params)?;
-            // SAFETY: as in query_i64_cached; rows and columns are within the result's counts,
-            // and every string DuckDB allocates for a value is copied and freed at once.
-            unsafe {
-                let mut result: sys::duckdb_result = std::mem::zeroed();
-                let state = sys::duckdb_execute_prepared(prepared.raw, &mut result);
-                let outcome = if state != sys::DuckDBSuccess {
-                    Err(message(
-                        sys::duckdb_result_error(&mut result),
-                        "query failed",
-                    ))
-                } else {
-                    let rows = sys::duckdb_row_count(&mut result);
-                    let columns = sys::duckdb_column_count(&mut result);
+            with_materialized(prepared, params, |result| {
+                // SAFETY: rows and columns are within the result's counts, and every string
+                // DuckDB allocates for a value is copied and freed at once.
+                unsafe {
+                    let rows = sys::duckdb_row_count(result);
+                    let columns = sys::duckdb_column_count(result);
                     let mut text = |col, row| {
-                        if sys::duckdb_value_is_null(&mut result, col, row) {
+                        if sys::duckdb_value_is_null(result, col, row) {
                             return None;
                         }
-                        let raw = sys::duckdb_value_varchar(&mut result, col, row);
+                        let raw = sys::duckdb_value_varchar(result, col, row);
                         if raw.is_null() {
                             return None;
                         }
-                        let value = std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned();
+                        let value = CStr::from_ptr(raw).to_string_lossy().into_owned();
                         sys::duckdb_free(raw.cast());
                         Some(value)
                     };
                     Ok((0..rows)
                         .map(|row| (0..columns).map(|col| text(col, row)).collect())
                         .collect())
-                };
-                sys::duckdb_destroy_result(&mut result);
-                outcome
-            }
+                }
+            })
         })
     }
 
@@ -458,6 +451,32 @@ fn execute_arrow(prepared: &Prepared, params: &[Param]) -> Result<ArrowResult, S
         }
     }
     Ok(result)
+}
+
+/// Binds `params`, runs `prepared` to a materialised (row-wise) result, reads it with `read`
+/// and destroys it on every path.
+fn with_materialized<T>(
+    prepared: &Prepared,
+    params: &[Param],
+    read: impl FnOnce(&mut sys::duckdb_result) -> Result<T, String>,
+) -> Result<T, String> {
+    bind_all(prepared, params)?;
+    // SAFETY: a prepared statement with every parameter bound; DuckDB fills the zeroed result
+    // struct, which is destroyed once, after `read`, whether execution succeeded or not.
+    unsafe {
+        let mut result: sys::duckdb_result = std::mem::zeroed();
+        let outcome =
+            if sys::duckdb_execute_prepared(prepared.raw, &mut result) != sys::DuckDBSuccess {
+                Err(message(
+                    sys::duckdb_result_error(&mut result),
+                    "query failed",
+                ))
+            } else {
+                read(&mut result)
+            };
+        sys::duckdb_destroy_result(&mut result);
+        outcome
+    }
 }
 
 /// The error of a failed Arrow query. The shims leave `raw` null when DuckDB threw before it

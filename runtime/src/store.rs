@@ -260,6 +260,17 @@ impl PipelineStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Refuses a write to a store opened read-only (the only kind that may lack
+    /// `_checkpoint_keys`), naming what was tried.
+    fn check_writable(&self, context: &str) -> Result<()> {
+        if self.read_only {
+            return Err(self.duckdb_error(context)(
+                "the store is open read-only".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     fn duckdb_error(&self, context: impl Into<String>) -> impl FnOnce(String) -> Error + '_ {
         let context = context.into();
         move |message| Error::Duckdb {
@@ -300,11 +311,7 @@ impl PipelineStore {
     ) -> Result<()> {
         validate_writable_table_name(table)?;
         let context = format!("saving table {table:?}");
-        if self.read_only {
-            return Err(self.duckdb_error(context)(
-                "the store is open read-only".to_owned(),
-            ));
-        }
+        self.check_writable(&context)?;
         validate_columns(table, df)?;
         self.writing(|conn| {
             self.with_scan(conn, table, df, &context, |source| {
@@ -313,8 +320,8 @@ impl PipelineStore {
         })
     }
 
-    /// Registers `df` as an Arrow scan view and runs `write` (a transaction reading the view,
-    /// rolled back if it fails); drops the view afterwards.
+    /// Registers `df` as an Arrow scan view and runs `write` (a transaction reading the view);
+    /// drops the view afterwards.
     fn with_scan(
         &self,
         conn: &Connection,
@@ -348,9 +355,6 @@ impl PipelineStore {
         scanned.map_err(self.duckdb_error(context))?;
 
         let written = write(&source);
-        if written.is_err() {
-            let _ = conn.execute("ROLLBACK");
-        }
         if conn
             .execute(&format!("DROP VIEW IF EXISTS {source}"))
             .is_err()
@@ -374,7 +378,7 @@ impl PipelineStore {
         key: Option<(&CheckpointKey, &ProvenanceRecord)>,
     ) -> std::result::Result<(), String> {
         let target = quote_ident(table);
-        conn.execute("BEGIN TRANSACTION")?;
+        conn.transaction(|| {
         let exists = mode == SaveMode::Append && table_exists(conn, table)?;
         let row_count = if exists {
             conn.execute(&format!(
@@ -402,8 +406,8 @@ impl PipelineStore {
             }
             None => delete_key(conn, table)?,
         }
-        delete_batches(conn, table)?;
-        conn.execute("COMMIT")
+        delete_batches(conn, table)
+        })
     }
 
     /// Loads `table` as a frame, or `Ok(None)` if there is no such table.
@@ -428,12 +432,12 @@ impl PipelineStore {
     pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
         validate_table_name(table)?;
         Ok(self
-            .checkpoints(&format!("checking checkpoint {table:?}"))?
+            .checkpoints(|| format!("checking checkpoint {table:?}"))?
             .contains_key(table))
     }
 
     /// Every checkpoint with its valid key, from the cached metadata or read anew.
-    fn checkpoints(&self, context: &str) -> Result<Arc<Checkpoints>> {
+    fn checkpoints(&self, context: impl FnOnce() -> String) -> Result<Arc<Checkpoints>> {
         self.meta
             .checkpoints(|| {
                 let sql = if self.keys_table {
@@ -449,7 +453,7 @@ impl PipelineStore {
                     })
                     .collect()
             })
-            .map_err(self.duckdb_error(context))
+            .map_err(|message| self.duckdb_error(context())(message))
     }
 
     /// Runs `write` on the connection, then marks the cached metadata stale, whatever the
@@ -481,25 +485,15 @@ impl PipelineStore {
     pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
         validate_writable_table_name(table)?;
         self.writing(|conn| {
-            let result = conn
-                .execute(&format!(
-                    "BEGIN TRANSACTION; DROP TABLE IF EXISTS {};",
-                    quote_ident(table)
-                ))
-                .and_then(|_| {
-                    conn.query(
-                        "DELETE FROM _checkpoints WHERE table_name = ?",
-                        &[table.into()],
-                    )
-                    .map(drop)
-                })
-                .and_then(|_| delete_key(conn, table))
-                .and_then(|_| delete_batches(conn, table))
-                .and_then(|_| conn.execute("COMMIT"));
-            if result.is_err() {
-                let _ = conn.execute("ROLLBACK");
-            }
-            result
+            conn.transaction(|| {
+                conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))?;
+                conn.query(
+                    "DELETE FROM _checkpoints WHERE table_name = ?",
+                    &[table.into()],
+                )?;
+                delete_key(conn, table)?;
+                delete_batches(conn, table)
+            })
         })
         .map_err(self.duckdb_error(format!("deleting checkpoint {table:?}")))
     }
@@ -660,7 +654,7 @@ impl CheckpointStore for PipelineStore {
     fn checkpoint(&self, table: &str) -> Result<Option<StoredCheckpoint>> {
         validate_table_name(table)?;
         Ok(self
-            .checkpoints(&format!("reading the checkpoint of {table:?}"))?
+            .checkpoints(|| format!("reading the checkpoint of {table:?}"))?
             .get(table)
             .cloned())
     }
@@ -694,14 +688,9 @@ impl CheckpointStore for PipelineStore {
     ) -> Result<bool> {
         validate_writable_table_name(table)?;
         let context = format!("adopting the checkpoint of {table:?}");
-        if self.read_only || !self.keys_table {
-            return Err(self.duckdb_error(context)(
-                "the store is open read-only".to_owned(),
-            ));
-        }
+        self.check_writable(&context)?;
         let adopted = self.writing(|conn| {
-            let adopted = (|| {
-                conn.execute("BEGIN TRANSACTION")?;
+            conn.transaction(|| {
                 let same = conn.query_i64_cached(
                     "SELECT count(*) FROM _checkpoints WHERE table_name = ? \
                  AND CAST(created_at AS TIMESTAMP) IS NOT DISTINCT FROM ?",
@@ -713,13 +702,8 @@ impl CheckpointStore for PipelineStore {
                 if same {
                     write_key(conn, table, created_at, key)?;
                 }
-                conn.execute("COMMIT")?;
                 Ok(same)
-            })();
-            if adopted.is_err() {
-                let _ = conn.execute("ROLLBACK");
-            }
-            adopted
+            })
         });
         adopted.map_err(self.duckdb_error(context))
     }
@@ -735,38 +719,26 @@ impl CheckpointStore for PipelineStore {
             )?;
             if others > 0 {
                 // Made from other arguments or code: not to be mixed in.
-                conn.execute("BEGIN TRANSACTION")?;
-                delete_batches(&conn, table)?;
-                conn.execute("COMMIT")?;
+                conn.transaction(|| delete_batches(&conn, table))?;
                 return Ok(Vec::new());
             }
-            let df = conn.query_cached(
+            let rows = conn.query_text_rows_cached(
                 "SELECT item FROM _checkpoint_batches WHERE table_name = ? AND key = ?",
                 &[table.into(), key.into()],
             )?;
-            let items = df
-                .column("item")
-                .and_then(|c| Ok(c.str()?.iter().flatten().map(str::to_owned).collect()))
-                .map_err(|e| e.to_string())?;
-            Ok(items)
+            Ok(rows
+                .into_iter()
+                .filter_map(|mut row| row.pop().flatten())
+                .collect())
         })();
-        if read.is_err() {
-            let _ = conn.execute("ROLLBACK");
-        }
         read.map_err(self.duckdb_error(context))
     }
 
     fn discard_batches(&self, table: &str) -> Result<()> {
         validate_writable_table_name(table)?;
         let conn = self.lock();
-        let done = conn
-            .execute("BEGIN TRANSACTION")
-            .and_then(|_| delete_batches(&conn, table))
-            .and_then(|_| conn.execute("COMMIT"));
-        if done.is_err() {
-            let _ = conn.execute("ROLLBACK");
-        }
-        done.map_err(self.duckdb_error(format!("discarding the batches of {table:?}")))
+        conn.transaction(|| delete_batches(&conn, table))
+            .map_err(self.duckdb_error(format!("discarding the batches of {table:?}")))
     }
 
     fn save_batch(
@@ -778,11 +750,7 @@ impl CheckpointStore for PipelineStore {
     ) -> Result<()> {
         validate_writable_table_name(table)?;
         let context = format!("saving a batch of {table:?}");
-        if self.read_only {
-            return Err(self.duckdb_error(context)(
-                "the store is open read-only".to_owned(),
-            ));
-        }
+        self.check_writable(&context)?;
         // JSON escapes every control character, so \x01 never occurs inside an item.
         let joined = items.join("\u{1}");
         let record_items = |conn: &Connection| {
@@ -798,29 +766,24 @@ impl CheckpointStore for PipelineStore {
         let conn = self.lock();
         if frame.width() == 0 {
             // Items that gave no rows: only their being done is recorded.
-            let done = conn
-                .execute("BEGIN TRANSACTION")
-                .and_then(|_| record_items(&conn))
-                .and_then(|_| conn.execute("COMMIT"));
-            if done.is_err() {
-                let _ = conn.execute("ROLLBACK");
-            }
-            return done.map_err(self.duckdb_error(context));
+            return conn
+                .transaction(|| record_items(&conn))
+                .map_err(self.duckdb_error(context));
         }
         validate_columns(table, frame)?;
         let partial = partial_table(table);
         let partial_name = format!("_partial_{table}");
         self.with_scan(&conn, table, frame, &context, |source| {
-            conn.execute("BEGIN TRANSACTION")?;
-            if table_exists(&conn, &partial_name)? {
-                conn.execute(&format!(
-                    "INSERT INTO {partial} BY NAME SELECT * FROM {source}"
-                ))?;
-            } else {
-                conn.execute(&format!("CREATE TABLE {partial} AS SELECT * FROM {source}"))?;
-            }
-            record_items(&conn)?;
-            conn.execute("COMMIT")
+            conn.transaction(|| {
+                if table_exists(&conn, &partial_name)? {
+                    conn.execute(&format!(
+                        "INSERT INTO {partial} BY NAME SELECT * FROM {source}"
+                    ))?;
+                } else {
+                    conn.execute(&format!("CREATE TABLE {partial} AS SELECT * FROM {source}"))?;
+                }
+                record_items(&conn)
+            })
         })
     }
 
