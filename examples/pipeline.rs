@@ -109,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(v) => v.parse().map_err(|e| format!("--min-depth {v:?}: {e}"))?,
         None => 20,
     };
-    let config = PipelineConfig::load(root.join("config/default.yaml"))?;
+    let config = PipelineConfig::load(root.join("examples/default.yaml"))?;
     config.scoring.validate_sum()?;
     // Opens the store the config names; USHER_FORCE / USHER_UNKEYED apply from the environment.
     let pipeline = Pipeline::from_config(&config)?;

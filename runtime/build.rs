@@ -1,8 +1,13 @@
-//! Compiles `cpp/arrow_batch.cpp` (DuckDB's `duckdb_execute_prepared_arrow` with a configurable
-//! Arrow batch size, and the same for an unprepared query) against the headers of the DuckDB
-//! that libduckdb-sys builds (it publishes them as `DEP_DUCKDB_INCLUDE`).
+//! With the `duckdb` feature: compiles `src/store/duckdb/capi_shim.cpp` (DuckDB's own C API
+//! calls with what the C API does not expose: an Arrow batch size, error types, temporary Arrow
+//! scan views) against the headers of the DuckDB that libduckdb-sys builds (it publishes them as
+//! `DEP_DUCKDB_INCLUDE`).
 fn main() {
-    println!("cargo:rerun-if-changed=cpp/arrow_batch.cpp");
+    const SOURCE: &str = "runtime/src/store/duckdb/capi_shim.cpp";
+    println!("cargo:rerun-if-changed={SOURCE}");
+    if std::env::var_os("CARGO_FEATURE_DUCKDB").is_none() {
+        return;
+    }
     let include = std::env::var("DEP_DUCKDB_INCLUDE")
         .expect("libduckdb-sys (bundled) publishes its include directory");
     // DuckDB's headers differ between its DEBUG and NDEBUG builds: use the same define as
@@ -11,7 +16,7 @@ fn main() {
     let mut build = cc::Build::new();
     build
         .cpp(true)
-        .file("cpp/arrow_batch.cpp")
+        .file(SOURCE)
         .include(&include)
         .flag_if_supported("-std=c++17")
         .warnings(false)

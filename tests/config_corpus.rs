@@ -1,5 +1,5 @@
-//! The config-hash corpus: `tests/configs/*.yaml`, each with its expected outcome in
-//! `tests/configs/expected.tsv` (file, Rust's hash or REJECT, Python's hash or ERROR).
+//! The config-hash corpus: `tests/fixtures/configs/*.yaml`, each with its expected outcome in
+//! `tests/fixtures/configs/expected.tsv` (file, Rust's hash or REJECT, Python's hash or ERROR).
 //!
 //! `corpus_matches_committed_expectations` runs under a plain `cargo test`; the live test
 //! re-runs the Python definition (PyYAML + pydantic 2, `tests/python/seed_config.py`) on every
@@ -20,7 +20,7 @@ struct Expected {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/configs")
 }
 
 fn expected() -> BTreeMap<String, Expected> {
@@ -102,7 +102,7 @@ fn corpus_matches_python_live() {
     // Python creates data_dir and cache_dir relative to its working directory: keep that in a
     // scratch directory.
     let out = std::process::Command::new(&python)
-        .arg(corpus_dir().join("../python/seed_config.py"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/seed_config.py"))
         .args(&paths)
         .current_dir(scratch.path())
         .output()

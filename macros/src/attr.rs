@@ -114,29 +114,12 @@ impl Args {
         Ok(())
     }
 
+    /// The table-name rule, the stores' own (`usher-pipeline-names`), at the literal.
     fn check_table(&mut self, lit: &LitStr) {
-        let value = lit.value();
-        let problem = if value.is_empty() {
-            Some("the table name is empty".to_owned())
-        } else if value.starts_with('_') {
-            Some(format!(
-                "table name \"{value}\" is reserved: names beginning with `_` belong to the store's own tables"
-            ))
-        } else if value.starts_with(|c: char| c.is_ascii_digit())
-            || !value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            Some(format!(
-                "table name \"{value}\" is not a plain lowercase identifier (letters a-z, digits and `_`, not starting with a digit)"
-            ))
-        } else if value.len() > 128 {
-            Some("the table name is longer than 128 characters".to_owned())
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            self.errors.push(syn::Error::new_spanned(lit, problem));
+        let name = lit.value();
+        if let Err(problem) = usher_pipeline_names::check_writable(&name) {
+            self.errors
+                .push(syn::Error::new_spanned(lit, problem.message(&name)));
         }
     }
 

@@ -132,7 +132,7 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
     })
 }
 
-/// `&Pipeline`, `&'a Pipeline`, `&usher_pipeline::Pipeline`.
+/// `&Pipeline`, `&'a Pipeline`, `&usher_pipeline::Pipeline`, `&Pipeline<MemoryStore>`.
 fn is_pipeline_ref(ty: &Type) -> bool {
     match ty {
         Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
@@ -141,7 +141,7 @@ fn is_pipeline_ref(ty: &Type) -> bool {
                     && p.path
                         .segments
                         .last()
-                        .is_some_and(|s| s.ident == "Pipeline" && s.arguments.is_empty())
+                        .is_some_and(|s| s.ident == "Pipeline")
             }
             _ => false,
         },

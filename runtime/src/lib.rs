@@ -1,19 +1,170 @@
-//! DuckDB runtime of [usher-pipeline](https://docs.rs/usher-pipeline): the file-backed
-//! [`PipelineStore`], which implements the core's
-//! [`CheckpointStore`](usher_pipeline_core::CheckpointStore).
+//! # usher-pipeline
 //!
-//! Users depend on the `usher-pipeline` facade crate, which re-exports everything here.
-//! All on-disk formats (`_checkpoints`, `_provenance`) are the Python pipeline's, so stores
-//! move freely between the two; `_checkpoint_keys` is this crate's addition, which the Python
-//! code neither reads nor breaks.
+//! Restartable, traceable data-pipeline steps: polars frames checkpointed in a file-backed
+//! DuckDB store, provenance for every output, and a validated YAML config whose hash names the
+//! settings that made it. The on-disk formats are the Python usher pipeline's, so a store
+//! written by either opens in the other.
+//!
+//! ```no_run
+//! use usher_pipeline::polars::prelude::*;
+//! use usher_pipeline::{checkpointed, Pipeline, PipelineConfig};
+//!
+//! /// gnomAD constraint of the genes covered at `min_depth` or more. A valid checkpoint of
+//! /// this table, made with the same `min_depth` and code, skips the body.
+//! #[checkpointed(table = "gnomad_constraint")]
+//! fn fetch_constraint(ctx: &Pipeline, min_depth: u32) -> Result<DataFrame, usher_pipeline::Error> {
+//!     Ok(df!("gene_id" => ["ENSG00000042781"], "loeuf" => [0.31])?) // hours of downloads
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = PipelineConfig::load("examples/default.yaml")?;
+//! let pipeline = Pipeline::from_config(&config)?; // store, provenance, USHER_FORCE
+//! let constraint = fetch_constraint(&pipeline, 30)?;
+//! pipeline.store().export_parquet("gnomad_constraint", "out/gnomad_constraint.parquet")?;
+//! pipeline.provenance().save_sidecar("out/gnomad_constraint.parquet")?;
+//! pipeline.save_provenance()?;
+//! # Ok(()) }
+//! ```
+//!
+//! See [`checkpointed`] for what a call does (hit, miss, stale, force, unkeyed checkpoints),
+//! [`Batches`] for loops that resume after a kill, and [`PipelineStore`] for the store used by
+//! hand.
+//!
+//! # Features
+//! - `duckdb` (default): the file-backed [`PipelineStore`], built from DuckDB's C++ sources.
+//!   Without it, [`Pipeline`] runs over [`MemoryStore`].
+//! - `cli`: the `usher-pipeline` command line.
 
 #![warn(missing_docs)]
 
-mod ffi;
-mod meta;
+// The attribute's expansion names `::usher_pipeline::__private`; this makes the path resolve in
+// the crate's own tests too.
+extern crate self as usher_pipeline;
+
+mod bounds;
+mod config;
+mod error;
+mod model;
+mod names;
+mod pipeline;
+mod provenance;
+mod python;
 mod store;
 
-pub use ffi::{Param, duckdb_version};
-pub use store::{
-    CheckpointInfo, DEFAULT_STORAGE_COMPATIBILITY, PipelineStore, SaveMode, StoreOptions,
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, python_path_str};
+pub use error::{ConfigError, Error, Problem, ProblemKind, Result};
+pub use model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
+pub use pipeline::{
+    Batches, DefaultStore, FORCE_ENV, Force, Pipeline, PipelineContext, UNKEYED_ENV, UnkeyedPolicy,
 };
+pub use provenance::{
+    ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, python_isoformat, sidecar_path,
+};
+pub use python::json as pyjson;
+pub use store::CheckpointStore;
+#[cfg(feature = "duckdb")]
+pub use store::duckdb::{
+    DEFAULT_STORAGE_COMPATIBILITY, Param, PipelineStore, SaveMode, StoreOptions, duckdb_version,
+};
+pub use store::memory::MemoryStore;
+/// Makes an expensive fetch function restartable and traced.
+///
+/// ```no_run
+/// use usher_pipeline::polars::prelude::*;
+/// use usher_pipeline::{checkpointed, Pipeline};
+///
+/// #[derive(Debug)]
+/// enum FetchError {
+///     Store(usher_pipeline::Error),
+///     Http(String),
+/// }
+/// impl From<usher_pipeline::Error> for FetchError {
+///     fn from(e: usher_pipeline::Error) -> Self {
+///         FetchError::Store(e)
+///     }
+/// }
+/// # struct Client;
+/// # impl Client {
+/// #     fn constraint(&self, min_depth: u32) -> Result<DataFrame, FetchError> {
+/// #         df!("gene" => ["USH2A"], "min_depth" => [min_depth]).map_err(|e| FetchError::Http(e.to_string()))
+/// #     }
+/// # }
+///
+/// /// gnomAD constraint metrics for genes covered at `min_depth` or more.
+/// #[checkpointed(table = "gnomad_constraint", skip(client))]
+/// pub fn fetch_constraint(
+///     ctx: &Pipeline,
+///     min_depth: u32,
+///     client: &Client,
+/// ) -> Result<DataFrame, FetchError> {
+///     client.constraint(min_depth) // hours of downloads
+/// }
+/// ```
+///
+/// Each call decides, before the body runs:
+/// - **hit**: the store holds a checkpoint of `table` made by this function, with this code and
+///   these key arguments: the body is skipped and the table is loaded;
+/// - **miss**: no checkpoint: the body runs, and its frame is saved as `table` with its
+///   `_checkpoints` row and key (one transaction);
+/// - **stale**: a checkpoint made from other arguments or other code: recomputed and replaced;
+/// - **force**: the table is forced ([`Force`], or `USHER_FORCE=all` / `USHER_FORCE=t1,t2`):
+///   recomputed once per `Pipeline`;
+/// - a checkpoint **without a key** (written by the Python pipeline or by hand): refused by
+///   default, with a message saying how to choose `USHER_UNKEYED=adopt` or `recompute`
+///   ([`UnkeyedPolicy`]).
+///
+/// Every outcome is a provenance step (table, outcome, reason, rows, duration, key, arguments,
+/// code) and a `tracing` event. The body's own error is returned untouched and nothing is
+/// saved; store failures reach the caller through `E: From<usher_pipeline::Error>`.
+///
+/// # Arguments
+/// - `table = "name"` (required): the checkpoint's table, a lowercase identifier not starting
+///   with `_`.
+/// - `skip(a, b)`: parameters left out of the key (clients, caches, progress bars; `self`).
+/// - `version = "..."`: pins the code part of the key. Without it, the key covers a hash of
+///   the function's tokens, so any edit to the function recomputes.
+/// - `context = name`: the pipeline-context parameter, when it is not a `&Pipeline` (its type
+///   implements [`PipelineContext`]).
+///
+/// Every other parameter is part of the key: it must implement `serde::Serialize`, and its
+/// JSON (sorted keys) is stored readable in `_checkpoint_keys` and in the provenance step.
+/// `async fn`s work the same, and their future is `Send` when the body's is.
+///
+/// # Expansion
+/// The function keeps its signature, visibility, docs and attributes; its body is handed to
+/// ordinary runtime code. The example above expands to:
+///
+/// ```text
+/// /// gnomAD constraint metrics for genes covered at `min_depth` or more.
+/// pub fn fetch_constraint(ctx: &Pipeline, min_depth: u32, client: &Client) -> Result<DataFrame, FetchError> {
+///     ::usher_pipeline::__private::assert_fetch_result::<Result<DataFrame, FetchError>>();
+///     let __usher_spec = ::usher_pipeline::__private::Spec {
+///         table: "gnomad_constraint",
+///         function: "fetch_constraint",
+///         code: "tokens:73ee8f0913945698",
+///     };
+///     let mut __usher_key = ::usher_pipeline::__private::KeyBuilder::new();
+///     __usher_key.arg("min_depth", ::usher_pipeline::__private::key_arg(&min_depth));
+///     ::usher_pipeline::__private::run(ctx, &__usher_spec, __usher_key, move || {
+///         client.constraint(min_depth) // hours of downloads
+///     })
+/// }
+/// ```
+///
+/// Misuse (a missing or invalid `table`, an unknown argument, a parameter that cannot be part
+/// of the key, a return type that is not `Result<DataFrame, E>`, ...) is a compile error at the
+/// offending token; the cases are the `tests/ui/*.rs` files of the repository.
+///
+/// [`Force`]: crate::Force
+/// [`UnkeyedPolicy`]: crate::UnkeyedPolicy
+/// [`PipelineContext`]: crate::PipelineContext
+pub use usher_pipeline_macros::checkpointed;
+
+/// The polars version this crate is built against, re-exported so users name the same
+/// `DataFrame` type.
+pub use polars;

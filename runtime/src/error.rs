@@ -1,0 +1,310 @@
+//! The error types: one enum for the store and provenance, one for the config.
+//!
+//! Every message names what is at fault (the table, the file, the config field) so that a
+//! failure hours into a pipeline run says where to look without a debugger.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the store, the [`ProvenanceTracker`](crate::ProvenanceTracker), checkpointed
+/// calls and their file formats.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The config file could not be loaded or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// A table name that is not a plain identifier (or, to write, not lowercase).
+    #[error("{}", problem.message(name))]
+    InvalidTableName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: crate::names::NameProblem,
+    },
+
+    /// A write to a name beginning with `_`, which belongs to the store's own tables.
+    #[error("{}", crate::names::NameProblem::Reserved.message(name))]
+    ReservedTableName {
+        /// The name as given.
+        name: String,
+    },
+
+    /// An operation that needs an existing table did not find it.
+    #[error("table {table:?} does not exist in {path}")]
+    TableNotFound {
+        /// The table asked for.
+        table: String,
+        /// The store's database file.
+        path: PathBuf,
+    },
+
+    /// The database file could not be opened (not a DuckDB file, truncated, wrong version...).
+    #[error("cannot open DuckDB store {path}: {message}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// DuckDB's reason.
+        message: String,
+    },
+
+    /// Another process holds the database file's lock.
+    #[error(
+        "DuckDB store {path} is in use by another process (only one process may write a store at a time): {message}"
+    )]
+    StoreInUse {
+        /// The database file.
+        path: PathBuf,
+        /// DuckDB's description of the conflicting lock.
+        message: String,
+    },
+
+    /// DuckDB rejected a statement.
+    #[error("DuckDB error in {path} while {context}: {message}")]
+    Duckdb {
+        /// The database file.
+        path: PathBuf,
+        /// What the store was doing (`saving table "genes"`).
+        context: String,
+        /// DuckDB's message.
+        message: String,
+    },
+
+    /// A frame or result could not cross between polars and DuckDB.
+    #[error("cannot convert {what} between polars and DuckDB: {message}")]
+    Arrow {
+        /// What was being converted (`table "genes"`).
+        what: String,
+        /// The reason.
+        message: String,
+    },
+
+    /// A polars operation failed.
+    #[error("polars: {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
+
+    /// A file or directory could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was attempted (`create directory`, `write sidecar`).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+
+    /// A provenance sidecar is not the JSON it should be.
+    #[error("invalid provenance sidecar {path}: {source}")]
+    Sidecar {
+        /// The sidecar file.
+        path: PathBuf,
+        /// The JSON error, with line and column.
+        source: serde_json::Error,
+    },
+
+    /// A checkpoint without a key (written by the Python pipeline, saved by hand, or re-saved
+    /// since `#[checkpointed]` saved it) under the default [`UnkeyedPolicy::Refuse`](crate::UnkeyedPolicy).
+    #[error(
+        "table {table:?} has a checkpoint without a key (written by the Python pipeline or saved by hand), \
+         so it is unknown which arguments and code made it: keep it with USHER_UNKEYED=adopt \
+         (or `Pipeline::with_unkeyed(UnkeyedPolicy::Adopt)`), or replace it with USHER_UNKEYED=recompute"
+    )]
+    UnkeyedCheckpoint {
+        /// The table.
+        table: String,
+    },
+
+    /// An argument of a `#[checkpointed]` function could not be serialised into the key.
+    #[error(
+        "cannot put argument `{argument}` of `{function}` into the checkpoint key of table {table:?}: {message}"
+    )]
+    Key {
+        /// The table.
+        table: String,
+        /// The function.
+        function: String,
+        /// The argument.
+        argument: String,
+        /// serde's message.
+        message: String,
+    },
+
+    /// A setting (an environment variable such as `USHER_FORCE`) has a value that cannot be used.
+    #[error("invalid {setting}={value:?}: {message}")]
+    Setting {
+        /// The setting's name.
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A value does not fit the on-disk format (a row count beyond `INTEGER`, a non-finite
+    /// float in provenance details...).
+    #[error("{0}")]
+    Format(String),
+}
+
+/// Creates the parent directories of `path` (the store file, a Parquet export, a sidecar).
+pub fn create_parent_dir(path: &std::path::Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            action: "create directory",
+            path: parent.to_owned(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Errors of loading and validating a [`PipelineConfig`](crate::PipelineConfig).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+
+    /// The file is not valid YAML (or not UTF-8).
+    #[error("{path}:{line}:{column}: not valid YAML: {message}")]
+    Yaml {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+
+    /// The YAML is well-formed but does not fit the schema; every problem found is listed.
+    #[error("invalid config {path}:{}", DisplayProblems(problems))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Each problem, in file order.
+        problems: Vec<Problem>,
+    },
+
+    /// `data_dir` or `cache_dir` could not be created.
+    #[error("config {path}: cannot create `{field}` directory {dir}: {source}")]
+    CreateDir {
+        /// The config file.
+        path: PathBuf,
+        /// `data_dir` or `cache_dir`.
+        field: &'static str,
+        /// The directory.
+        dir: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+
+    /// [`ScoringWeights::validate_sum`](crate::ScoringWeights::validate_sum) failed.
+    #[error("Scoring weights must sum to 1.0, got {total:.6}")]
+    WeightsSum {
+        /// The actual sum.
+        total: f64,
+    },
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The dotted field path, `versions.ensembl_release`.
+    pub field: String,
+    /// The 1-based line in the file, when the problem is at a written value.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub kind: ProblemKind,
+}
+
+/// What is wrong with a config field.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// A required field or section is absent.
+    Missing,
+    /// A key the schema does not have.
+    UnknownKey {
+        /// The closest valid key at that level, if one is close.
+        suggestion: Option<String>,
+    },
+    /// The same key twice in one mapping.
+    DuplicateKey,
+    /// A value of the wrong type.
+    WrongType {
+        /// What the field takes.
+        expected: &'static str,
+        /// The value found, as written, with its YAML type.
+        found: String,
+        /// How to fix it, when there is an obvious way.
+        hint: Option<&'static str>,
+    },
+    /// A value outside its allowed range.
+    OutOfRange {
+        /// The value found.
+        value: String,
+        /// The allowed range.
+        constraint: &'static str,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        match &self.kind {
+            ProblemKind::Missing => write!(f, "`{}` is required but missing", self.field),
+            ProblemKind::UnknownKey { suggestion } => {
+                write!(f, "unknown key `{}`", self.field)?;
+                match suggestion {
+                    Some(s) => write!(f, "; did you mean `{s}`?"),
+                    None => Ok(()),
+                }
+            }
+            ProblemKind::DuplicateKey => write!(f, "`{}` is given more than once", self.field),
+            ProblemKind::WrongType {
+                expected,
+                found,
+                hint,
+            } => {
+                write!(f, "`{}` must be {expected}, found {found}", self.field)?;
+                match hint {
+                    Some(h) => write!(f, " ({h})"),
+                    None => Ok(()),
+                }
+            }
+            ProblemKind::OutOfRange { value, constraint } => {
+                write!(
+                    f,
+                    "`{}` = {value} is out of range: must be {constraint}",
+                    self.field
+                )
+            }
+        }
+    }
+}
+
+struct DisplayProblems<'a>(&'a [Problem]);
+
+impl fmt::Display for DisplayProblems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,445 @@
+//! `Pipeline`: the context a `#[checkpointed]` function takes (store, provenance, config,
+//! force settings), and the decisions the attribute's expansion hands over to it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use polars::prelude::DataFrame;
+use serde_json::{Map, Value};
+
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::model::CheckpointKey;
+use crate::names::validate_table_name;
+use crate::provenance::{ProvenanceTracker, new_step};
+use crate::store::CheckpointStore;
+
+mod batches;
+#[cfg(test)]
+mod tests;
+
+pub use batches::Batches;
+
+/// The store a [`Pipeline`] runs over when none is named: the DuckDB
+/// [`PipelineStore`](crate::PipelineStore) with the default `duckdb` feature, the
+/// [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
+/// compile-fail tests build so, to stay clear of DuckDB's C++).
+#[cfg(feature = "duckdb")]
+pub type DefaultStore = crate::store::duckdb::PipelineStore;
+/// The store a [`Pipeline`] runs over when none is named: the DuckDB `PipelineStore` with the
+/// default `duckdb` feature, the [`MemoryStore`](crate::MemoryStore) in a build without a
+/// file-backed store (the compile-fail tests build so, to stay clear of DuckDB's C++).
+#[cfg(not(feature = "duckdb"))]
+pub type DefaultStore = crate::store::memory::MemoryStore;
+
+/// The environment variable that forces recomputation from the command line: `all` (or `1`,
+/// `true`) for every table, or a comma-separated list of tables. Read by
+/// [`Pipeline::with_env`] and [`Pipeline::with_config`].
+pub const FORCE_ENV: &str = "USHER_FORCE";
+
+/// The environment variable that sets the [`UnkeyedPolicy`]: `refuse`, `adopt` or
+/// `recompute`. Read by [`Pipeline::with_env`] and [`Pipeline::from_config`].
+pub const UNKEYED_ENV: &str = "USHER_UNKEYED";
+
+/// Which checkpoints to recompute even when they are valid.
+///
+/// A forced table is recomputed once per [`Pipeline`]: a second call in the same run loads
+/// what the first one saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Force {
+    /// Use valid checkpoints (the default).
+    #[default]
+    None,
+    /// Recompute every table.
+    All,
+    /// Recompute these tables.
+    Tables(BTreeSet<String>),
+}
+
+impl Force {
+    /// Forces the given tables.
+    pub fn tables<I: IntoIterator<Item = T>, T: Into<String>>(tables: I) -> Self {
+        Force::Tables(tables.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether `table` is forced.
+    pub fn includes(&self, table: &str) -> bool {
+        match self {
+            Force::None => false,
+            Force::All => true,
+            Force::Tables(tables) => tables.contains(table),
+        }
+    }
+
+    /// Parses a [`FORCE_ENV`] value: empty, `0`, `false` or `none` force nothing; `all`, `1`
+    /// or `true` force everything; anything else is a comma-separated list of table names.
+    pub fn parse(value: &str) -> Result<Self> {
+        let trimmed = value.trim();
+        match trimmed.to_ascii_lowercase().as_str() {
+            "" | "0" | "false" | "none" => return Ok(Force::None),
+            "1" | "true" | "all" => return Ok(Force::All),
+            _ => {}
+        }
+        let mut tables = BTreeSet::new();
+        for name in trimmed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            validate_table_name(name).map_err(|e| Error::Setting {
+                setting: FORCE_ENV,
+                value: value.to_owned(),
+                message: e.to_string(),
+            })?;
+            tables.insert(name.to_owned());
+        }
+        Ok(Force::Tables(tables))
+    }
+}
+
+/// What to do with a checkpoint that has no key: one written by the Python pipeline, saved by
+/// hand through the store, or re-saved since its key was recorded.
+///
+/// Such a table may hold hours of fetched data, so it is neither thrown away nor trusted
+/// without a decision: by default the call fails with [`Error::UnkeyedCheckpoint`], whose
+/// message says how to choose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnkeyedPolicy {
+    /// Fail with [`Error::UnkeyedCheckpoint`] (the default).
+    #[default]
+    Refuse,
+    /// Trust the checkpoint: record the current key for it and load it. The provenance step
+    /// says `adopted`.
+    Adopt,
+    /// Recompute and replace it; the provenance step says why.
+    Recompute,
+}
+
+impl UnkeyedPolicy {
+    /// Parses a [`UNKEYED_ENV`] value: `refuse`, `adopt` or `recompute`.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "refuse" => Ok(UnkeyedPolicy::Refuse),
+            "adopt" => Ok(UnkeyedPolicy::Adopt),
+            "recompute" => Ok(UnkeyedPolicy::Recompute),
+            _ => Err(Error::Setting {
+                setting: UNKEYED_ENV,
+                value: value.to_owned(),
+                message: "expected `refuse`, `adopt` or `recompute`".to_owned(),
+            }),
+        }
+    }
+}
+
+/// The context of a pipeline run: the store, the provenance tracker, the config and the force
+/// settings. `#[checkpointed]` functions take it as `&Pipeline`; it is `Sync`, so one context
+/// serves every thread of a run.
+///
+/// `Pipeline` alone is this type over the [`DefaultStore`] (DuckDB's `PipelineStore`);
+/// `Pipeline<MemoryStore>` keeps checkpoints in memory (tests, dry runs).
+///
+/// [`MemoryStore`]: crate::MemoryStore
+pub struct Pipeline<S = DefaultStore> {
+    store: S,
+    provenance: ProvenanceTracker,
+    config: Option<PipelineConfig>,
+    force: Force,
+    unkeyed: UnkeyedPolicy,
+    /// Forced tables already recomputed by this pipeline.
+    forced_done: Mutex<HashSet<String>>,
+    /// One lock per table, so two threads asking for the same missing table run its body once.
+    table_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl<S> std::fmt::Debug for Pipeline<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("provenance", &self.provenance)
+            .field("force", &self.force)
+            .field("unkeyed", &self.unkeyed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: CheckpointStore> Pipeline<S> {
+    /// A context over `store` recording into `provenance`, with no config, nothing forced and
+    /// unkeyed checkpoints refused. The environment is not read (see [`with_env`](Self::with_env)).
+    pub fn new(store: S, provenance: ProvenanceTracker) -> Self {
+        Self {
+            store,
+            provenance,
+            config: None,
+            force: Force::None,
+            unkeyed: UnkeyedPolicy::default(),
+            forced_done: Mutex::new(HashSet::new()),
+            table_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A context over `store` for a run of `config`: a provenance tracker for it, the config
+    /// kept, and the command-line settings of the environment ([`FORCE_ENV`],
+    /// [`UNKEYED_ENV`]) applied. `Pipeline::from_config` opens the store the config names.
+    pub fn with_config(store: S, config: &PipelineConfig) -> Result<Self> {
+        let mut pipeline = Self::new(store, ProvenanceTracker::from_config(config, None));
+        pipeline.config = Some(config.clone());
+        pipeline.with_env()
+    }
+
+    /// Sets which tables to recompute.
+    pub fn with_force(mut self, force: Force) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Sets what to do with checkpoints that have no key.
+    pub fn with_unkeyed(mut self, policy: UnkeyedPolicy) -> Self {
+        self.unkeyed = policy;
+        self
+    }
+
+    /// Applies [`FORCE_ENV`] and [`UNKEYED_ENV`] when they are set; a value that cannot be
+    /// parsed is an [`Error::Setting`] naming the variable.
+    pub fn with_env(mut self) -> Result<Self> {
+        if let Some(value) = env_var(FORCE_ENV)? {
+            self.force = Force::parse(&value)?;
+        }
+        if let Some(value) = env_var(UNKEYED_ENV)? {
+            self.unkeyed = UnkeyedPolicy::parse(&value)?;
+        }
+        Ok(self)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The provenance tracker every checkpointed call records into.
+    pub fn provenance(&self) -> &ProvenanceTracker {
+        &self.provenance
+    }
+
+    /// The config, when the pipeline was made from one.
+    pub fn config(&self) -> Option<&PipelineConfig> {
+        self.config.as_ref()
+    }
+
+    /// The force setting.
+    pub fn force(&self) -> &Force {
+        &self.force
+    }
+
+    /// The unkeyed-checkpoint policy.
+    pub fn unkeyed_policy(&self) -> UnkeyedPolicy {
+        self.unkeyed
+    }
+
+    /// Appends this run's provenance to the store's `_provenance` table.
+    pub fn save_provenance(&self) -> Result<()> {
+        self.provenance.save_to_store(&self.store)
+    }
+
+    /// The lock of `table`, created on first use.
+    pub(crate) fn table_lock(&self, table: &str) -> Arc<Mutex<()>> {
+        let mut locks = self
+            .table_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(locks.entry(table.to_owned()).or_default())
+    }
+
+    /// Decides between loading the checkpoint and running the body.
+    pub(crate) fn plan(&self, table: &str, key: &CheckpointKey) -> Result<Plan> {
+        if self.force.includes(table)
+            && !self
+                .forced_done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(table)
+        {
+            return Ok(Plan::Compute(Outcome::Forced, Some("forced".to_owned())));
+        }
+        let Some(stored) = self.store.checkpoint(table)? else {
+            return Ok(Plan::Compute(Outcome::Miss, None));
+        };
+        match &stored.key {
+            Some(stored_key) => Ok(match stored_key.difference(key) {
+                None => Plan::Load(Outcome::Hit),
+                Some(why) => Plan::Compute(Outcome::Stale, Some(why)),
+            }),
+            None => match self.unkeyed {
+                UnkeyedPolicy::Refuse => Err(Error::UnkeyedCheckpoint {
+                    table: table.to_owned(),
+                }),
+                UnkeyedPolicy::Recompute => Ok(Plan::Compute(
+                    Outcome::Stale,
+                    Some("the checkpoint has no key (saved without #[checkpointed])".to_owned()),
+                )),
+                UnkeyedPolicy::Adopt => {
+                    if self.store.adopt_checkpoint(table, stored.created_at, key)? {
+                        Ok(Plan::Load(Outcome::Adopted))
+                    } else {
+                        Ok(Plan::Compute(
+                            Outcome::Stale,
+                            Some("the checkpoint changed while it was being adopted".to_owned()),
+                        ))
+                    }
+                }
+            },
+        }
+    }
+
+    /// Loads the checkpoint of a hit and records it, or `None` if its table is gone.
+    pub(crate) fn load(&self, call: &Call<'_>, outcome: Outcome) -> Result<Option<DataFrame>> {
+        let Some(frame) = self.store.load_checkpoint(call.table)? else {
+            return Ok(None);
+        };
+        let ms = elapsed_ms(call.started);
+        tracing::info!(
+            table = call.table,
+            function = call.function,
+            rows = frame.height(),
+            duration_ms = ms,
+            outcome = outcome.as_str(),
+            "checkpoint hit: body skipped"
+        );
+        self.provenance.record_step(
+            call.function,
+            Some(details(call, outcome, None, frame.height(), ms)),
+        );
+        Ok(Some(frame))
+    }
+
+    /// Saves what the body returned, with the `_provenance` row of its step in the same
+    /// transaction, and records the step.
+    pub(crate) fn save(
+        &self,
+        call: &Call<'_>,
+        outcome: Outcome,
+        reason: Option<&str>,
+        frame: &DataFrame,
+    ) -> Result<()> {
+        let description = format!("{} {}", call.function, call.key.arguments_json());
+        let ms = elapsed_ms(call.started);
+        let step = new_step(
+            call.function.to_owned(),
+            Some(details(call, outcome, reason, frame.height(), ms)),
+        );
+        let record = self.provenance.record_of(std::slice::from_ref(&step))?;
+        self.store
+            .save_checkpoint(call.table, frame, &description, call.key, &record)?;
+        if outcome == Outcome::Forced {
+            self.forced_done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(call.table.to_owned());
+        }
+        tracing::info!(
+            table = call.table,
+            function = call.function,
+            rows = frame.height(),
+            duration_ms = ms,
+            outcome = outcome.as_str(),
+            reason,
+            "checkpoint saved"
+        );
+        self.provenance.push_step(step);
+        Ok(())
+    }
+}
+
+/// The details of a checkpointed call's provenance step.
+fn details(
+    call: &Call<'_>,
+    outcome: Outcome,
+    reason: Option<&str>,
+    rows: usize,
+    ms: f64,
+) -> Map<String, Value> {
+    let mut details = Map::new();
+    details.insert("table".into(), call.table.into());
+    details.insert("outcome".into(), outcome.as_str().into());
+    if let Some(reason) = reason {
+        details.insert("reason".into(), reason.into());
+    }
+    details.insert("rows".into(), rows.into());
+    details.insert("duration_ms".into(), Value::from(ms));
+    details.insert("key".into(), call.key.key.clone().into());
+    details.insert(
+        "arguments".into(),
+        Value::Object(call.key.arguments.clone()),
+    );
+    details.insert("code".into(), call.key.code.clone().into());
+    details
+}
+
+/// One checkpointed call: its table, function, key and start time.
+pub(crate) struct Call<'a> {
+    pub table: &'a str,
+    pub function: &'a str,
+    pub key: &'a CheckpointKey,
+    pub started: Instant,
+}
+
+fn env_var(name: &'static str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(value)) => Err(Error::Setting {
+            setting: name,
+            value: value.to_string_lossy().into_owned(),
+            message: "not UTF-8".to_owned(),
+        }),
+    }
+}
+
+/// Milliseconds since `started`, to the microsecond.
+fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// What happened to a checkpointed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Hit,
+    Adopted,
+    Miss,
+    Stale,
+    Forced,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Adopted => "adopted",
+            Outcome::Miss => "miss",
+            Outcome::Stale => "stale",
+            Outcome::Forced => "force",
+        }
+    }
+}
+
+/// Load the checkpoint, or run the body (with the outcome and why).
+pub(crate) enum Plan {
+    Load(Outcome),
+    Compute(Outcome, Option<String>),
+}
+
+/// A value that lends the [`Pipeline`] of a `#[checkpointed]` function: `Pipeline` itself, or
+/// an application's own context that holds one (name its parameter with `context = ...`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pipeline context",
+    label = "the pipeline context of this `#[checkpointed]` function",
+    note = "take `&Pipeline`, or implement `usher_pipeline::PipelineContext` for `{Self}` to lend the `Pipeline` it holds"
+)]
+pub trait PipelineContext {
+    /// The store of the pipeline.
+    type Store: CheckpointStore;
+    /// The pipeline.
+    fn pipeline(&self) -> &Pipeline<Self::Store>;
+}
+
+impl<S: CheckpointStore> PipelineContext for Pipeline<S> {
+    type Store = S;
+    fn pipeline(&self) -> &Pipeline<S> {
+        self
+    }
+}

@@ -1,0 +1,239 @@
+//! What `#[checkpointed]` expands to call. Not a public API: the attribute is.
+//!
+//! Kept here, in ordinary code, so the expansion is a few lines that read like the hand-written
+//! check-load-or-run-save-record it replaces; the generic parts are thin and hand over to
+//! non-generic methods of [`Pipeline`] at once.
+
+use std::future::Future;
+use std::sync::PoisonError;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+pub use crate::bounds::{CarriesStoreErrors, CheckpointValue, FetchResult, KeyArg};
+
+use crate::error::{Error, Result};
+use crate::model::CheckpointKey;
+use crate::pipeline::{Batches, Call, Outcome, Pipeline, PipelineContext, Plan};
+use crate::store::CheckpointStore;
+
+/// The attribute's arguments, as the expansion passes them.
+#[derive(Debug)]
+pub struct Spec {
+    /// `table = "..."`.
+    pub table: &'static str,
+    /// The function's name.
+    pub function: &'static str,
+    /// `version:<v>` when pinned, else `tokens:<hash of the function's tokens>`.
+    pub code: &'static str,
+}
+
+/// The key arguments of one call, collected before the body runs.
+#[derive(Debug, Default)]
+pub struct KeyBuilder {
+    arguments: Map<String, Value>,
+    error: Option<(&'static str, String)>,
+}
+
+/// One key argument, serialised (or why it could not be).
+#[derive(Debug)]
+pub struct KeyValue(std::result::Result<Value, String>);
+
+/// Serialises a key argument. Its bound is where a type that cannot be part of the key is
+/// reported, at the parameter's type.
+pub fn key_arg<T: KeyArg + ?Sized>(value: &T) -> KeyValue {
+    KeyValue(value.key_value())
+}
+
+impl KeyBuilder {
+    /// An empty key.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the argument `name`.
+    pub fn arg(&mut self, name: &'static str, value: KeyValue) {
+        match value.0 {
+            Ok(v) => {
+                self.arguments.insert(name.to_owned(), v);
+            }
+            Err(message) => {
+                self.error.get_or_insert((name, message));
+            }
+        }
+    }
+
+    fn finish(self, spec: &Spec) -> Result<CheckpointKey> {
+        if let Some((argument, message)) = self.error {
+            return Err(Error::Key {
+                table: spec.table.to_owned(),
+                function: spec.function.to_owned(),
+                argument: argument.to_owned(),
+                message,
+            });
+        }
+        CheckpointKey::new(spec.function, spec.code, self.arguments)
+    }
+}
+
+/// Checks at compile time that the return type is a `Result` (what `run` requires of its
+/// value and error is reported by `run`'s own bounds, at the same place).
+pub fn assert_fetch_result<R: FetchResult>() {}
+
+/// A synchronous checkpointed call: load the checkpoint, or run `body`, save and record.
+/// Two threads asking for the same table run one body; the other loads its result.
+pub fn run<C, T, E>(
+    context: &C,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    C: PipelineContext + ?Sized,
+    T: CheckpointValue,
+    E: CarriesStoreErrors,
+{
+    run_batched(context, spec, key, |_| body())
+}
+
+/// [`run`] for a body that takes the call's [`Batches`] (`batches = name`).
+pub fn run_batched<'a, C, T, E>(
+    context: &'a C,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: impl FnOnce(Batches<'a, C::Store>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    C: PipelineContext + ?Sized,
+    T: CheckpointValue,
+    E: CarriesStoreErrors,
+{
+    let pipeline = context.pipeline();
+    let started = Instant::now();
+    let key = key.finish(spec)?;
+    let lock = pipeline.table_lock(spec.table);
+    let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    let call = new_call(spec, &key, started);
+    let compute = match plan_and_load(pipeline, spec, &call)? {
+        Ok(frame) => return Ok(T::from_frame(frame)),
+        Err(compute) => compute,
+    };
+    let value = body(compute.batches).inspect_err(|_| failed(spec))?;
+    pipeline.save(
+        &call,
+        compute.outcome,
+        compute.reason.as_deref(),
+        value.as_frame(),
+    )?;
+    Ok(value)
+}
+
+/// An `async` checkpointed call: as [`run`], awaiting `body`. The returned future is `Send`
+/// when `body` is. Concurrent calls for the same table are not merged: each that misses runs
+/// its body, and the last save wins.
+pub async fn run_async<C, T, E, F>(
+    context: &C,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: F,
+) -> std::result::Result<T, E>
+where
+    C: PipelineContext + ?Sized,
+    T: CheckpointValue,
+    E: CarriesStoreErrors,
+    F: Future<Output = std::result::Result<T, E>>,
+{
+    run_async_batched(context, spec, key, |_| body).await
+}
+
+/// [`run_async`] for a body that takes the call's [`Batches`] (`batches = name`).
+pub async fn run_async_batched<'a, C, T, E, F>(
+    context: &'a C,
+    spec: &Spec,
+    key: KeyBuilder,
+    body: impl FnOnce(Batches<'a, C::Store>) -> F,
+) -> std::result::Result<T, E>
+where
+    C: PipelineContext + ?Sized,
+    T: CheckpointValue,
+    E: CarriesStoreErrors,
+    F: Future<Output = std::result::Result<T, E>>,
+{
+    let pipeline = context.pipeline();
+    let started = Instant::now();
+    let key = key.finish(spec)?;
+    let call = new_call(spec, &key, started);
+    let compute = match plan_and_load(pipeline, spec, &call)? {
+        Ok(frame) => return Ok(T::from_frame(frame)),
+        Err(compute) => compute,
+    };
+    let value = body(compute.batches).await.inspect_err(|_| failed(spec))?;
+    pipeline.save(
+        &call,
+        compute.outcome,
+        compute.reason.as_deref(),
+        value.as_frame(),
+    )?;
+    Ok(value)
+}
+
+/// A call that must run its body: why, and the batches it resumes from.
+struct Compute<'a, S> {
+    outcome: Outcome,
+    reason: Option<String>,
+    batches: Batches<'a, S>,
+}
+
+/// The loaded checkpoint of a hit, or why and how to compute.
+fn plan_and_load<'a, S: CheckpointStore>(
+    pipeline: &'a Pipeline<S>,
+    spec: &Spec,
+    call: &Call<'_>,
+) -> Result<std::result::Result<polars::prelude::DataFrame, Compute<'a, S>>> {
+    let (outcome, reason) = match pipeline.plan(call.table, call.key)? {
+        Plan::Load(outcome) => match pipeline.load(call, outcome)? {
+            Some(frame) => return Ok(Ok(frame)),
+            None => (
+                Outcome::Stale,
+                Some("the checkpoint's table is missing".to_owned()),
+            ),
+        },
+        Plan::Compute(outcome, reason) => (outcome, reason),
+    };
+    tracing::info!(
+        table = call.table,
+        function = call.function,
+        outcome = outcome.as_str(),
+        reason = reason.as_deref(),
+        "running the body"
+    );
+    let batches = Batches::new(
+        pipeline,
+        spec.table,
+        call.key.key.clone(),
+        outcome == Outcome::Forced,
+    );
+    Ok(Err(Compute {
+        outcome,
+        reason,
+        batches,
+    }))
+}
+
+/// The call `spec` makes with `key`, started at `started`.
+fn new_call<'a>(spec: &'a Spec, key: &'a CheckpointKey, started: Instant) -> Call<'a> {
+    Call {
+        table: spec.table,
+        function: spec.function,
+        key,
+        started,
+    }
+}
+
+fn failed(spec: &Spec) {
+    tracing::warn!(
+        table = spec.table,
+        function = spec.function,
+        "the body failed: nothing saved"
+    );
+}

@@ -1,0 +1,256 @@
+//! The behaviour every [`CheckpointStore`] must show, written once and run against each store
+//! by [`conformance_suite!`]: `store::memory` (no DuckDB, seconds) and `store::duckdb`.
+//!
+//! Each case takes a fresh, empty store. What the trait cannot read back (the `_provenance`
+//! rows) is read through [`Inspect`], which each store's test module implements.
+
+use chrono::NaiveDateTime;
+use polars::prelude::*;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::model::{CheckpointKey, ProvenanceRecord};
+use crate::store::CheckpointStore;
+
+/// What a test needs to see of a store beyond the trait.
+pub(crate) trait Inspect {
+    /// Every `_provenance` row, in the order appended.
+    fn provenance_rows(&self) -> Vec<ProvenanceRecord>;
+}
+
+/// One `#[test]` per case for the store `$open` makes: an expression giving a fresh, empty
+/// store behind a pointer (`Box::new(MemoryStore::new())`, or a guard that also owns the
+/// store's temporary directory).
+macro_rules! conformance_suite {
+    ($open:expr) => {
+        conformance_suite!(@cases $open;
+            missing_table_has_no_checkpoint,
+            a_save_is_loaded_with_its_row_and_key,
+            a_save_replaces_the_previous_checkpoint,
+            adoption_needs_the_same_checkpoint,
+            batches_resume_under_their_key_only,
+            batches_without_columns_record_items_only,
+            a_checkpoint_save_removes_its_batches,
+            provenance_rows_are_appended,
+            names_follow_the_table_name_rule,
+            frames_without_columns_are_refused,
+        );
+    };
+    (@cases $open:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let store = $open;
+                $crate::store::conformance::$case(&*store);
+            }
+        )*
+    };
+}
+
+fn key(arguments: Value) -> CheckpointKey {
+    let Value::Object(arguments) = arguments else {
+        panic!("key arguments are an object")
+    };
+    CheckpointKey::new("fetch", "version:1", arguments).unwrap()
+}
+
+fn record(step: &str) -> ProvenanceRecord {
+    ProvenanceRecord {
+        version: "0.1.0".into(),
+        config_hash: "abc".into(),
+        created_at: NaiveDateTime::parse_from_str("2026-11-25 10:00:00", "%Y-%m-%d %H:%M:%S")
+            .unwrap(),
+        steps_json: format!("[{{\"name\": \"{step}\"}}]"),
+    }
+}
+
+fn genes(n: i64) -> DataFrame {
+    let ids: Vec<String> = (0..n).map(|i| format!("ENSG{i:011}")).collect();
+    let scores: Vec<Option<f64>> = (0..n)
+        .map(|i| (i % 3 != 0).then_some(i as f64 / 7.0))
+        .collect();
+    df!("gene_id" => ids, "score" => scores).unwrap()
+}
+
+fn sorted(frame: DataFrame) -> DataFrame {
+    frame
+        .sort(["gene_id"], SortMultipleOptions::default())
+        .unwrap()
+}
+
+pub(crate) fn missing_table_has_no_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
+    assert_eq!(store.checkpoint("genes").unwrap(), None);
+    assert!(store.load_checkpoint("genes").unwrap().is_none());
+    assert!(store.load_batches("genes").unwrap().is_none());
+    assert_eq!(
+        store.batch_progress("genes", "k").unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + Inspect>(store: &S) {
+    let frame = genes(5);
+    let k = key(json!({"min_depth": 30, "sources": ["gnomad", "ü"]}));
+    store
+        .save_checkpoint("genes", &frame, "fetch genes", &k, &record("fetch"))
+        .unwrap();
+    let row = store.checkpoint("genes").unwrap().expect("a checkpoint");
+    assert_eq!(row.table_name, "genes");
+    assert_eq!(row.row_count, Some(5));
+    assert_eq!(row.description.as_deref(), Some("fetch genes"));
+    assert_eq!(row.key.as_ref(), Some(&k));
+    let created = row.created_at.expect("a creation time");
+    let age = chrono::Utc::now().naive_utc() - created;
+    assert!(
+        age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::minutes(5),
+        "created_at is now, in UTC: {created}"
+    );
+    assert!(
+        store
+            .load_checkpoint("genes")
+            .unwrap()
+            .unwrap()
+            .equals_missing(&frame)
+    );
+}
+
+pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
+    let (first, second) = (key(json!({"n": 1})), key(json!({"n": 2})));
+    store
+        .save_checkpoint("genes", &genes(5), "", &first, &record("a"))
+        .unwrap();
+    store
+        .save_checkpoint("genes", &genes(3), "", &second, &record("b"))
+        .unwrap();
+    let row = store.checkpoint("genes").unwrap().unwrap();
+    assert_eq!((row.row_count, row.key), (Some(3), Some(second)));
+    assert_eq!(store.load_checkpoint("genes").unwrap().unwrap().height(), 3);
+}
+
+pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
+    let (made, adopted) = (key(json!({"n": 1})), key(json!({"n": 2})));
+    assert!(!store.adopt_checkpoint("genes", None, &adopted).unwrap());
+    store
+        .save_checkpoint("genes", &genes(2), "", &made, &record("a"))
+        .unwrap();
+    let created = store.checkpoint("genes").unwrap().unwrap().created_at;
+    let other = created.map(|t| t - chrono::TimeDelta::seconds(1));
+    assert!(!store.adopt_checkpoint("genes", other, &adopted).unwrap());
+    assert_eq!(store.checkpoint("genes").unwrap().unwrap().key, Some(made));
+    assert!(store.adopt_checkpoint("genes", created, &adopted).unwrap());
+    let row = store.checkpoint("genes").unwrap().unwrap();
+    assert_eq!((row.created_at, row.key), (created, Some(adopted)));
+}
+
+fn items(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("{n:?}")).collect()
+}
+
+pub(crate) fn batches_resume_under_their_key_only<S: CheckpointStore + Inspect>(store: &S) {
+    let all = genes(6);
+    store
+        .save_batch("genes", "k1", &items(&["a", "b"]), &all.slice(0, 3))
+        .unwrap();
+    store
+        .save_batch("genes", "k1", &items(&["c"]), &all.slice(3, 3))
+        .unwrap();
+    let mut done = store.batch_progress("genes", "k1").unwrap();
+    done.sort();
+    assert_eq!(done, items(&["a", "b", "c"]));
+    let kept = store.load_batches("genes").unwrap().unwrap();
+    assert!(sorted(kept).equals_missing(&all));
+    // Progress made under another key (other arguments or code) is not mixed in: discarded.
+    assert!(store.batch_progress("genes", "k2").unwrap().is_empty());
+    assert!(store.load_batches("genes").unwrap().is_none());
+    assert!(store.batch_progress("genes", "k1").unwrap().is_empty());
+    store
+        .save_batch("genes", "k2", &items(&["d"]), &all.slice(0, 1))
+        .unwrap();
+    store.discard_batches("genes").unwrap();
+    assert!(store.batch_progress("genes", "k2").unwrap().is_empty());
+    assert!(store.load_batches("genes").unwrap().is_none());
+}
+
+pub(crate) fn batches_without_columns_record_items_only<S: CheckpointStore + Inspect>(store: &S) {
+    store
+        .save_batch("genes", "k", &items(&["a"]), &DataFrame::empty())
+        .unwrap();
+    assert_eq!(store.batch_progress("genes", "k").unwrap(), items(&["a"]));
+    assert!(store.load_batches("genes").unwrap().is_none());
+}
+
+pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore + Inspect>(store: &S) {
+    let k = key(json!({}));
+    store
+        .save_batch("genes", &k.key, &items(&["a"]), &genes(2))
+        .unwrap();
+    store
+        .save_batch("other", &k.key, &items(&["a"]), &genes(1))
+        .unwrap();
+    store
+        .save_checkpoint("genes", &genes(2), "", &k, &record("a"))
+        .unwrap();
+    assert!(store.batch_progress("genes", &k.key).unwrap().is_empty());
+    assert!(store.load_batches("genes").unwrap().is_none());
+    // Another table's progress is its own.
+    assert_eq!(
+        store.batch_progress("other", &k.key).unwrap(),
+        items(&["a"])
+    );
+}
+
+pub(crate) fn provenance_rows_are_appended<S: CheckpointStore + Inspect>(store: &S) {
+    let before = store.provenance_rows().len();
+    store
+        .save_checkpoint("genes", &genes(1), "", &key(json!({})), &record("save"))
+        .unwrap();
+    store.append_provenance(&record("run")).unwrap();
+    let rows = store.provenance_rows();
+    assert_eq!(rows.len(), before + 2);
+    assert_eq!(rows[before..], [record("save"), record("run")]);
+}
+
+pub(crate) fn names_follow_the_table_name_rule<S: CheckpointStore + Inspect>(store: &S) {
+    let (frame, k) = (genes(1), key(json!({})));
+    for (name, reserved) in [("_checkpoints", true), ("Genes", false), ("a b", false)] {
+        let err = store
+            .save_checkpoint(name, &frame, "", &k, &record("x"))
+            .unwrap_err();
+        match err {
+            Error::ReservedTableName { .. } if reserved => {}
+            Error::InvalidTableName { .. } if !reserved => {}
+            other => panic!("{name:?}: {other}"),
+        }
+        assert!(
+            store.save_batch(name, "k", &[], &frame).is_err(),
+            "{name:?}"
+        );
+    }
+    assert!(matches!(
+        store.checkpoint("a b"),
+        Err(Error::InvalidTableName { .. })
+    ));
+    assert!(matches!(
+        store.load_checkpoint("x;y"),
+        Err(Error::InvalidTableName { .. })
+    ));
+    // Uppercase and the store's own names can be read (the Python pipeline writes them).
+    assert_eq!(store.checkpoint("Genes").unwrap(), None);
+}
+
+pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore + Inspect>(store: &S) {
+    let err = store
+        .save_checkpoint(
+            "genes",
+            &DataFrame::empty(),
+            "",
+            &key(json!({})),
+            &record("x"),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no columns") && err.to_string().contains("genes"),
+        "{err}"
+    );
+    assert_eq!(store.checkpoint("genes").unwrap(), None);
+}

@@ -1,0 +1,930 @@
+//! `PipelineStore`: polars frames as tables of a file-backed DuckDB database, with the
+//! Python pipeline's `_checkpoints` metadata table.
+//!
+//! `ffi.rs` is the only `unsafe` code of the crate (DuckDB's C API and the Arrow C Data
+//! Interface); `meta.rs` keeps the checkpoint metadata of a file in memory;
+//! `arrow_batch.cpp` is DuckDB's own Arrow-result call with a batch size the C API does not
+//! expose.
+
+mod ffi;
+mod meta;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::NaiveDateTime;
+use polars::prelude::*;
+
+pub use ffi::{Param, duckdb_version};
+
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result, create_parent_dir};
+use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+use crate::names::{validate_table_name, validate_writable_table_name};
+use crate::pipeline::Pipeline;
+use crate::store::CheckpointStore;
+use ffi::{Connection, Database, FrameStream};
+use meta::{Checkpoints, Metadata};
+
+/// The seed's DDL for the checkpoint metadata table, verbatim, so both pipelines agree on it.
+pub(crate) const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoints (
+    table_name VARCHAR PRIMARY KEY,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    row_count INTEGER,
+    description VARCHAR
+)";
+
+/// The key of each checkpoint saved by `#[checkpointed]`. A separate table, so the Python
+/// pipeline's `_checkpoints` keeps its exact columns; a row counts only while its
+/// `checkpoint_created_at` equals the checkpoint's `created_at`, so a table the Python code
+/// re-saves (new `created_at`) is never mistaken for a keyed checkpoint.
+pub(crate) const KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_keys (
+    table_name VARCHAR PRIMARY KEY,
+    checkpoint_created_at TIMESTAMP,
+    key VARCHAR,
+    function VARCHAR,
+    code VARCHAR,
+    arguments VARCHAR
+)";
+
+/// Items finished by the resumable batches of a `#[checkpointed]` body
+/// ([`Batches`](crate::Batches)); their rows wait in `_partial_<table>` until the
+/// final save replaces both.
+pub(crate) const BATCHES_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_batches (
+    table_name VARCHAR,
+    key VARCHAR,
+    item VARCHAR
+)";
+
+/// The table holding the rows of `table`'s finished batches.
+fn partial_table(table: &str) -> String {
+    quote_ident(&format!("_partial_{table}"))
+}
+
+/// The DDL of the provenance table, as the Python pipeline creates it.
+const PROVENANCE_DDL: &str = "CREATE TABLE IF NOT EXISTS _provenance (
+    version VARCHAR,
+    config_hash VARCHAR,
+    created_at TIMESTAMP,
+    steps_json VARCHAR
+)";
+
+/// The in-memory catalog that holds the short-lived Arrow scan views of a save. DuckDB's
+/// Arrow scan registers a persistent view, which a file catalog cannot serialise.
+const SCAN_CATALOG: &str = "__usher_scan";
+
+/// Numbers the scan views. Process-wide: stores on one file share one DuckDB instance and so
+/// one scan catalog, and their views must not collide.
+static SCAN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The storage format new database files are written in. DuckDB 2.0 would otherwise write
+/// storage version 69, which the Python pipeline on duckdb 1.x cannot open.
+pub const DEFAULT_STORAGE_COMPATIBILITY: &str = "v1.0.0";
+
+/// How to open a [`PipelineStore`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// DuckDB's `storage_compatibility_version` for newly created files. The default,
+    /// [`DEFAULT_STORAGE_COMPATIBILITY`], keeps new stores readable by duckdb 1.x; `None`
+    /// (or `"latest"`) opts into DuckDB 2.0's newer format, which 1.x cannot read.
+    pub storage_compatibility_version: Option<String>,
+    /// Open for inspection only: no writes, no `_checkpoints` creation, and other read-only
+    /// openers are allowed at the same time.
+    pub read_only: bool,
+    /// DuckDB worker threads; `None` lets DuckDB use every core.
+    pub threads: Option<usize>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            storage_compatibility_version: Some(DEFAULT_STORAGE_COMPATIBILITY.to_owned()),
+            read_only: false,
+            threads: None,
+        }
+    }
+}
+
+/// How [`PipelineStore::save`] treats an existing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveMode {
+    /// Replace the table (the seed's `replace=True`).
+    #[default]
+    Replace,
+    /// Append rows, matching columns by name; creates the table if it does not exist.
+    Append,
+}
+
+/// A file-backed DuckDB database holding polars frames as tables, with checkpoint metadata.
+///
+/// Shareable across threads by `&`: statements on the one connection are serialised by a
+/// mutex. The database closes when the store is dropped (or [`close`](Self::close)d).
+pub struct PipelineStore {
+    path: PathBuf,
+    /// The file database's catalog name, quoted for SQL.
+    catalog: String,
+    read_only: bool,
+    conn: Mutex<Connection>,
+    scan_attached: std::sync::atomic::AtomicBool,
+    /// Whether `_checkpoint_keys` exists (a read-only store written by Python may lack it).
+    keys_table: bool,
+    /// The checkpoints, cached for every store on this file in the process.
+    meta: Arc<Metadata>,
+}
+
+impl std::fmt::Debug for PipelineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineStore")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// Quotes an SQL identifier: `a"b` -> `"a""b"`.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl PipelineStore {
+    /// Opens or creates the store at `path` (parent directories created) with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens the store at `config.duckdb_path`.
+    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
+        Self::open(&config.duckdb_path)
+    }
+
+    /// Opens an existing store for inspection only. Several processes may do this at once,
+    /// but not while one has it open for writing.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(
+            path,
+            &StoreOptions {
+                read_only: true,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    /// Opens or creates the store at `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        if options.read_only {
+            if !path.is_file() {
+                return Err(Error::Open {
+                    path,
+                    message: "no such database file (read-only open does not create one)"
+                        .to_owned(),
+                });
+            }
+        } else {
+            create_parent_dir(&path)?;
+        }
+        let threads = options.threads.map(|t| t.to_string());
+        // The bundled DuckDB would download an extension a query needs (JSON, say) from the
+        // network, mid-pipeline; a store never reaches out on its own.
+        let mut settings: Vec<(&str, &str)> = vec![("autoinstall_known_extensions", "false")];
+        if options.read_only {
+            settings.push(("access_mode", "READ_ONLY"));
+        }
+        if let Some(version) = options.storage_compatibility_version.as_deref() {
+            settings.push(("storage_compatibility_version", version));
+        }
+        if let Some(t) = threads.as_deref() {
+            settings.push(("threads", t));
+        }
+        let db = Database::open(&path, &settings).map_err(|message| open_error(&path, message))?;
+        let db = Arc::new(db);
+        let conn = Connection::connect(&db).map_err(|message| Error::Open {
+            path: path.clone(),
+            message,
+        })?;
+        let fail = |context: &str, message: String| Error::Duckdb {
+            path: path.clone(),
+            context: context.to_owned(),
+            message,
+        };
+        // Strings come back as Utf8View, which polars takes without a copy.
+        conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
+            .map_err(|m| fail("configuring the connection", m))?;
+        let current = conn
+            .query("SELECT current_database() AS name", &[])
+            .map_err(|m| fail("reading the catalog name", m))?;
+        let catalog = current
+            .column("name")
+            .ok()
+            .and_then(|c| c.str().ok()?.get(0).map(str::to_owned))
+            .ok_or_else(|| fail("reading the catalog name", "no catalog".to_owned()))?;
+        let keys_table = if options.read_only {
+            table_exists(&conn, "_checkpoint_keys")
+                .map_err(|m| fail("looking for _checkpoint_keys", m))?
+        } else {
+            conn.execute(CHECKPOINTS_DDL)
+                .map_err(|m| fail("creating _checkpoints", m))?;
+            conn.execute(KEYS_DDL)
+                .map_err(|m| fail("creating _checkpoint_keys", m))?;
+            conn.execute(BATCHES_DDL)
+                .map_err(|m| fail("creating _checkpoint_batches", m))?;
+            conn.execute(PROVENANCE_DDL)
+                .map_err(|m| fail("creating _provenance", m))?;
+            true
+        };
+        Ok(PipelineStore {
+            meta: Metadata::for_file(&path),
+            path,
+            catalog: quote_ident(&catalog),
+            read_only: options.read_only,
+            conn: Mutex::new(conn),
+            scan_attached: false.into(),
+            keys_table,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: every operation either
+        // commits or rolls back its own transaction.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Refuses a write to a store opened read-only (the only kind that may lack
+    /// `_checkpoint_keys`), naming what was tried.
+    fn check_writable(&self, context: &str) -> Result<()> {
+        if self.read_only {
+            return Err(self.duckdb_error(context)(
+                "the store is open read-only".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn duckdb_error(&self, context: impl Into<String>) -> impl FnOnce(String) -> Error + '_ {
+        let context = context.into();
+        move |message| Error::Duckdb {
+            path: self.path.clone(),
+            context,
+            message,
+        }
+    }
+
+    /// Saves `df` as `table`, replacing any existing table, and records the checkpoint.
+    pub fn save_dataframe(&self, table: &str, df: &DataFrame, description: &str) -> Result<()> {
+        self.save(table, df, description, SaveMode::Replace)
+    }
+
+    /// Saves `df` as `table` per `mode`, and records the checkpoint (row count = rows in the
+    /// table afterwards). Table and metadata are written in one transaction: a failure leaves
+    /// the previous checkpoint as it was.
+    pub fn save(
+        &self,
+        table: &str,
+        df: &DataFrame,
+        description: &str,
+        mode: SaveMode,
+    ) -> Result<()> {
+        self.save_keyed(table, df, description, mode, None)
+    }
+
+    /// [`save`](Self::save), recording `key` and the step's `_provenance` row for the
+    /// checkpoint in the same transaction (or, with `None`, removing any previous key: the new
+    /// data was not made by it).
+    fn save_keyed(
+        &self,
+        table: &str,
+        df: &DataFrame,
+        description: &str,
+        mode: SaveMode,
+        key: Option<(&CheckpointKey, &ProvenanceRecord)>,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let context = format!("saving table {table:?}");
+        self.check_writable(&context)?;
+        validate_columns(table, df)?;
+        self.writing(|conn| {
+            self.with_scan(conn, table, df, &context, |source| {
+                Self::write_checkpoint(conn, table, source, df.height(), description, mode, key)
+            })
+        })
+    }
+
+    /// Registers `df` as an Arrow scan view and runs `write` (a transaction reading the view);
+    /// drops the view afterwards.
+    fn with_scan(
+        &self,
+        conn: &Connection,
+        table: &str,
+        df: &DataFrame,
+        context: &str,
+        write: impl FnOnce(&str) -> std::result::Result<(), String>,
+    ) -> Result<()> {
+        let mut stream = FrameStream::new(df).map_err(|message| Error::Arrow {
+            what: format!("table {table:?}"),
+            message,
+        })?;
+        if !self.scan_attached.load(Ordering::Acquire) {
+            conn.execute(&format!(
+                "ATTACH IF NOT EXISTS ':memory:' AS {SCAN_CATALOG}"
+            ))
+            .map_err(self.duckdb_error(context))?;
+            self.scan_attached.store(true, Ordering::Release);
+        }
+        let view = format!(
+            "scan_{}_{}",
+            std::process::id(),
+            SCAN_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let source = format!("{SCAN_CATALOG}.main.{}", quote_ident(&view));
+        conn.execute(&format!("USE {SCAN_CATALOG}"))
+            .map_err(self.duckdb_error(context))?;
+        let scanned = conn.arrow_scan(&view, &mut stream);
+        conn.execute(&format!("USE {}", self.catalog))
+            .map_err(self.duckdb_error(context))?;
+        scanned.map_err(self.duckdb_error(context))?;
+
+        let written = write(&source);
+        if conn
+            .execute(&format!("DROP VIEW IF EXISTS {source}"))
+            .is_err()
+        {
+            // The view still points at the stream: keep the stream alive rather than leave a
+            // dangling view in the scan catalog. A bounded leak on a path DuckDB never takes
+            // in practice, and the checkpoint itself is committed (or rolled back) already.
+            std::mem::forget(stream);
+        }
+        written.map_err(self.duckdb_error(context))
+    }
+
+    /// The transaction of a save: table, `_checkpoints` row and key (or no key).
+    fn write_checkpoint(
+        conn: &Connection,
+        table: &str,
+        source: &str,
+        rows: usize,
+        description: &str,
+        mode: SaveMode,
+        key: Option<(&CheckpointKey, &ProvenanceRecord)>,
+    ) -> std::result::Result<(), String> {
+        let target = quote_ident(table);
+        conn.transaction(|| {
+        let exists = mode == SaveMode::Append && table_exists(conn, table)?;
+        let row_count = if exists {
+            conn.execute(&format!(
+                "INSERT INTO {target} BY NAME SELECT * FROM {source}"
+            ))?;
+            conn.query_i64_cached(&format!("SELECT count(*) FROM {target}"), &[])?
+        } else {
+            conn.execute(&format!(
+                "CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}"
+            ))?;
+            rows as i64
+        };
+        let row_count = i32::try_from(row_count).map_err(|_| {
+            format!("{row_count} rows do not fit the INTEGER row_count column of _checkpoints")
+        })?;
+        let created_at = now_utc();
+        conn.query_cached(
+            "INSERT OR REPLACE INTO _checkpoints (table_name, row_count, description, created_at) VALUES (?, ?, ?, ?)",
+            &[table.into(), Param::Int(row_count.into()), description.into(), Param::Timestamp(created_at)],
+        )?;
+        match key {
+            Some((key, provenance)) => {
+                write_key(conn, table, Some(created_at), key)?;
+                insert_provenance(conn, provenance)?;
+            }
+            None => delete_key(conn, table)?,
+        }
+        delete_batches(conn, table)
+        })
+    }
+
+    /// Loads `table` as a frame, or `Ok(None)` if there is no such table.
+    pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let conn = self.lock();
+        // Unprepared: DuckDB builds the result on one thread for a prepared statement.
+        match conn.query_unprepared(&format!("SELECT * FROM {}", quote_ident(table))) {
+            Ok(df) => Ok(Some(df)),
+            // Only on failure ask why, so the common path is one statement.
+            Err(message) => match table_exists(&conn, table) {
+                Ok(false) => Ok(None),
+                _ => Err(self.duckdb_error(format!("loading table {table:?}"))(
+                    message,
+                )),
+            },
+        }
+    }
+
+    /// Whether `_checkpoints` has a row for `table`. Answered from the metadata this process
+    /// keeps of the file (see [`query`](Self::query)), read again after any write.
+    pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
+        validate_table_name(table)?;
+        Ok(self
+            .checkpoints(|| format!("checking checkpoint {table:?}"))?
+            .contains_key(table))
+    }
+
+    /// Every checkpoint with its valid key, from the cached metadata or read anew.
+    fn checkpoints(&self, context: impl FnOnce() -> String) -> Result<Arc<Checkpoints>> {
+        self.meta
+            .checkpoints(|| {
+                let sql = if self.keys_table {
+                    CHECKPOINTS_SQL
+                } else {
+                    CHECKPOINTS_UNKEYED_SQL
+                };
+                let rows = self.lock().query_text_rows_cached(sql, &[])?;
+                rows.into_iter()
+                    .map(|row| checkpoint_row(row).map(|c| (c.table_name.clone(), c)))
+                    .collect()
+            })
+            .map_err(|message| self.duckdb_error(context())(message))
+    }
+
+    /// Runs `write` on the connection, then marks the cached metadata stale, whatever the
+    /// outcome (a failed statement may still have committed something).
+    fn writing<T>(&self, write: impl FnOnce(&Connection) -> T) -> T {
+        let outcome = write(&self.lock());
+        self.meta.written();
+        outcome
+    }
+
+    /// Every checkpoint with its valid key, newest first (then by name). Read from the
+    /// metadata this process keeps of the file, as [`has_checkpoint`](Self::has_checkpoint).
+    pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        let checkpoints = self.checkpoints(|| "listing checkpoints".to_owned())?;
+        let mut list: Vec<CheckpointInfo> = checkpoints.values().cloned().collect();
+        // Newest first, checkpoints without a time last, as DuckDB's `ORDER BY created_at DESC`.
+        list.sort_by(|a, b| {
+            (b.created_at.is_some(), b.created_at)
+                .cmp(&(a.created_at.is_some(), a.created_at))
+                .then_with(|| a.table_name.cmp(&b.table_name))
+        });
+        Ok(list)
+    }
+
+    /// Drops `table` and its `_checkpoints` row, in one transaction.
+    pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        self.writing(|conn| {
+            conn.transaction(|| {
+                conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))?;
+                conn.query(
+                    "DELETE FROM _checkpoints WHERE table_name = ?",
+                    &[table.into()],
+                )?;
+                delete_key(conn, table)?;
+                delete_batches(conn, table)
+            })
+        })
+        .map_err(self.duckdb_error(format!("deleting checkpoint {table:?}")))
+    }
+
+    /// Writes `table` to a Parquet file at `output_path` (parent directories created).
+    pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
+        validate_table_name(table)?;
+        let output_path = output_path.as_ref();
+        create_parent_dir(output_path)?;
+        let conn = self.lock();
+        if !table_exists(&conn, table)
+            .map_err(self.duckdb_error(format!("exporting table {table:?}")))?
+        {
+            return Err(Error::TableNotFound {
+                table: table.to_owned(),
+                path: self.path.clone(),
+            });
+        }
+        conn.query(
+            &format!("COPY {} TO ? (FORMAT PARQUET)", quote_ident(table)),
+            &[output_path.to_string_lossy().as_ref().into()],
+        )
+        .map(drop)
+        .map_err(self.duckdb_error(format!(
+            "exporting table {table:?} to {}",
+            output_path.display()
+        )))
+    }
+
+    /// Runs one SQL statement with `?` parameters bound to `params` and returns its result.
+    /// Values are always bound, never pasted into the SQL text; several statements in one
+    /// string are refused by DuckDB's prepare.
+    ///
+    /// The store keeps the checkpoint metadata of its file in memory (no other process can
+    /// write the file while this one has it open); a statement run here may change it, so the
+    /// next checkpoint lookup reads it again.
+    pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
+        self.writing(|conn| conn.query(sql, params))
+            .map_err(self.duckdb_error(format!("running query {sql:?}")))
+    }
+
+    /// Runs `f` with exclusive use of the connection (for the crate's own multi-statement work).
+    pub(crate) fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, String>,
+        context: &str,
+    ) -> Result<T> {
+        self.writing(f).map_err(self.duckdb_error(context))
+    }
+
+    /// Closes the database. Dropping the store does the same; this only makes it explicit.
+    pub fn close(self) {}
+}
+
+/// Records `key` for the checkpoint of `table` created at `created_at`.
+fn write_key(
+    conn: &Connection,
+    table: &str,
+    created_at: Option<NaiveDateTime>,
+    key: &CheckpointKey,
+) -> std::result::Result<(), String> {
+    conn.query_cached(
+        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments) VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            table.into(),
+            created_at.map_or(Param::Null, Param::Timestamp),
+            key.key.as_str().into(),
+            key.function.as_str().into(),
+            key.code.as_str().into(),
+            key.arguments_json().into(),
+        ],
+    )
+    .map(drop)
+}
+
+fn insert_provenance(
+    conn: &Connection,
+    record: &ProvenanceRecord,
+) -> std::result::Result<(), String> {
+    conn.query_cached(
+        "INSERT INTO _provenance (version, config_hash, created_at, steps_json) VALUES (?, ?, ?, ?)",
+        &[
+            record.version.as_str().into(),
+            record.config_hash.as_str().into(),
+            Param::Timestamp(record.created_at),
+            record.steps_json.as_str().into(),
+        ],
+    )
+    .map(drop)
+}
+
+/// Removes the partial batches of `table` (inside the caller's transaction).
+fn delete_batches(conn: &Connection, table: &str) -> std::result::Result<(), String> {
+    conn.execute(&format!("DROP TABLE IF EXISTS {}", partial_table(table)))?;
+    conn.query_cached(
+        "DELETE FROM _checkpoint_batches WHERE table_name = ?",
+        &[table.into()],
+    )
+    .map(drop)
+}
+
+fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), String> {
+    conn.query_cached(
+        "DELETE FROM _checkpoint_keys WHERE table_name = ?",
+        &[table.into()],
+    )
+    .map(drop)
+}
+
+/// Every `_checkpoints` row joined with its key, where the key is for that very save. Text
+/// columns: read without the Arrow path, which costs more than the query for a few rows.
+const CHECKPOINTS_SQL: &str = "SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+    CAST(c.row_count AS VARCHAR), c.description, k.key, k.function, k.code, k.arguments \
+    FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
+    AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at";
+
+/// As [`CHECKPOINTS_SQL`], for a store without `_checkpoint_keys`.
+const CHECKPOINTS_UNKEYED_SQL: &str = "SELECT table_name, strftime(CAST(created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+    CAST(row_count AS VARCHAR), description, NULL, NULL, NULL, NULL FROM _checkpoints";
+
+/// The one decoder of a `_checkpoints` row (with its key), as [`CHECKPOINTS_SQL`] reads it.
+fn checkpoint_row(row: Vec<Option<String>>) -> std::result::Result<CheckpointInfo, String> {
+    let mut row = row.into_iter();
+    let mut next = || row.next().flatten();
+    let table_name = next().ok_or("a _checkpoints row without a table_name")?;
+    let created_at = next()
+        .map(|t| {
+            NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|e| format!("created_at {t:?} of {table_name:?}: {e}"))
+        })
+        .transpose()?;
+    let row_count = next()
+        .map(|n| {
+            n.parse::<i64>()
+                .map_err(|e| format!("row_count {n:?} of {table_name:?}: {e}"))
+        })
+        .transpose()?;
+    let description = next();
+    let key = match (next(), next(), next(), next()) {
+        (Some(key), Some(function), Some(code), Some(arguments)) => {
+            let arguments = match serde_json::from_str(&arguments) {
+                Ok(serde_json::Value::Object(arguments)) => arguments,
+                _ => {
+                    return Err(format!(
+                        "the key arguments of {table_name:?} are not a JSON object: {arguments:?}"
+                    ));
+                }
+            };
+            Some(CheckpointKey {
+                key,
+                function,
+                code,
+                arguments,
+            })
+        }
+        _ => None,
+    };
+    Ok(CheckpointInfo {
+        table_name,
+        created_at,
+        row_count,
+        description,
+        key,
+    })
+}
+
+impl Pipeline<PipelineStore> {
+    /// Opens the store at `config.duckdb_path`, starts a provenance tracker for the config and
+    /// applies the command-line settings of the environment ([`FORCE_ENV`](crate::FORCE_ENV),
+    /// [`UNKEYED_ENV`](crate::UNKEYED_ENV)).
+    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
+        Self::with_config(PipelineStore::from_config(config)?, config)
+    }
+}
+
+impl CheckpointStore for PipelineStore {
+    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
+        validate_table_name(table)?;
+        Ok(self
+            .checkpoints(|| format!("reading the checkpoint of {table:?}"))?
+            .get(table)
+            .cloned())
+    }
+
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
+        self.load_dataframe(table)
+    }
+
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        provenance: &ProvenanceRecord,
+    ) -> Result<()> {
+        self.save_keyed(
+            table,
+            frame,
+            description,
+            SaveMode::Replace,
+            Some((key, provenance)),
+        )
+    }
+
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+    ) -> Result<bool> {
+        validate_writable_table_name(table)?;
+        let context = format!("adopting the checkpoint of {table:?}");
+        self.check_writable(&context)?;
+        let adopted = self.writing(|conn| {
+            conn.transaction(|| {
+                let same = conn.query_i64_cached(
+                    "SELECT count(*) FROM _checkpoints WHERE table_name = ? \
+                 AND CAST(created_at AS TIMESTAMP) IS NOT DISTINCT FROM ?",
+                    &[
+                        table.into(),
+                        created_at.map_or(Param::Null, Param::Timestamp),
+                    ],
+                )? == 1;
+                if same {
+                    write_key(conn, table, created_at, key)?;
+                }
+                Ok(same)
+            })
+        });
+        adopted.map_err(self.duckdb_error(context))
+    }
+
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+        validate_writable_table_name(table)?;
+        let context = format!("reading the finished batches of {table:?}");
+        let conn = self.lock();
+        let read = (|| {
+            let others = conn.query_i64_cached(
+                "SELECT count(*) FROM _checkpoint_batches WHERE table_name = ? AND key <> ?",
+                &[table.into(), key.into()],
+            )?;
+            if others > 0 {
+                // Made from other arguments or code: not to be mixed in.
+                conn.transaction(|| delete_batches(&conn, table))?;
+                return Ok(Vec::new());
+            }
+            let rows = conn.query_text_rows_cached(
+                "SELECT item FROM _checkpoint_batches WHERE table_name = ? AND key = ?",
+                &[table.into(), key.into()],
+            )?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|mut row| row.pop().flatten())
+                .collect())
+        })();
+        read.map_err(self.duckdb_error(context))
+    }
+
+    fn discard_batches(&self, table: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let conn = self.lock();
+        conn.transaction(|| delete_batches(&conn, table))
+            .map_err(self.duckdb_error(format!("discarding the batches of {table:?}")))
+    }
+
+    fn save_batch(
+        &self,
+        table: &str,
+        key: &str,
+        items: &[String],
+        frame: &DataFrame,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let context = format!("saving a batch of {table:?}");
+        self.check_writable(&context)?;
+        // JSON escapes every control character, so \x01 never occurs inside an item.
+        let joined = items.join("\u{1}");
+        let record_items = |conn: &Connection| {
+            if items.is_empty() {
+                return Ok(());
+            }
+            conn.query_cached(
+                "INSERT INTO _checkpoint_batches SELECT ?, ?, unnest(string_split(?, chr(1)))",
+                &[table.into(), key.into(), joined.as_str().into()],
+            )
+            .map(drop)
+        };
+        let conn = self.lock();
+        if frame.width() == 0 {
+            // Items that gave no rows: only their being done is recorded.
+            return conn
+                .transaction(|| record_items(&conn))
+                .map_err(self.duckdb_error(context));
+        }
+        validate_columns(table, frame)?;
+        let partial = partial_table(table);
+        let partial_name = format!("_partial_{table}");
+        self.with_scan(&conn, table, frame, &context, |source| {
+            conn.transaction(|| {
+                if table_exists(&conn, &partial_name)? {
+                    conn.execute(&format!(
+                        "INSERT INTO {partial} BY NAME SELECT * FROM {source}"
+                    ))?;
+                } else {
+                    conn.execute(&format!("CREATE TABLE {partial} AS SELECT * FROM {source}"))?;
+                }
+                record_items(&conn)
+            })
+        })
+    }
+
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_writable_table_name(table)?;
+        self.load_dataframe(&format!("_partial_{table}"))
+    }
+
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+        self.with_connection(
+            |conn| {
+                conn.execute(PROVENANCE_DDL)?;
+                insert_provenance(conn, record)
+            },
+            "saving provenance to _provenance",
+        )
+    }
+}
+
+fn open_error(path: &Path, message: String) -> Error {
+    if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+        Error::StoreInUse {
+            path: path.to_owned(),
+            message,
+        }
+    } else {
+        Error::Open {
+            path: path.to_owned(),
+            message,
+        }
+    }
+}
+
+/// DuckDB renames what it cannot take as a column name (an empty name becomes `v0`, the second
+/// of `Gene` and `gene` becomes `gene_1`) without a word: refuse such frames instead, so a
+/// loaded table always has the saved frame's column names.
+fn validate_columns(table: &str, df: &DataFrame) -> Result<()> {
+    if df.width() == 0 {
+        return Err(Error::Format(format!(
+            "cannot save table {table:?}: the frame has no columns"
+        )));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for name in df.get_column_names() {
+        if name.is_empty() {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: a column has an empty name, which DuckDB would rename"
+            )));
+        }
+        if let Some(previous) = seen.insert(name.to_lowercase(), name.as_str()) {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: columns {previous:?} and {:?} differ only in case, \
+                 and DuckDB's column names are case-insensitive",
+                name.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn now_utc() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+fn table_exists(conn: &Connection, table: &str) -> std::result::Result<bool, String> {
+    let n = conn.query_i64_cached(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
+         AND schema_name = current_schema() AND lower(table_name) = lower(?)",
+        &[table.into()],
+    )?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store in a temporary directory of its own, removed once the store is closed (fields
+    /// drop in order).
+    struct TempStore {
+        store: PipelineStore,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TempStore {
+        type Target = PipelineStore;
+        fn deref(&self) -> &PipelineStore {
+            &self.store
+        }
+    }
+
+    fn temp_store() -> TempStore {
+        let dir = tempfile::tempdir().unwrap();
+        TempStore {
+            store: PipelineStore::open(dir.path().join("conformance.duckdb")).unwrap(),
+            _dir: dir,
+        }
+    }
+
+    impl crate::store::conformance::Inspect for PipelineStore {
+        fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
+            let rows = self
+                .with_connection(
+                    |conn| {
+                        conn.query_text_rows_cached(
+                            "SELECT version, config_hash, strftime(created_at, '%Y-%m-%d %H:%M:%S.%f'), \
+                             steps_json FROM _provenance ORDER BY rowid",
+                            &[],
+                        )
+                    },
+                    "reading _provenance",
+                )
+                .unwrap();
+            rows.into_iter()
+                .map(|row| {
+                    let [version, config_hash, created_at, steps_json] =
+                        <[Option<String>; 4]>::try_from(row).unwrap();
+                    ProvenanceRecord {
+                        version: version.unwrap(),
+                        config_hash: config_hash.unwrap(),
+                        created_at: NaiveDateTime::parse_from_str(
+                            &created_at.unwrap(),
+                            "%Y-%m-%d %H:%M:%S%.f",
+                        )
+                        .unwrap(),
+                        steps_json: steps_json.unwrap(),
+                    }
+                })
+                .collect()
+        }
+    }
+
+    conformance_suite!(temp_store());
+}

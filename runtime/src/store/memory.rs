@@ -1,0 +1,232 @@
+//! `MemoryStore`: checkpoints held in memory, for tests of pipeline logic and for dry runs.
+//! Nothing survives the process.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::NaiveDateTime;
+use polars::prelude::DataFrame;
+
+use crate::error::{Error, Result};
+use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+use crate::names::{validate_table_name, validate_writable_table_name};
+use crate::store::CheckpointStore;
+
+/// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
+/// unkeyed checkpoints). Nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tables: BTreeMap<String, Entry>,
+    provenance: Vec<ProvenanceRecord>,
+    /// Per table: the key, the finished items, the kept rows.
+    batches: BTreeMap<String, (String, Vec<String>, Option<DataFrame>)>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    frame: DataFrame,
+    created_at: NaiveDateTime,
+    description: String,
+    key: Option<CheckpointKey>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Saves `frame` as `table` without a key, as the Python pipeline or a hand-written save
+    /// would.
+    pub fn save_unkeyed(&self, table: &str, frame: &DataFrame) -> Result<()> {
+        validate_writable_table_name(table)?;
+        validate_frame(table, frame)?;
+        self.lock().tables.insert(
+            table.to_owned(),
+            Entry {
+                frame: frame.clone(),
+                created_at: now(),
+                description: String::new(),
+                key: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// The names of the tables held, sorted.
+    pub fn tables(&self) -> Vec<String> {
+        self.lock().tables.keys().cloned().collect()
+    }
+
+    /// The key `table` was saved with, if any.
+    pub fn key(&self, table: &str) -> Option<CheckpointKey> {
+        self.lock().tables.get(table).and_then(|e| e.key.clone())
+    }
+
+    /// The provenance rows appended so far.
+    pub fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
+        self.lock().provenance.clone()
+    }
+}
+
+/// Now, to the microsecond: the precision of `_checkpoints.created_at` in every store, so an
+/// adoption compares what a store can hold.
+fn now() -> NaiveDateTime {
+    let now = chrono::Utc::now().naive_utc();
+    chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
+}
+
+/// The frames every store refuses (the DuckDB store for the same reasons): none without
+/// columns.
+fn validate_frame(table: &str, frame: &DataFrame) -> Result<()> {
+    if frame.width() == 0 {
+        return Err(Error::Format(format!(
+            "cannot save table {table:?}: the frame has no columns"
+        )));
+    }
+    Ok(())
+}
+
+impl CheckpointStore for MemoryStore {
+    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
+        validate_table_name(table)?;
+        Ok(self.lock().tables.get(table).map(|e| CheckpointInfo {
+            table_name: table.to_owned(),
+            created_at: Some(e.created_at),
+            row_count: i64::try_from(e.frame.height()).ok(),
+            description: Some(e.description.clone()),
+            key: e.key.clone(),
+        }))
+    }
+
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        Ok(self.lock().tables.get(table).map(|e| e.frame.clone()))
+    }
+
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        provenance: &ProvenanceRecord,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        validate_frame(table, frame)?;
+        let mut inner = self.lock();
+        inner.batches.remove(table);
+        inner.provenance.push(provenance.clone());
+        inner.tables.insert(
+            table.to_owned(),
+            Entry {
+                frame: frame.clone(),
+                created_at: now(),
+                description: description.to_owned(),
+                key: Some(key.clone()),
+            },
+        );
+        Ok(())
+    }
+
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+    ) -> Result<bool> {
+        validate_writable_table_name(table)?;
+        let mut inner = self.lock();
+        match inner.tables.get_mut(table) {
+            Some(entry) if Some(entry.created_at) == created_at => {
+                entry.key = Some(key.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+        validate_writable_table_name(table)?;
+        let mut inner = self.lock();
+        match inner.batches.get(table) {
+            Some((k, items, _)) if k == key => Ok(items.clone()),
+            Some(_) => {
+                inner.batches.remove(table);
+                Ok(Vec::new())
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn discard_batches(&self, table: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        self.lock().batches.remove(table);
+        Ok(())
+    }
+
+    fn save_batch(
+        &self,
+        table: &str,
+        key: &str,
+        items: &[String],
+        frame: &DataFrame,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let mut inner = self.lock();
+        let entry = inner
+            .batches
+            .entry(table.to_owned())
+            .or_insert_with(|| (key.to_owned(), Vec::new(), None));
+        if entry.0 != key {
+            *entry = (key.to_owned(), Vec::new(), None);
+        }
+        if frame.width() > 0 {
+            entry.2 = Some(match entry.2.take() {
+                Some(mut rows) => {
+                    rows.vstack_mut(frame)?;
+                    rows
+                }
+                None => frame.clone(),
+            });
+        }
+        entry.1.extend(items.iter().cloned());
+        Ok(())
+    }
+
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_writable_table_name(table)?;
+        Ok(self
+            .lock()
+            .batches
+            .get(table)
+            .and_then(|(_, _, rows)| rows.clone()))
+    }
+
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+        self.lock().provenance.push(record.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl crate::store::conformance::Inspect for MemoryStore {
+        fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
+            MemoryStore::provenance_rows(self)
+        }
+    }
+
+    conformance_suite!(Box::new(MemoryStore::new()));
+}

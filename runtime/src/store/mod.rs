@@ -1,0 +1,120 @@
+//! What a store must offer to hold checkpoints, and the stores: [`memory`] (in the process)
+//! and, with the `duckdb` feature, [`duckdb`] (a file-backed DuckDB database).
+//!
+//! The trait is backend-neutral: how a store is opened (a path, a URL, a config) belongs to
+//! each store, not to the trait, and every method takes `&self` so one store serves the
+//! threads of a run. `conformance.rs` holds the behaviour every store must show, written once
+//! and run against each.
+
+#[cfg(test)]
+#[macro_use]
+mod conformance;
+#[cfg(feature = "duckdb")]
+pub(crate) mod duckdb;
+pub(crate) mod memory;
+
+use chrono::NaiveDateTime;
+use polars::prelude::DataFrame;
+
+use crate::error::Result;
+use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+
+/// What a store must offer to hold the checkpoints of `#[checkpointed]` functions.
+///
+/// The DuckDB `PipelineStore` implements it, and so does [`MemoryStore`](crate::MemoryStore)
+/// (tests, dry runs). Every method takes `&self`: a store is shared by the threads of a run.
+pub trait CheckpointStore: Send + Sync {
+    /// The checkpoint of `table` (with its key, if it has a valid one), or `None`.
+    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>>;
+
+    /// The table's data, or `None` if the table does not exist.
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>>;
+
+    /// Saves `frame` as `table` with its `_checkpoints` row, `key` and the `_provenance` row of
+    /// the step that made it, and removes the table's partial batches, all or nothing.
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        provenance: &ProvenanceRecord,
+    ) -> Result<()>;
+
+    /// Records `key` for the existing, unkeyed checkpoint of `table`, provided it is still the
+    /// one created at `created_at`. Returns whether it was.
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+    ) -> Result<bool>;
+
+    /// The items finished by earlier [`Batches`](crate::Batches) of `table` under `key`.
+    /// Progress saved under another key (other arguments, other code) is discarded first.
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>>;
+
+    /// Discards every partial batch of `table`.
+    fn discard_batches(&self, table: &str) -> Result<()>;
+
+    /// Saves one finished batch of `table`: `items` (JSON texts) marked done and `frame`'s rows
+    /// kept (a frame without columns keeps no rows), all or nothing.
+    fn save_batch(&self, table: &str, key: &str, items: &[String], frame: &DataFrame)
+    -> Result<()>;
+
+    /// Every row kept by the batches of `table`, or `None` if no batch kept any columns.
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>>;
+
+    /// Appends a row to `_provenance`.
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()>;
+}
+
+/// A shared store is a store: several [`Pipeline`](crate::Pipeline)s (a run each, say) over
+/// one store.
+impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
+    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
+        (**self).checkpoint(table)
+    }
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
+        (**self).load_checkpoint(table)
+    }
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        provenance: &ProvenanceRecord,
+    ) -> Result<()> {
+        (**self).save_checkpoint(table, frame, description, key, provenance)
+    }
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+    ) -> Result<bool> {
+        (**self).adopt_checkpoint(table, created_at, key)
+    }
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+        (**self).batch_progress(table, key)
+    }
+    fn discard_batches(&self, table: &str) -> Result<()> {
+        (**self).discard_batches(table)
+    }
+    fn save_batch(
+        &self,
+        table: &str,
+        key: &str,
+        items: &[String],
+        frame: &DataFrame,
+    ) -> Result<()> {
+        (**self).save_batch(table, key, items, frame)
+    }
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+        (**self).load_batches(table)
+    }
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+        (**self).append_provenance(record)
+    }
+}
