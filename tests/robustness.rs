@@ -85,6 +85,17 @@ fn garbage_and_truncated_database_files_are_typed_errors() {
         matches!(err, Error::Open { .. }) && err.to_string().contains("garbage.duckdb"),
         "{err}"
     );
+    // Told apart by DuckDB's error type, not by its message.
+    assert!(
+        matches!(
+            err,
+            Error::Open {
+                kind: usher_pipeline::DuckdbErrorKind::Io,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
     let good = dir.path().join("good.duckdb");
     {

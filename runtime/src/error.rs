@@ -48,6 +48,8 @@ pub enum Error {
     Open {
         /// The database file.
         path: PathBuf,
+        /// What kind of failure DuckDB reported.
+        kind: DuckdbErrorKind,
         /// DuckDB's reason.
         message: String,
     },
@@ -70,6 +72,8 @@ pub enum Error {
         path: PathBuf,
         /// What the store was doing (`saving table "genes"`).
         context: String,
+        /// What kind of failure DuckDB reported.
+        kind: DuckdbErrorKind,
         /// DuckDB's message.
         message: String,
     },
@@ -149,6 +153,38 @@ pub enum Error {
     /// float in provenance details...).
     #[error("{0}")]
     Format(String),
+}
+
+/// The kind of a DuckDB failure, from DuckDB's own error type (or, for a lock, from the
+/// operating system), never from the text of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DuckdbErrorKind {
+    /// Another process holds the database file (DuckDB's file lock).
+    LockConflict,
+    /// Reading or writing a file failed: a full disk, permissions, a file that is not a DuckDB
+    /// database or is damaged.
+    Io,
+    /// A table, view or schema that does not exist, or already does.
+    Catalog,
+    /// A constraint (a primary key, `NOT NULL`) was violated.
+    Constraint,
+    /// A value could not be converted or is out of range, or a result has a type polars cannot
+    /// hold.
+    Conversion,
+    /// A transaction conflict, or a statement in a transaction that already failed.
+    Transaction,
+    /// SQL that does not parse or bind: a syntax error, an unknown column or function.
+    InvalidSql,
+    /// Input DuckDB (or this library) refused: a wrong number of parameters, a bad setting, a
+    /// value that does not fit a column of the store's own tables.
+    InvalidInput,
+    /// DuckDB ran out of memory.
+    OutOfMemory,
+    /// The statement was interrupted.
+    Interrupted,
+    /// Anything else DuckDB reports (an internal error, a feature it does not implement...).
+    Other,
 }
 
 /// Creates the parent directories of `path` (the store file, a Parquet export, a sidecar).

@@ -56,7 +56,7 @@ mod store;
 pub mod __private;
 
 pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, python_path_str};
-pub use error::{ConfigError, Error, Problem, ProblemKind, Result};
+pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
 pub use model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
 pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
 pub use pipeline::{

@@ -1,16 +1,15 @@
 //! `PipelineStore`: polars frames as tables of a file-backed DuckDB database, with the
 //! Python pipeline's `_checkpoints` metadata table.
 //!
-//! `ffi.rs` is the only `unsafe` code of the crate (DuckDB's C API and the Arrow C Data
-//! Interface); `meta.rs` keeps the checkpoint metadata of a file in memory;
-//! `arrow_batch.cpp` is DuckDB's own Arrow-result call with a batch size the C API does not
-//! expose.
+//! `ffi/` is the only `unsafe` code of the crate (DuckDB's C API and the Arrow C Data
+//! Interface, one owner type per raw handle); `meta.rs` keeps the checkpoint metadata of a file
+//! in memory; `capi_shim.cpp` holds DuckDB's own C API calls with what the C API does not
+//! expose (an Arrow batch size, error types, temporary scan views).
 
 mod ffi;
 mod meta;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::NaiveDateTime;
@@ -19,12 +18,13 @@ use polars::prelude::*;
 pub use ffi::{Param, duckdb_version};
 
 use crate::config::PipelineConfig;
+use crate::error::DuckdbErrorKind;
 use crate::error::{Error, Result, create_parent_dir};
 use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::pipeline::Pipeline;
 use crate::store::CheckpointStore;
-use ffi::{Connection, Database, FrameStream};
+use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
 
 /// The seed's DDL for the checkpoint metadata table, verbatim, so both pipelines agree on it.
@@ -70,14 +70,6 @@ const PROVENANCE_DDL: &str = "CREATE TABLE IF NOT EXISTS _provenance (
     steps_json VARCHAR
 )";
 
-/// The in-memory catalog that holds the short-lived Arrow scan views of a save. DuckDB's
-/// Arrow scan registers a persistent view, which a file catalog cannot serialise.
-const SCAN_CATALOG: &str = "__usher_scan";
-
-/// Numbers the scan views. Process-wide: stores on one file share one DuckDB instance and so
-/// one scan catalog, and their views must not collide.
-static SCAN_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// The storage format new database files are written in. DuckDB 2.0 would otherwise write
 /// storage version 69, which the Python pipeline on duckdb 1.x cannot open.
 pub const DEFAULT_STORAGE_COMPATIBILITY: &str = "v1.0.0";
@@ -122,11 +114,8 @@ pub enum SaveMode {
 /// mutex. The database closes when the store is dropped (or [`close`](Self::close)d).
 pub struct PipelineStore {
     path: PathBuf,
-    /// The file database's catalog name, quoted for SQL.
-    catalog: String,
     read_only: bool,
     conn: Mutex<Connection>,
-    scan_attached: std::sync::atomic::AtomicBool,
     /// Whether `_checkpoint_keys` exists (a read-only store written by Python may lack it).
     keys_table: bool,
     /// The checkpoints, cached for every store on this file in the process.
@@ -177,6 +166,7 @@ impl PipelineStore {
             if !path.is_file() {
                 return Err(Error::Open {
                     path,
+                    kind: DuckdbErrorKind::Io,
                     message: "no such database file (read-only open does not create one)"
                         .to_owned(),
                 });
@@ -197,28 +187,13 @@ impl PipelineStore {
         if let Some(t) = threads.as_deref() {
             settings.push(("threads", t));
         }
-        let db = Database::open(&path, &settings).map_err(|message| open_error(&path, message))?;
+        let db = Database::open(&path, &settings).map_err(|e| open_error(&path, e))?;
         let db = Arc::new(db);
-        let conn = Connection::connect(&db).map_err(|message| Error::Open {
-            path: path.clone(),
-            message,
-        })?;
-        let fail = |context: &str, message: String| Error::Duckdb {
-            path: path.clone(),
-            context: context.to_owned(),
-            message,
-        };
+        let conn = Connection::connect(&db).map_err(|e| open_error(&path, e))?;
+        let fail = |context: &str, e: DuckError| duckdb_error(&path, context, e);
         // Strings come back as Utf8View, which polars takes without a copy.
         conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
             .map_err(|m| fail("configuring the connection", m))?;
-        let current = conn
-            .query("SELECT current_database() AS name", &[])
-            .map_err(|m| fail("reading the catalog name", m))?;
-        let catalog = current
-            .column("name")
-            .ok()
-            .and_then(|c| c.str().ok()?.get(0).map(str::to_owned))
-            .ok_or_else(|| fail("reading the catalog name", "no catalog".to_owned()))?;
         let keys_table = if options.read_only {
             table_exists(&conn, "_checkpoint_keys")
                 .map_err(|m| fail("looking for _checkpoint_keys", m))?
@@ -236,10 +211,8 @@ impl PipelineStore {
         Ok(PipelineStore {
             meta: Metadata::for_file(&path),
             path,
-            catalog: quote_ident(&catalog),
             read_only: options.read_only,
             conn: Mutex::new(conn),
-            scan_attached: false.into(),
             keys_table,
         })
     }
@@ -261,20 +234,17 @@ impl PipelineStore {
     /// `_checkpoint_keys`), naming what was tried.
     fn check_writable(&self, context: &str) -> Result<()> {
         if self.read_only {
-            return Err(self.duckdb_error(context)(
-                "the store is open read-only".to_owned(),
-            ));
+            return Err(self.duckdb_error(context)(DuckError::new(
+                DuckdbErrorKind::InvalidInput,
+                "the store is open read-only",
+            )));
         }
         Ok(())
     }
 
-    fn duckdb_error(&self, context: impl Into<String>) -> impl FnOnce(String) -> Error + '_ {
+    fn duckdb_error(&self, context: impl Into<String>) -> impl FnOnce(DuckError) -> Error + '_ {
         let context = context.into();
-        move |message| Error::Duckdb {
-            path: self.path.clone(),
-            context,
-            message,
-        }
+        move |e| duckdb_error(&self.path, &context, e)
     }
 
     /// Saves `df` as `table`, replacing any existing table, and records the checkpoint.
@@ -310,58 +280,20 @@ impl PipelineStore {
         let context = format!("saving table {table:?}");
         self.check_writable(&context)?;
         validate_columns(table, df)?;
+        let stream = frame_stream(table, df)?;
         self.writing(|conn| {
-            self.with_scan(conn, table, df, &context, |source| {
-                Self::write_checkpoint(conn, table, source, df.height(), description, mode, key)
-            })
+            let view = conn.scan(stream)?;
+            Self::write_checkpoint(
+                conn,
+                table,
+                view.source(),
+                df.height(),
+                description,
+                mode,
+                key,
+            )
         })
-    }
-
-    /// Registers `df` as an Arrow scan view and runs `write` (a transaction reading the view);
-    /// drops the view afterwards.
-    fn with_scan(
-        &self,
-        conn: &Connection,
-        table: &str,
-        df: &DataFrame,
-        context: &str,
-        write: impl FnOnce(&str) -> std::result::Result<(), String>,
-    ) -> Result<()> {
-        let mut stream = FrameStream::new(df).map_err(|message| Error::Arrow {
-            what: format!("table {table:?}"),
-            message,
-        })?;
-        if !self.scan_attached.load(Ordering::Acquire) {
-            conn.execute(&format!(
-                "ATTACH IF NOT EXISTS ':memory:' AS {SCAN_CATALOG}"
-            ))
-            .map_err(self.duckdb_error(context))?;
-            self.scan_attached.store(true, Ordering::Release);
-        }
-        let view = format!(
-            "scan_{}_{}",
-            std::process::id(),
-            SCAN_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let source = format!("{SCAN_CATALOG}.main.{}", quote_ident(&view));
-        conn.execute(&format!("USE {SCAN_CATALOG}"))
-            .map_err(self.duckdb_error(context))?;
-        let scanned = conn.arrow_scan(&view, &mut stream);
-        conn.execute(&format!("USE {}", self.catalog))
-            .map_err(self.duckdb_error(context))?;
-        scanned.map_err(self.duckdb_error(context))?;
-
-        let written = write(&source);
-        if conn
-            .execute(&format!("DROP VIEW IF EXISTS {source}"))
-            .is_err()
-        {
-            // The view still points at the stream: keep the stream alive rather than leave a
-            // dangling view in the scan catalog. A bounded leak on a path DuckDB never takes
-            // in practice, and the checkpoint itself is committed (or rolled back) already.
-            std::mem::forget(stream);
-        }
-        written.map_err(self.duckdb_error(context))
+        .map_err(self.duckdb_error(context))
     }
 
     /// The transaction of a save: table, `_checkpoints` row and key (or no key).
@@ -373,7 +305,7 @@ impl PipelineStore {
         description: &str,
         mode: SaveMode,
         key: Option<(&CheckpointKey, &ProvenanceRecord)>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), DuckError> {
         let target = quote_ident(table);
         conn.transaction(|| {
         let exists = mode == SaveMode::Append && table_exists(conn, table)?;
@@ -444,10 +376,13 @@ impl PipelineStore {
                 };
                 let rows = self.lock().query_text_rows_cached(sql, &[])?;
                 rows.into_iter()
-                    .map(|row| checkpoint_row(row).map(|c| (c.table_name.clone(), c)))
-                    .collect()
+                    .map(|row| {
+                        let row = checkpoint_row(row).map_err(DuckError::from)?;
+                        Ok((row.table_name.clone(), row))
+                    })
+                    .collect::<std::result::Result<_, DuckError>>()
             })
-            .map_err(|message| self.duckdb_error(context())(message))
+            .map_err(|e| self.duckdb_error(context())(e))
     }
 
     /// Runs `write` on the connection, then marks the cached metadata stale, whatever the
@@ -529,7 +464,7 @@ impl PipelineStore {
     /// Runs `f` with exclusive use of the connection (for the crate's own multi-statement work).
     pub(crate) fn with_connection<T>(
         &self,
-        f: impl FnOnce(&Connection) -> std::result::Result<T, String>,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, DuckError>,
         context: &str,
     ) -> Result<T> {
         self.writing(f).map_err(self.duckdb_error(context))
@@ -545,7 +480,7 @@ fn write_key(
     table: &str,
     created_at: Option<NaiveDateTime>,
     key: &CheckpointKey,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), DuckError> {
     conn.query_cached(
         "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments) VALUES (?, ?, ?, ?, ?, ?)",
         &[
@@ -563,7 +498,7 @@ fn write_key(
 fn insert_provenance(
     conn: &Connection,
     record: &ProvenanceRecord,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), DuckError> {
     conn.query_cached(
         "INSERT INTO _provenance (version, config_hash, created_at, steps_json) VALUES (?, ?, ?, ?)",
         &[
@@ -577,7 +512,7 @@ fn insert_provenance(
 }
 
 /// Removes the partial batches of `table` (inside the caller's transaction).
-fn delete_batches(conn: &Connection, table: &str) -> std::result::Result<(), String> {
+fn delete_batches(conn: &Connection, table: &str) -> std::result::Result<(), DuckError> {
     conn.execute(&format!("DROP TABLE IF EXISTS {}", partial_table(table)))?;
     conn.query_cached(
         "DELETE FROM _checkpoint_batches WHERE table_name = ?",
@@ -586,7 +521,7 @@ fn delete_batches(conn: &Connection, table: &str) -> std::result::Result<(), Str
     .map(drop)
 }
 
-fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), String> {
+fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), DuckError> {
     conn.query_cached(
         "DELETE FROM _checkpoint_keys WHERE table_name = ?",
         &[table.into()],
@@ -781,9 +716,12 @@ impl CheckpointStore for PipelineStore {
                 .map_err(self.duckdb_error(context));
         }
         validate_columns(table, frame)?;
+        let stream = frame_stream(table, frame)?;
         let partial = partial_table(table);
         let partial_name = format!("_partial_{table}");
-        self.with_scan(&conn, table, frame, &context, |source| {
+        let saved = (|| {
+            let view = conn.scan(stream)?;
+            let source = view.source();
             conn.transaction(|| {
                 if table_exists(&conn, &partial_name)? {
                     conn.execute(&format!(
@@ -794,7 +732,8 @@ impl CheckpointStore for PipelineStore {
                 }
                 record_items(&conn)
             })
-        })
+        })();
+        saved.map_err(self.duckdb_error(context))
     }
 
     fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
@@ -813,18 +752,38 @@ impl CheckpointStore for PipelineStore {
     }
 }
 
-fn open_error(path: &Path, message: String) -> Error {
-    if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+/// A failure to open the store: another process holding it is [`Error::StoreInUse`].
+fn open_error(path: &Path, e: DuckError) -> Error {
+    if e.kind == DuckdbErrorKind::LockConflict {
         Error::StoreInUse {
             path: path.to_owned(),
-            message,
+            message: e.message,
         }
     } else {
         Error::Open {
             path: path.to_owned(),
-            message,
+            kind: e.kind,
+            message: e.message,
         }
     }
+}
+
+/// A failed statement of the store at `path`, while doing `context`.
+fn duckdb_error(path: &Path, context: &str, e: DuckError) -> Error {
+    Error::Duckdb {
+        path: path.to_owned(),
+        context: context.to_owned(),
+        kind: e.kind,
+        message: e.message,
+    }
+}
+
+/// `frame` exported for DuckDB's Arrow scan.
+fn frame_stream(table: &str, frame: &DataFrame) -> Result<FrameStream> {
+    FrameStream::new(frame).map_err(|message| Error::Arrow {
+        what: format!("table {table:?}"),
+        message,
+    })
 }
 
 /// DuckDB renames what it cannot take as a column name (an empty name becomes `v0`, the second
@@ -858,7 +817,7 @@ pub(crate) fn now_utc() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
-fn table_exists(conn: &Connection, table: &str) -> std::result::Result<bool, String> {
+fn table_exists(conn: &Connection, table: &str) -> std::result::Result<bool, DuckError> {
     let n = conn.query_i64_cached(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
          AND schema_name = current_schema() AND lower(table_name) = lower(?)",
