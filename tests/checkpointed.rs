@@ -645,16 +645,10 @@ fn force_and_unkeyed_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     fetch_constraint(&pipeline(&dir), 30, &AtomicUsize::new(0)).unwrap();
     let child = |vars: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "child_pipeline_from_env",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("USHER_TEST_DIR", dir.path())
-        .env_remove("USHER_FORCE")
-        .env_remove("USHER_UNKEYED");
+        let mut cmd = common::child_test("child_pipeline_from_env");
+        cmd.env("USHER_TEST_DIR", dir.path())
+            .env_remove("USHER_FORCE")
+            .env_remove("USHER_UNKEYED");
         for (k, v) in vars {
             cmd.env(k, v);
         }
@@ -662,7 +656,7 @@ fn force_and_unkeyed_come_from_the_environment() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         stdout
             .lines()
-            .find_map(|l| l.strip_prefix("CHILD "))
+            .find_map(|l| l.split_once("CHILD ").map(|(_, rest)| rest))
             .unwrap_or_else(|| panic!("child printed nothing: {stdout}"))
             .to_owned()
     };

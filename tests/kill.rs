@@ -7,9 +7,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -72,33 +72,10 @@ fn pipeline(dir: &Path) -> Pipeline {
     )
 }
 
-/// Starts this test binary as a child running the ignored test `name`, with stdout piped
-/// into a channel of lines.
+/// Starts this test binary as a child running the ignored test `name` on `dir`, with stdout
+/// piped into a channel of lines.
 fn spawn_child(name: &str, dir: &Path) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("USHER_TEST_DIR", dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
+    common::spawn_with_lines(common::child_test(name).env("USHER_TEST_DIR", dir))
 }
 
 fn test_dir() -> Option<PathBuf> {

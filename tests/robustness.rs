@@ -30,14 +30,7 @@ fn child_holds_store_open() {
 fn another_process_holding_the_store_gets_store_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("busy.duckdb");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_holds_store_open",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = common::child_test("child_holds_store_open")
         .env("USHER_TEST_HOLD_STORE", &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -121,10 +114,20 @@ fn garbage_and_truncated_database_files_are_typed_errors() {
     }
 }
 
-/// Table names from the corpus are refused with a typed error or stored and read back; nothing
-/// else runs: the store's own tables and a sentinel table are intact afterwards.
+/// Each table name of the corpus gets the outcome pinned beside it: stored and read back, or
+/// refused with the error (and the rule's reason) given. Nothing else runs: the store's own
+/// tables and a sentinel table are intact afterwards.
 #[test]
 fn hostile_table_names_are_refused_or_round_trip() {
+    use usher_pipeline::NameProblem::{self, *};
+    /// What a save of the name must do.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Outcome {
+        Stored,
+        Refused(NameProblem),
+    }
+    use Outcome::*;
+
     let dir = tempfile::tempdir().unwrap();
     let store = PipelineStore::open(dir.path().join("hostile.duckdb")).unwrap();
     let sentinel = df!("x" => [42i64]).unwrap();
@@ -133,57 +136,71 @@ fn hostile_table_names_are_refused_or_round_trip() {
         .unwrap();
     let long = "a".repeat(128);
     let too_long = "a".repeat(129);
-    let names: Vec<&str> = vec![
-        "genes\"; DROP TABLE sentinel; --",
-        "genes'; DELETE FROM _checkpoints; --",
-        "a;b",
-        "select",
-        "from",
-        "table",
-        "_checkpoints",
-        "_provenance",
-        "_checkpoint_keys",
-        "_checkpoint_batches",
-        "_partial_sentinel",
-        "",
-        " ",
-        "gène",
-        "基因",
-        "😀",
-        "a-b",
-        "a.b",
-        "a b",
-        "main.sentinel",
-        "\"sentinel\"",
-        "sentinel\0",
-        "1genes",
-        "GENES",
-        &long,
-        &too_long,
-        "ok_name_1",
+    let corpus: Vec<(&str, Outcome)> = vec![
+        (
+            "genes\"; DROP TABLE sentinel; --",
+            Refused(NotLowercaseIdentifier),
+        ),
+        (
+            "genes'; DELETE FROM _checkpoints; --",
+            Refused(NotLowercaseIdentifier),
+        ),
+        ("a;b", Refused(NotLowercaseIdentifier)),
+        ("select", Stored),
+        ("from", Stored),
+        ("table", Stored),
+        ("_checkpoints", Refused(Reserved)),
+        ("_provenance", Refused(Reserved)),
+        ("_checkpoint_keys", Refused(Reserved)),
+        ("_checkpoint_batches", Refused(Reserved)),
+        ("_partial_sentinel", Refused(Reserved)),
+        ("", Refused(Empty)),
+        (" ", Refused(NotLowercaseIdentifier)),
+        ("gène", Refused(NotLowercaseIdentifier)),
+        ("基因", Refused(NotLowercaseIdentifier)),
+        ("😀", Refused(NotLowercaseIdentifier)),
+        ("a-b", Refused(NotLowercaseIdentifier)),
+        ("a.b", Refused(NotLowercaseIdentifier)),
+        ("a b", Refused(NotLowercaseIdentifier)),
+        ("main.sentinel", Refused(NotLowercaseIdentifier)),
+        ("\"sentinel\"", Refused(NotLowercaseIdentifier)),
+        ("sentinel\0", Refused(NotLowercaseIdentifier)),
+        ("1genes", Refused(NotLowercaseIdentifier)),
+        ("GENES", Refused(Uppercase)),
+        (&long, Stored),
+        (&too_long, Refused(TooLong)),
+        ("ok_name_1", Stored),
     ];
     let frame = df!("v" => [1i64, 2, 3]).unwrap();
-    let (mut stored, mut refused) = (0, 0);
-    for name in &names {
-        match store.save_dataframe(name, &frame, "hostile") {
+    for (name, expected) in &corpus {
+        let got = match store.save_dataframe(name, &frame, "hostile") {
             Ok(()) => {
                 assert_frames_equal(&store.load_dataframe(name).unwrap().unwrap(), &frame);
-                stored += 1;
+                Stored
             }
-            Err(e @ (Error::InvalidTableName { .. } | Error::ReservedTableName { .. })) => {
+            Err(e @ Error::InvalidTableName { problem, .. }) => {
                 assert!(
                     e.to_string().contains(&format!("{name:?}")),
-                    "the message names the table: {e}"
+                    "names the table: {e}"
                 );
-                refused += 1;
+                Refused(problem)
+            }
+            Err(e @ Error::ReservedTableName { .. }) => {
+                assert!(
+                    e.to_string().contains(&format!("{name:?}")),
+                    "names the table: {e}"
+                );
+                Refused(Reserved)
             }
             Err(e) => panic!("{name:?}: untyped failure {e}"),
-        }
+        };
+        assert_eq!(got, *expected, "{name:?}");
     }
     assert_frames_equal(
         &store.load_dataframe("sentinel").unwrap().unwrap(),
         &sentinel,
     );
+    let stored = corpus.iter().filter(|(_, o)| *o == Stored).count();
     let names_now: Vec<String> = store
         .list_checkpoints()
         .unwrap()
@@ -198,8 +215,9 @@ fn hostile_table_names_are_refused_or_round_trip() {
             .unwrap_or_else(|e| panic!("{own} damaged: {e}"));
     }
     eprintln!(
-        "table-name corpus: {} names, {stored} stored, {refused} refused",
-        names.len()
+        "table-name corpus: {} names, {stored} stored, {} refused",
+        corpus.len(),
+        corpus.len() - stored
     );
 }
 
@@ -312,7 +330,8 @@ fn a_failing_disk_during_a_save_is_a_typed_error_and_keeps_the_checkpoint() {
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" --exact child_saves_beyond_the_file_size_limit --ignored --nocapture --test-threads=1"
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" {}",
+            common::child_args("child_saves_beyond_the_file_size_limit").join(" ")
         ))
         .arg(std::env::current_exe().unwrap())
         .env("USHER_TEST_STORE", &path)

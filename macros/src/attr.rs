@@ -1,6 +1,6 @@
 //! Parsing of `#[checkpointed(...)]`'s arguments into [`Args`], every problem collected.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
@@ -28,6 +28,47 @@ pub(crate) struct Args {
 const KEYS: [&str; 5] = ["table", "version", "skip", "context", "batches"];
 
 impl Args {
+    /// Takes the bare literals out of the arguments, each reported at the literal with the
+    /// named form to write instead (`#[checkpointed("genes")]`: write `table = "genes"`).
+    /// Left in, syn would stop at the first with "unexpected literal in nested attribute,
+    /// expected ident", and "missing `table`" would follow.
+    pub fn take_bare_literals(&mut self, args: TokenStream) -> TokenStream {
+        let mut kept = TokenStream::new();
+        let mut chunk: Vec<TokenTree> = Vec::new();
+        let mut flush = |chunk: &mut Vec<TokenTree>, comma: Option<TokenTree>, this: &mut Self| {
+            match chunk.as_slice() {
+                [TokenTree::Literal(literal)] => {
+                    let lit = Lit::new(literal.clone());
+                    let message = match &lit {
+                        Lit::Str(s) => {
+                            this.table_mentioned = true;
+                            format!(
+                                "the table is a named argument: write `table = {}`",
+                                s.token()
+                            )
+                        }
+                        _ => "`#[checkpointed]` takes named arguments: `table = \"name\"`, `skip(...)`, ..."
+                            .to_owned(),
+                    };
+                    this.errors.push(syn::Error::new(literal.span(), message));
+                }
+                _ => {
+                    kept.extend(chunk.drain(..));
+                    kept.extend(comma);
+                }
+            }
+            chunk.clear();
+        };
+        for token in args {
+            match &token {
+                TokenTree::Punct(p) if p.as_char() == ',' => flush(&mut chunk, Some(token), self),
+                _ => chunk.push(token),
+            }
+        }
+        flush(&mut chunk, None, self);
+        kept
+    }
+
     /// The `syn::meta::parser` callback: one call per argument.
     pub fn parse_one(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
         let path = &meta.path;

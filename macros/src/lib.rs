@@ -25,6 +25,7 @@ pub fn checkpointed(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The whole attribute on `proc_macro2` tokens: parse, validate, expand.
 fn expand_attribute(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
     let mut parsed = attr::Args::default();
+    let args = parsed.take_bare_literals(args);
     let parser = syn::meta::parser(|meta| parsed.parse_one(meta));
     if let Err(e) = syn::parse::Parser::parse2(parser, args) {
         parsed.errors.push(e);

@@ -54,6 +54,8 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
     };
 
     let mut context = None;
+    // The first parameter that holds a `Pipeline` by value or `&mut`, and how.
+    let mut misused_pipeline: Option<(Ident, Type, &str)> = None;
     let mut key_params = Vec::new();
     let mut names = Vec::new();
     for input in &sig.inputs {
@@ -74,6 +76,11 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
                 };
                 let name = pat.ident.clone();
                 names.push(name.clone());
+                if misused_pipeline.is_none()
+                    && let Some(how) = pipeline_not_by_shared_ref(&pat_type.ty)
+                {
+                    misused_pipeline = Some((name.clone(), (*pat_type.ty).clone(), how));
+                }
                 let is_context = match &args.context {
                     Some(c) => *c == name,
                     None => context.is_none() && is_pipeline_ref(&pat_type.ty),
@@ -120,10 +127,17 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
         ));
     }
     if context.is_none() && args.context.is_none() {
-        errors.push(syn::Error::new(
-            sig.paren_token.span.join(),
-            format!("`{}` has no pipeline-context parameter: add one such as `ctx: &Pipeline` (or name it with `context = ...`)", sig.ident),
-        ));
+        match misused_pipeline {
+            // A `Pipeline` taken otherwise than by `&`: say so at its type, not that there is none.
+            Some((name, ty, how)) => errors.push(syn::Error::new_spanned(
+                ty,
+                format!("`{name}` takes the pipeline {how}: the context is taken by shared reference, `{name}: &Pipeline` (it is `Sync`; one context serves every call and thread of a run)"),
+            )),
+            None => errors.push(syn::Error::new(
+                sig.paren_token.span.join(),
+                format!("`{}` has no pipeline-context parameter: add one such as `ctx: &Pipeline` (or name it with `context = ...`)", sig.ident),
+            )),
+        }
     }
     Some(Checked {
         context: context?,
@@ -147,6 +161,17 @@ fn is_pipeline_ref(ty: &Type) -> bool {
         },
         Type::Group(g) => is_pipeline_ref(&g.elem),
         _ => false,
+    }
+}
+
+/// `Pipeline` by value (`"by value"`) or `&mut Pipeline` (`"by `&mut`"`).
+fn pipeline_not_by_shared_ref(ty: &Type) -> Option<&'static str> {
+    match ty {
+        Type::Reference(r) if r.mutability.is_some() => {
+            last_segment_is(&r.elem, "Pipeline").then_some("by `&mut`")
+        }
+        Type::Group(g) => pipeline_not_by_shared_ref(&g.elem),
+        ty => last_segment_is(ty, "Pipeline").then_some("by value"),
     }
 }
 

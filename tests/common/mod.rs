@@ -184,3 +184,46 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// The arguments that make this test binary run only the ignored test `name`, uncaptured: the
+/// child half of a test that needs a second process (killed, holding a lock, under `ulimit`).
+pub fn child_args(name: &str) -> [&str; 5] {
+    [
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]
+}
+
+/// This test binary again, as a child process running only the ignored test `name`.
+pub fn child_test(name: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("the test binary's path"));
+    command.args(child_args(name));
+    command
+}
+
+/// Starts `command` with its stdout piped into a channel of lines (stderr discarded), so the
+/// parent can wait for a line with a timeout.
+pub fn spawn_with_lines(
+    command: &mut Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the child test process");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
