@@ -1,3 +1,4 @@
+// A key parameter whose type is not Serialize: named at the parameter's type, with `skip` offered.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// `context = app` names a parameter whose type lends no Pipeline: said at that type.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error};
 

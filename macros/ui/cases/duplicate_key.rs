@@ -1,3 +1,4 @@
+// `table` given twice: the second is reported, not silently preferred.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// An error type that cannot carry the store's errors: said at the return type, with the `From` to add.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Pipeline};
 

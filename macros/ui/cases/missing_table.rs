@@ -1,3 +1,4 @@
+// No `table`: the checkpoint has nowhere to go.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// No pipeline-context parameter at all: said at the parameter list.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error};
 

@@ -1,3 +1,4 @@
+// A function returning nothing cannot produce a checkpoint.
 use usher_pipeline::{checkpointed, Pipeline};
 
 #[checkpointed(table = "gnomad_constraint")]

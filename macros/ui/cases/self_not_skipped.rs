@@ -1,3 +1,4 @@
+// `self` would silently become part of the key: it must be skipped.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// `skip` names a parameter that does not exist (a typo would otherwise key on `client`).
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// An empty table name, refused by the stores' own rule.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// `table` given as a path rather than a string literal.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// A table name beginning with `_`: reserved for the store's own tables.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// A misspelt argument: reported with the nearest valid one.
 use usher_pipeline::polars::prelude::DataFrame;
 use usher_pipeline::{checkpointed, Error, Pipeline};
 

@@ -1,3 +1,4 @@
+// A value that is not a DataFrame cannot be saved as a checkpoint.
 use usher_pipeline::{checkpointed, Error, Pipeline};
 
 #[checkpointed(table = "gnomad_constraint")]
