@@ -12,6 +12,8 @@
 //! `load_dataframe` of a 1,000-row table on an open store). Prints each round, then the
 //! medians over rounds as `save_s=<s> load_s=<s>` and `hit_ms=<ms>`, the peak memory of a load
 //! measured in a fresh process, Python's medians, and the median ratios with their range.
+//! Each round also times the frame's data version (`data_version`, best of 3) against that
+//! round's save.
 //! `--no-python` skips the comparison; `--storage latest` writes DuckDB 2.0's storage format
 //! instead of the default duckdb-1.x-readable one (both sides write the same format).
 
@@ -102,6 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // figures are medians over rounds.
     let mut rust_rounds = Vec::new();
     let mut python_rounds = Vec::new();
+    let mut fingerprint_shares: Vec<f64> = Vec::new();
     for round in 0..rounds {
         let rust = rust_round(&dir.path().join("rust.duckdb"), &options, &df)?;
         println!(
@@ -109,6 +112,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rust[0], rust[1], rust[2]
         );
         rust_rounds.push(rust);
+        // The data version every checkpoint save will record: best of 3, against this round's
+        // save of the same frame.
+        let mut fingerprints = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let version = usher_pipeline::data_version(&df)?;
+            fingerprints.push(t.elapsed().as_secs_f64());
+            std::hint::black_box(version);
+        }
+        let fingerprint = fingerprints.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "round {round}: rust fingerprint_s={fingerprint:.4} ({:.1}% of the save)",
+            100.0 * fingerprint / rust[0]
+        );
+        fingerprint_shares.push(fingerprint / rust[0]);
         if with_python {
             let py = python_round(&python, rows, dir.path(), &storage)?;
             println!(
@@ -121,6 +139,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rust = medians(&rust_rounds);
     println!("save_s={:.4} load_s={:.4}", rust[0], rust[1]);
     println!("hit_ms={:.4}", rust[2]);
+    fingerprint_shares.sort_by(f64::total_cmp);
+    println!(
+        "fingerprint/save: {:.1}% (median of {} rounds; range {:.1}-{:.1}%)",
+        100.0 * fingerprint_shares[fingerprint_shares.len() / 2],
+        fingerprint_shares.len(),
+        100.0 * fingerprint_shares[0],
+        100.0 * fingerprint_shares[fingerprint_shares.len() - 1]
+    );
 
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)

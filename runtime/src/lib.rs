@@ -44,6 +44,7 @@ extern crate self as usher_pipeline;
 mod bounds;
 mod config;
 mod error;
+mod fingerprint;
 mod model;
 mod names;
 mod pipeline;
@@ -57,6 +58,7 @@ pub mod __private;
 
 pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, python_path_str};
 pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
+pub use fingerprint::{DataVersion, data_version};
 pub use model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
 pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
 pub use pipeline::{
