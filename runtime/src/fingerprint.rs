@@ -4,23 +4,24 @@
 //!
 //! # Encoding (version 1)
 //! Defined over the values, never over polars' in-memory hashes (seeded per process) or Arrow
-//! IPC bytes (which follow the chunk layout). Each column is hashed on its own with XXH3-128
-//! (a stable, specified hash), over:
+//! IPC bytes (which follow the chunk layout). XXH3-128 (a stable, specified hash) throughout.
 //!
-//! - the name: byte length (u64 LE) and UTF-8 bytes;
-//! - the dtype in this encoding's own words (`bool`, `i8`..`u64`, `f32`, `f64`, `str`,
-//!   `binary`, `null`, `date`, `time`, `duration[us]`, `datetime[ns]`, `datetime[us, UTC]`,
-//!   `list[str]`), never polars' display of it: length (u64 LE) and bytes;
-//! - the row count (u64 LE);
-//! - every row in order: one validity byte (0 null, 1 value), then for a value:
-//!   booleans one byte; integers their own width, little-endian; floats their bits,
-//!   little-endian, every NaN as the one quiet NaN (`-0.0` and `0.0` differ); strings and binary
-//!   their byte length (u64 LE) and bytes; dates, times, datetimes and durations their physical
-//!   integer (the unit and time zone are in the dtype); lists their length (u64 LE) and each
-//!   element encoded the same way; structs each field in order.
+//! Rows are cut into blocks of 65,536 by row index (never by chunk). Each block of a column is
+//! hashed over every row in order: one validity byte (0 null, 1 value), then for a value:
+//! booleans one byte; integers their own width, little-endian; floats their bits,
+//! little-endian, every NaN as the one quiet NaN (`-0.0` and `0.0` differ); strings and binary
+//! their byte length (u64 LE) and bytes; dates, times, datetimes and durations their physical
+//! integer (the unit and time zone are in the dtype); lists their length (u64 LE) and each
+//! element encoded the same way.
 //!
-//! The frame's version is XXH3-128 of `usher-pipeline data version 1`, the column count
-//! (u64 LE) and each column's 16-byte digest in order. Columns are hashed in parallel.
+//! A column's digest is the hash of its name (byte length as u64 LE, then UTF-8), its dtype in
+//! this encoding's own words (`bool`, `i8`..`u64`, `f32`, `f64`, `str`, `binary`, `null`,
+//! `date`, `time`, `duration[us]`, `datetime[ns]`, `datetime[us, UTC]`, `list[str]`; never
+//! polars' display of it; length-prefixed the same way), its row count (u64 LE) and its block
+//! digests (16 bytes LE each) in order.
+//!
+//! The frame's version is the hash of `usher-pipeline data version 2`, the column count (u64
+//! LE) and each column's digest in order. Blocks of all columns are hashed in parallel.
 
 use std::fmt;
 
@@ -54,20 +55,52 @@ impl fmt::Display for DataVersion {
     }
 }
 
-const HEADER: &[u8] = b"usher-pipeline data version 1";
+const HEADER: &[u8] = b"usher-pipeline data version 2";
+
+/// Rows per block: large enough that a block's hashing outweighs handing it to a thread, small
+/// enough that one long column spreads over every core.
+const BLOCK_ROWS: usize = 65_536;
 
 /// The data version of `frame`. A column whose dtype has no encoding (an object column) is an
 /// error naming it.
 pub fn data_version(frame: &DataFrame) -> Result<DataVersion> {
-    let columns = frame.columns();
-    let digests = parallel_map(columns, |column| {
-        column_digest(column.as_materialized_series())
+    let columns: Vec<&Series> = frame
+        .columns()
+        .iter()
+        .map(|c| c.as_materialized_series())
+        .collect();
+    let names = columns
+        .iter()
+        .map(|c| dtype_name(c))
+        .collect::<Result<Vec<_>>>()?;
+    let blocks: Vec<(usize, usize)> = columns
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            (0..c.len())
+                .step_by(BLOCK_ROWS)
+                .map(move |offset| (i, offset))
+        })
+        .collect();
+    let digests = parallel_map(&blocks, |&(i, offset)| {
+        let block = columns[i].slice(offset as i64, BLOCK_ROWS);
+        let mut sink = Sink::new();
+        encode(&block, &mut sink)?;
+        Ok(sink.finish())
     })?;
     let mut hasher = Xxh3::new();
     hasher.update(HEADER);
     hasher.update(&(columns.len() as u64).to_le_bytes());
-    for digest in digests {
-        hasher.update(&digest.to_le_bytes());
+    let mut digests = blocks.iter().map(|&(i, _)| i).zip(digests).peekable();
+    for (i, (column, dtype)) in columns.iter().zip(&names).enumerate() {
+        let mut sink = Sink::new();
+        sink.len_prefixed(column.name().as_bytes());
+        sink.len_prefixed(dtype.as_bytes());
+        sink.put(&(column.len() as u64).to_le_bytes());
+        while let Some((_, digest)) = digests.next_if(|(owner, _)| *owner == i) {
+            sink.put(&digest.to_le_bytes());
+        }
+        hasher.update(&sink.finish().to_le_bytes());
     }
     Ok(DataVersion(hasher.digest128()))
 }
@@ -203,15 +236,6 @@ fn dtype_name(series: &Series) -> Result<String> {
     })
 }
 
-fn column_digest(series: &Series) -> Result<u128> {
-    let mut sink = Sink::new();
-    sink.len_prefixed(series.name().as_bytes());
-    sink.len_prefixed(dtype_name(series)?.as_bytes());
-    sink.put(&(series.len() as u64).to_le_bytes());
-    encode(series, &mut sink)?;
-    Ok(sink.finish())
-}
-
 /// Writes each value of an iterator: a validity byte, then the value's bytes.
 fn values<T>(
     sink: &mut Sink,
@@ -334,7 +358,7 @@ mod tests {
         assert_eq!(version(&frame()).to_hex(), PINNED);
     }
 
-    const PINNED: &str = "139855ece54547b1061cc076d021dc80";
+    const PINNED: &str = "3608a1768637d73d9dfdb52b04f71e33";
 
     #[test]
     fn chunk_layout_does_not_matter() {
@@ -450,6 +474,33 @@ mod tests {
                 assert_ne!(va, vb, "{a} and {b} must differ");
             }
         }
+    }
+
+    /// Blocks are cut by row index: chunks that straddle block boundaries change nothing, and
+    /// a change in any block changes the version.
+    #[test]
+    fn blocks_follow_rows_not_chunks() {
+        let n = 3 * BLOCK_ROWS + 123;
+        let ids: Vec<String> = (0..n).map(|i| format!("ENSG{i:011}")).collect();
+        let scores: Vec<Option<f64>> = (0..n).map(|i| (i % 7 != 0).then_some(i as f64)).collect();
+        let whole = df!("id" => ids, "score" => scores).unwrap();
+        let mut pieces = whole.slice(0, 70_001);
+        for (offset, len) in [(70_001, 1), (70_002, 100_000), (170_002, n - 170_002)] {
+            pieces.vstack_mut(&whole.slice(offset as i64, len)).unwrap();
+        }
+        assert_eq!(pieces.first_col_n_chunks(), 4);
+        assert_eq!(version(&pieces), version(&whole));
+        let mut changed = whole.clone();
+        let scores: Vec<Option<f64>> = (0..n)
+            .map(|i| match i {
+                i if i == n - 1 => Some(-1.0),
+                i => (i % 7 != 0).then_some(i as f64),
+            })
+            .collect();
+        changed
+            .with_column(Column::new("score".into(), scores))
+            .unwrap();
+        assert_ne!(version(&changed), version(&whole));
     }
 
     #[test]
