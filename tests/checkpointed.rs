@@ -1,5 +1,7 @@
 //! `#[checkpointed]` on a real DuckDB store: every body run is counted, so a hit is proven by
 //! a counter that did not move.
+// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
+#![cfg(feature = "duckdb")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! One `Pipeline` shared by many threads: N threads x M checkpointed calls over distinct and
 //! shared tables. Every body run is counted per table.
+// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
+#![cfg(feature = "duckdb")]
 
 use std::collections::HashMap;
 use std::sync::Mutex;

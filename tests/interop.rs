@@ -7,6 +7,8 @@
 //! - A store created here (default storage compatibility) opens in the seed code on duckdb 1.x
 //!   and in duckdb 2.x with the same values; the sidecar is byte-identical to Python's
 //!   `json.dump(indent=2)` of the same record.
+// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
+#![cfg(feature = "duckdb")]
 
 mod common;
 

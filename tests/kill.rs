@@ -3,6 +3,8 @@
 //!
 //! The number of kills defaults to a CI-sized count; `USHER_KILLS=120 cargo test --test kill --
 //! --nocapture` runs the full 100+ and prints the figures.
+// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
+#![cfg(feature = "duckdb")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Hostile and broken input, and a second process: typed errors naming the culprit, never a
 //! panic, a hang or a damaged store.
+// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
+#![cfg(feature = "duckdb")]
 
 mod common;
 

@@ -5,7 +5,9 @@
 //! settings that made it. The on-disk formats are the Python usher pipeline's, so a store
 //! written by either opens in the other.
 //!
-//! ```no_run
+// The example opens the DuckDB store: compiled only with the `duckdb` feature.
+#![cfg_attr(feature = "duckdb", doc = "```no_run")]
+#![cfg_attr(not(feature = "duckdb"), doc = "```ignore")]
 //! use usher_pipeline::polars::prelude::*;
 //! use usher_pipeline::{checkpointed, Pipeline, PipelineConfig};
 //!
