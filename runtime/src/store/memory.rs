@@ -7,10 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::CheckpointStore;
+use crate::store::{CheckpointStore, validate_columns};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
 /// unkeyed checkpoints). Nothing survives the process.
@@ -49,7 +49,7 @@ impl MemoryStore {
     /// would.
     pub fn save_unkeyed(&self, table: &str, frame: &DataFrame) -> Result<()> {
         validate_writable_table_name(table)?;
-        validate_frame(table, frame)?;
+        validate_columns(table, frame)?;
         self.lock().tables.insert(
             table.to_owned(),
             Entry {
@@ -85,17 +85,6 @@ fn now() -> NaiveDateTime {
     chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
 }
 
-/// The frames every store refuses (the DuckDB store for the same reasons): none without
-/// columns.
-fn validate_frame(table: &str, frame: &DataFrame) -> Result<()> {
-    if frame.width() == 0 {
-        return Err(Error::Format(format!(
-            "cannot save table {table:?}: the frame has no columns"
-        )));
-    }
-    Ok(())
-}
-
 impl CheckpointStore for MemoryStore {
     fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
         validate_table_name(table)?;
@@ -122,7 +111,7 @@ impl CheckpointStore for MemoryStore {
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
-        validate_frame(table, frame)?;
+        validate_columns(table, frame)?;
         let mut inner = self.lock();
         inner.batches.remove(table);
         inner.provenance.push(provenance.clone());
@@ -182,6 +171,9 @@ impl CheckpointStore for MemoryStore {
         frame: &DataFrame,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
+        if frame.width() > 0 {
+            validate_columns(table, frame)?;
+        }
         let mut inner = self.lock();
         let entry = inner
             .batches

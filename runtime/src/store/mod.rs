@@ -16,7 +16,7 @@ pub(crate) mod memory;
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
 
 /// What a store must offer to hold the checkpoints of `#[checkpointed]` functions.
@@ -67,6 +67,34 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Appends a row to `_provenance`.
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()>;
+}
+
+/// The frames every store refuses, for the DuckDB store's sake, so a frame that saves in one
+/// store saves in all. DuckDB renames what it cannot take as a column name (an empty name becomes `v0`, the second
+/// of `Gene` and `gene` becomes `gene_1`) without a word: refuse such frames instead, so a
+/// loaded table always has the saved frame's column names.
+pub(crate) fn validate_columns(table: &str, df: &DataFrame) -> Result<()> {
+    if df.width() == 0 {
+        return Err(Error::Format(format!(
+            "cannot save table {table:?}: the frame has no columns"
+        )));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for name in df.get_column_names() {
+        if name.is_empty() {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: a column has an empty name, which DuckDB would rename"
+            )));
+        }
+        if let Some(previous) = seen.insert(name.to_lowercase(), name.as_str()) {
+            return Err(Error::Format(format!(
+                "cannot save table {table:?}: columns {previous:?} and {:?} differ only in case, \
+                 and DuckDB's column names are case-insensitive",
+                name.as_str()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A shared store is a store: several [`Pipeline`](crate::Pipeline)s (a run each, say) over

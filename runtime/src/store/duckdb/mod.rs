@@ -23,7 +23,7 @@ use crate::error::{Error, Result, create_parent_dir};
 use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::pipeline::Pipeline;
-use crate::store::CheckpointStore;
+use crate::store::{CheckpointStore, validate_columns};
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
 
@@ -784,33 +784,6 @@ fn frame_stream(table: &str, frame: &DataFrame) -> Result<FrameStream> {
         what: format!("table {table:?}"),
         message,
     })
-}
-
-/// DuckDB renames what it cannot take as a column name (an empty name becomes `v0`, the second
-/// of `Gene` and `gene` becomes `gene_1`) without a word: refuse such frames instead, so a
-/// loaded table always has the saved frame's column names.
-fn validate_columns(table: &str, df: &DataFrame) -> Result<()> {
-    if df.width() == 0 {
-        return Err(Error::Format(format!(
-            "cannot save table {table:?}: the frame has no columns"
-        )));
-    }
-    let mut seen = std::collections::HashMap::new();
-    for name in df.get_column_names() {
-        if name.is_empty() {
-            return Err(Error::Format(format!(
-                "cannot save table {table:?}: a column has an empty name, which DuckDB would rename"
-            )));
-        }
-        if let Some(previous) = seen.insert(name.to_lowercase(), name.as_str()) {
-            return Err(Error::Format(format!(
-                "cannot save table {table:?}: columns {previous:?} and {:?} differ only in case, \
-                 and DuckDB's column names are case-insensitive",
-                name.as_str()
-            )));
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn now_utc() -> NaiveDateTime {
