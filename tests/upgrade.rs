@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
-    CheckpointStore, Error, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker,
+    CheckpointStore, Error, Lineage, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker,
     checkpointed,
 };
 
@@ -83,15 +83,19 @@ fn unpack(dir: &Path) -> PathBuf {
     path
 }
 
-fn pipeline(path: &Path) -> Pipeline {
-    let dir = path.parent().unwrap();
+fn config(dir: &Path) -> PipelineConfig {
+    let path = dir.join("store.duckdb");
     let yaml = format!(
         "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {p}\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
         d = dir.display(),
         p = path.display()
     );
     std::fs::write(dir.join("config.yaml"), yaml).unwrap();
-    let config = PipelineConfig::load(dir.join("config.yaml")).unwrap();
+    PipelineConfig::load(dir.join("config.yaml")).unwrap()
+}
+
+fn pipeline(path: &Path) -> Pipeline {
+    let config = config(path.parent().unwrap());
     Pipeline::new(
         PipelineStore::open(path).unwrap(),
         ProvenanceTracker::from_config(&config, Some("0.1.0")),
@@ -152,4 +156,112 @@ fn a_0_1_0_store_keeps_its_hits_and_resumes_its_batches() {
     // Another argument still recomputes.
     fetch_constraint(&p, 30).unwrap();
     assert_eq!(CONSTRAINT_RUNS.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unpack(dir.path());
+    {
+        // Read-only: nothing upgraded, the 0.1.0 keys still read.
+        let store = PipelineStore::open_read_only(&path).unwrap();
+        let info = store.checkpoint("gnomad_constraint").unwrap().unwrap();
+        assert!(info.key.is_some());
+        assert_eq!(info.lineage, Lineage::default());
+        assert!(store.query("SELECT * FROM _usher_schema", &[]).is_err());
+    }
+    {
+        let store = PipelineStore::open(&path).unwrap();
+        let schema = store
+            .query(
+                "SELECT value FROM _usher_schema WHERE name = 'schema_version'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            schema.column("value").unwrap().str().unwrap().get(0),
+            Some("2")
+        );
+        let columns = store
+            .query(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = '_checkpoint_keys' ORDER BY column_index",
+                &[],
+            )
+            .unwrap();
+        let columns: Vec<_> = columns
+            .column("column_name")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "table_name",
+                "checkpoint_created_at",
+                "key",
+                "function",
+                "code",
+                "arguments",
+                "config",
+                "data_version",
+                "inputs",
+                "max_age_seconds"
+            ]
+        );
+        // The Python pipeline's table is as it was.
+        let python = store
+            .query(
+                "SELECT table_name FROM _checkpoints ORDER BY table_name",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(python.height(), 3);
+        // A recomputed checkpoint gets a data version.
+        let p = Pipeline::new(
+            store,
+            ProvenanceTracker::from_config(&config(dir.path()), None),
+        );
+        fetch_constraint(&p, 25).unwrap();
+        let info = p.store().checkpoint("gnomad_constraint").unwrap().unwrap();
+        assert!(info.lineage.data_version.is_some());
+        // Upgrading twice changes nothing.
+    }
+    let store = PipelineStore::open(&path).unwrap();
+    assert!(
+        store
+            .checkpoint("go_annotation")
+            .unwrap()
+            .unwrap()
+            .key
+            .is_some()
+    );
+    // A store marked by a newer release is refused for writing, readable for inspection.
+    store
+        .query(
+            "UPDATE _usher_schema SET value = '3' WHERE name = 'schema_version'",
+            &[],
+        )
+        .unwrap();
+    drop(store);
+    match PipelineStore::open(&path) {
+        Err(Error::NewerStore {
+            found: 3,
+            supported: 2,
+            ..
+        }) => {}
+        other => panic!("expected NewerStore, got {other:?}"),
+    }
+    let read_only = PipelineStore::open_read_only(&path).unwrap();
+    assert!(
+        read_only
+            .checkpoint("go_annotation")
+            .unwrap()
+            .unwrap()
+            .key
+            .is_some()
+    );
 }

@@ -2,6 +2,7 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::meta::ParseNestedMeta;
+use syn::parse::Parse;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 
@@ -18,6 +19,14 @@ pub(crate) struct Args {
     pub context: Option<Ident>,
     /// `batches = name`: the name the body uses for the call's resumable `Batches`.
     pub batches: Option<Ident>,
+    /// `reads(a, b)`: the stored tables the body reads, whose versions become its inputs.
+    pub reads: Vec<Ident>,
+    /// `config(versions.gnomad_version, ...)`: config fields in the key, each a path of fields.
+    pub config: Vec<Vec<Ident>>,
+    /// `max_age = "30d"`: the literal and its seconds.
+    pub max_age: Option<(LitStr, u64)>,
+    /// `check = path`, once per check: functions the frame must pass before it is saved.
+    pub checks: Vec<syn::Path>,
     /// Problems found while parsing, reported together.
     pub errors: Vec<syn::Error>,
     /// A `table` argument was written (or suggested for a misspelt key), even if its value is
@@ -25,7 +34,9 @@ pub(crate) struct Args {
     table_mentioned: bool,
 }
 
-const KEYS: [&str; 5] = ["table", "version", "skip", "context", "batches"];
+const KEYS: [&str; 9] = [
+    "table", "version", "skip", "context", "batches", "reads", "config", "max_age", "check",
+];
 
 impl Args {
     /// Takes the bare literals out of the arguments, each reported at the literal with the
@@ -78,6 +89,7 @@ impl Args {
             "version" => self.version.is_some(),
             "context" => self.context.is_some(),
             "batches" => self.batches.is_some(),
+            "max_age" => self.max_age.is_some(),
             _ => false,
         };
         if seen {
@@ -113,6 +125,48 @@ impl Args {
                 let ident: Ident = value.parse()?;
                 self.batches.get_or_insert(ident);
             }
+            "reads" => {
+                for expr in parenthesized_list(&meta)? {
+                    match single_ident(&expr) {
+                        Some(ident) => self.add_read(ident),
+                        None => self.errors.push(syn::Error::new_spanned(
+                            &expr,
+                            "`reads` takes table names: `reads(gnomad_constraint, go_annotation)`",
+                        )),
+                    }
+                }
+            }
+            "config" => {
+                for expr in parenthesized_list(&meta)? {
+                    match field_path(&expr) {
+                        Some(path) => self.config.push(path),
+                        None => self.errors.push(syn::Error::new_spanned(
+                            &expr,
+                            "`config` takes paths of config fields: `config(versions.gnomad_version, scoring.gnomad)`",
+                        )),
+                    }
+                }
+            }
+            "max_age" => {
+                if let Some(lit) = self.string_literal(&meta, "max_age")? {
+                    match parse_max_age(&lit.value()) {
+                        Ok(seconds) => {
+                            self.max_age.get_or_insert((lit, seconds));
+                        }
+                        Err(message) => self.errors.push(syn::Error::new_spanned(&lit, message)),
+                    }
+                }
+            }
+            "check" => {
+                let expr: Expr = meta.value()?.parse()?;
+                match expr {
+                    Expr::Path(p) if p.qself.is_none() => self.checks.push(p.path),
+                    other => self.errors.push(syn::Error::new_spanned(
+                        other,
+                        "`check` takes the path of a function: `check = usher_pipeline::checks::non_empty`",
+                    )),
+                }
+            }
             "skip" => {
                 meta.parse_nested_meta(|inner| {
                     match inner.path.get_ident() {
@@ -147,12 +201,28 @@ impl Args {
                     .unwrap_or_default();
                 self.errors.push(syn::Error::new_spanned(
                     path,
-                    format!("unknown argument `{}`{suggestion} (expected one of `table`, `version`, `skip`, `context`, `batches`)", quote::quote!(#path)),
+                    format!("unknown argument `{}`{suggestion} (expected one of `table`, `version`, `skip`, `context`, `batches`, `reads`, `config`, `max_age`, `check`)", quote::quote!(#path)),
                 ));
                 skip_value(&meta)?;
             }
         }
         Ok(())
+    }
+
+    /// A `reads(...)` table: once, by the rule for tables a store can read.
+    fn add_read(&mut self, ident: Ident) {
+        let name = ident.to_string();
+        if self.reads.contains(&ident) {
+            self.errors.push(syn::Error::new_spanned(
+                &ident,
+                format!("`{name}` is read twice"),
+            ));
+        } else if let Err(problem) = usher_pipeline_names::check_readable(&name) {
+            self.errors
+                .push(syn::Error::new_spanned(&ident, problem.message(&name)));
+        } else {
+            self.reads.push(ident);
+        }
     }
 
     /// The table-name rule, the stores' own (`usher-pipeline-names`), at the literal.
@@ -188,12 +258,72 @@ impl Args {
 
     /// Checks done once every argument is read.
     pub fn finish(&mut self) {
+        if let Some(table) = &self.table
+            && let Some(own) = self.reads.iter().find(|r| **r == table.value())
+        {
+            self.errors.push(syn::Error::new_spanned(
+                own,
+                format!("`{own}` is this function's own table: a checkpoint cannot read itself"),
+            ));
+        }
         if self.table.is_none() && !self.table_mentioned {
             self.errors.push(syn::Error::new(
                 Span::call_site(),
                 "missing `table`: write `#[checkpointed(table = \"name\")]` to name the checkpoint's table",
             ));
         }
+    }
+}
+
+/// The comma-separated expressions of `name(...)`.
+fn parenthesized_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Expr>> {
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let list = content.parse_terminated(Expr::parse, Token![,])?;
+    Ok(list.into_iter().collect())
+}
+
+/// `name`, an expression that is one identifier.
+fn single_ident(expr: &Expr) -> Option<Ident> {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => p.path.get_ident().cloned(),
+        _ => None,
+    }
+}
+
+/// `a.b.c` as its identifiers, each with its span (for "no field" errors at the field).
+fn field_path(expr: &Expr) -> Option<Vec<Ident>> {
+    match expr {
+        Expr::Field(field) => {
+            let mut path = field_path(&field.base)?;
+            match &field.member {
+                syn::Member::Named(ident) => path.push(ident.clone()),
+                syn::Member::Unnamed(_) => return None,
+            }
+            Some(path)
+        }
+        other => single_ident(other).map(|ident| vec![ident]),
+    }
+}
+
+/// `"30d"` or `"12h"` in seconds.
+pub(crate) fn parse_max_age(text: &str) -> Result<u64, String> {
+    let usage = "write a whole number of days or hours: `max_age = \"30d\"` or `max_age = \"12h\"`";
+    let trimmed = text.trim();
+    let (number, unit) = trimmed.split_at(trimmed.len().saturating_sub(1));
+    let seconds = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(0) if seconds > 0 => Err(format!(
+            "`max_age` {text:?} is zero: every checkpoint would be stale; {usage}"
+        )),
+        Ok(n) if seconds > 0 => n
+            .checked_mul(seconds)
+            .ok_or_else(|| format!("`max_age` {text:?} is too long")),
+        _ => Err(format!("`max_age` {text:?} is not a duration: {usage}")),
     }
 }
 
@@ -207,4 +337,23 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         content.parse::<proc_macro2::TokenStream>()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_max_age;
+
+    #[test]
+    fn max_age_is_days_or_hours() {
+        assert_eq!(parse_max_age("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_max_age(" 12h "), Ok(12 * 3_600));
+        for bad in ["30", "d", "30 days", "-1d", "1.5d", "30m", "", "0h"] {
+            assert!(parse_max_age(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            parse_max_age("99999999999999999d")
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
 }

@@ -38,11 +38,29 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
             syn::Type::Reference(_) => quote_spanned!(span=> #name),
             _ => quote_spanned!(span=> &#name),
         };
-        quote_spanned! {span=> __usher_key.arg(#name_str, #private::key_arg(#value)); }
+        if p.frame {
+            quote_spanned! {span=> __usher_key.frame(#name_str, #value); }
+        } else {
+            quote_spanned! {span=> __usher_key.arg(#name_str, #private::key_arg(#value)); }
+        }
+    });
+    let config_fields = config_fields(args, context);
+    let reads = args.reads.iter().map(|r| r.to_string());
+    let max_age = match &args.max_age {
+        Some((_, seconds)) => quote!(::core::option::Option::Some(#seconds)),
+        None => quote!(::core::option::Option::None),
+    };
+    // Each check's bound is reported at its path.
+    let checks = args.checks.iter().map(|path| {
+        let name = quote!(#path).to_string().replace(' ', "");
+        let span = syn::spanned::Spanned::span(path);
+        let run =
+            quote_spanned! {span=> ::usher_pipeline::__private::run_check(&#path, __usher_frame) };
+        quote! { #private::Check { name: #name, run: |__usher_frame| #run } }
     });
     // Paths are written out inside `quote_spanned!` (not interpolated from `private`, whose
     // tokens carry the attribute's span) so a bound the call fails is reported at the return type.
-    let checks = quote_spanned! {ret_span=>
+    let assert_result = quote_spanned! {ret_span=>
         ::usher_pipeline::__private::assert_fetch_result::<#ret>();
     };
     // The call is spanned at the return type, so what the runtime requires of it (a value that
@@ -64,15 +82,46 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
     quote! {
         #(#attrs)*
         #vis #sig {
-            #checks
+            #assert_result
             let __usher_spec = #private::Spec {
                 table: #table,
                 function: #function,
                 code: #code,
+                reads: &[#(#reads),*],
+                max_age_seconds: #max_age,
+                checks: &[#(#checks),*],
             };
             let mut __usher_key = #private::KeyBuilder::new();
             #(#key_args)*
+            #config_fields
             #run
+        }
+    }
+}
+
+/// `config(...)`: each field read from the pipeline's config (a misspelt field fails to compile
+/// at its own token), or "no config" noted for the key to report.
+fn config_fields(args: &Args, context: &TokenStream) -> TokenStream {
+    let Some(first) = args.config.first() else {
+        return TokenStream::new();
+    };
+    let dotted = |path: &[syn::Ident]| {
+        path.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let first = dotted(first);
+    let fields = args.config.iter().map(|path| {
+        let name = dotted(path);
+        quote! {
+            __usher_key.config(#name, ::usher_pipeline::__private::key_arg(&__usher_config #(.#path)*));
+        }
+    });
+    quote! {
+        match ::usher_pipeline::__private::config_of(#context) {
+            ::core::option::Option::Some(__usher_config) => { #(#fields)* }
+            ::core::option::Option::None => __usher_key.no_config(#first),
         }
     }
 }

@@ -10,6 +10,8 @@ use crate::attr::Args;
 pub(crate) struct KeyParam {
     pub name: Ident,
     pub ty: Type,
+    /// A `DataFrame` or `&DataFrame`: keyed by its data version, not serialised.
+    pub frame: bool,
 }
 
 /// What the expansion needs, once the function is known to be valid.
@@ -90,6 +92,7 @@ pub(crate) fn check(func: &ItemFn, args: &Args, errors: &mut Vec<syn::Error>) ->
                 } else if !args.skip.contains(&name) {
                     key_params.push(KeyParam {
                         name,
+                        frame: is_frame(&pat_type.ty),
                         ty: (*pat_type.ty).clone(),
                     });
                 }
@@ -172,6 +175,15 @@ fn pipeline_not_by_shared_ref(ty: &Type) -> Option<&'static str> {
         }
         Type::Group(g) => pipeline_not_by_shared_ref(&g.elem),
         ty => last_segment_is(ty, "Pipeline").then_some("by value"),
+    }
+}
+
+/// `DataFrame` or `&DataFrame` (any path to it).
+fn is_frame(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => last_segment_is(&r.elem, "DataFrame"),
+        Type::Group(g) => is_frame(&g.elem),
+        ty => last_segment_is(ty, "DataFrame"),
     }
 }
 

@@ -61,7 +61,7 @@ impl<E: From<Error>> CarriesStoreErrors for E {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a checkpoint key",
     label = "this parameter is part of the checkpoint key",
-    note = "key arguments are serialised with serde: derive `serde::Serialize` for `{Self}`, or leave the parameter out of the key with `skip(...)` if it does not change the result"
+    note = "key arguments are serialised with serde (a `DataFrame` is keyed by its data version): derive `serde::Serialize` for `{Self}`, or leave the parameter out of the key with `skip(...)` if it does not change the result"
 )]
 pub trait KeyArg {
     /// The argument as JSON.
@@ -71,5 +71,27 @@ pub trait KeyArg {
 impl<T: serde::Serialize + ?Sized> KeyArg for T {
     fn key_value(&self) -> std::result::Result<Value, String> {
         serde_json::to_value(self).map_err(|e| e.to_string())
+    }
+}
+
+/// A function a `#[checkpointed]` frame must pass before it is saved (`check = path`): a
+/// `fn(&DataFrame) -> Result<(), E>` whose error can be displayed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot check a checkpoint's frame",
+    label = "`check = ...` takes a function `fn(&DataFrame) -> Result<(), E>` with `E: Display`",
+    note = "a check sees the frame the body returned; its error is reported (and nothing saved) when it fails"
+)]
+pub trait CheckFn {
+    /// Runs the check; its error as text.
+    fn check(&self, frame: &DataFrame) -> std::result::Result<(), String>;
+}
+
+impl<F, E> CheckFn for F
+where
+    F: Fn(&DataFrame) -> std::result::Result<(), E>,
+    E: std::fmt::Display,
+{
+    fn check(&self, frame: &DataFrame) -> std::result::Result<(), String> {
+        self(frame).map_err(|e| e.to_string())
     }
 }

@@ -65,6 +65,20 @@ pub enum Error {
         message: String,
     },
 
+    /// The store was written by a newer release, whose checkpoint metadata this one does not
+    /// know how to keep: open it read-only, or upgrade usher-pipeline.
+    #[error(
+        "store {path} has checkpoint metadata of schema version {found}, newer than this release's {supported}: open it read-only or upgrade usher-pipeline"
+    )]
+    NewerStore {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version the store records.
+        found: i64,
+        /// The newest schema version this release writes.
+        supported: i64,
+    },
+
     /// DuckDB rejected a statement.
     #[error("DuckDB error in {path} while {context}: {message}")]
     Duckdb {
@@ -121,6 +135,43 @@ pub enum Error {
     UnkeyedCheckpoint {
         /// The table.
         table: String,
+    },
+
+    /// A `#[checkpointed]` function declares with `reads(...)` a table that has no checkpoint.
+    #[error(
+        "table {table:?} reads table {input:?} (declared in `reads(...)`), which has no checkpoint: \
+         compute {input:?} first, or remove it from `reads(...)`"
+    )]
+    MissingInput {
+        /// The table of the call that reads it.
+        table: String,
+        /// The declared input that is missing.
+        input: String,
+    },
+
+    /// A `#[checkpointed]` function keys on `config(...)` fields, but its pipeline has no
+    /// config.
+    #[error(
+        "table {table:?} keys on config field `{field}`, but the pipeline has no config: \
+         make it with `Pipeline::from_config` or `Pipeline::with_config`"
+    )]
+    NoConfig {
+        /// The table of the call.
+        table: String,
+        /// The first config field named.
+        field: String,
+    },
+
+    /// A frame failed a `check = ...` of its `#[checkpointed]` function: nothing was saved, so
+    /// the next run computes it again.
+    #[error("table {table:?} failed its check `{check}`: {message} (nothing saved)")]
+    CheckFailed {
+        /// The table.
+        table: String,
+        /// The check, as written in the attribute.
+        check: String,
+        /// What the check said.
+        message: String,
     },
 
     /// An argument of a `#[checkpointed]` function could not be serialised into the key.

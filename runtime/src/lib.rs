@@ -44,6 +44,7 @@
 extern crate self as usher_pipeline;
 
 mod bounds;
+pub mod checks;
 mod config;
 mod error;
 mod fingerprint;
@@ -61,10 +62,11 @@ pub mod __private;
 pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, python_path_str};
 pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
 pub use fingerprint::{DataVersion, data_version};
-pub use model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+pub use model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
 pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
 pub use pipeline::{
-    Batches, DefaultStore, FORCE_ENV, Force, Pipeline, PipelineContext, UNKEYED_ENV, UnkeyedPolicy,
+    Batches, Clock, DefaultStore, FORCE_ENV, Force, Pipeline, PipelineContext, UNKEYED_ENV,
+    UnkeyedPolicy,
 };
 pub use provenance::{
     ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, python_isoformat, sidecar_path,
@@ -73,7 +75,8 @@ pub use python::json as pyjson;
 pub use store::CheckpointStore;
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
-    DEFAULT_STORAGE_COMPATIBILITY, Param, PipelineStore, SaveMode, StoreOptions, duckdb_version,
+    DEFAULT_STORAGE_COMPATIBILITY, Param, PipelineStore, SCHEMA_VERSION, SaveMode, StoreOptions,
+    duckdb_version,
 };
 pub use store::memory::MemoryStore;
 /// Makes an expensive fetch function restartable and traced.

@@ -8,31 +8,63 @@ use std::future::Future;
 use std::sync::PoisonError;
 use std::time::Instant;
 
+use polars::prelude::DataFrame;
 use serde_json::{Map, Value};
 
-pub use crate::bounds::{CarriesStoreErrors, CheckpointValue, FetchResult, KeyArg};
+pub use crate::bounds::{CarriesStoreErrors, CheckFn, CheckpointValue, FetchResult, KeyArg};
 
+use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::model::CheckpointKey;
+use crate::fingerprint::data_version;
+use crate::model::{CheckpointKey, FRAME_KEY};
+use crate::pipeline::lineage::Recorder;
 use crate::pipeline::{Batches, Call, Outcome, Pipeline, PipelineContext, Plan};
 use crate::store::CheckpointStore;
 
 /// The attribute's arguments, as the expansion passes them.
 #[derive(Debug)]
-pub struct Spec {
+pub struct Spec<'a> {
     /// `table = "..."`.
     pub table: &'static str,
     /// The function's name.
     pub function: &'static str,
     /// `version:<v>` when pinned, else `tokens:<hash of the function's tokens>`.
     pub code: &'static str,
+    /// `reads(...)`: the tables the body reads, whose versions join the checkpoint's inputs.
+    pub reads: &'static [&'static str],
+    /// `max_age = "..."`, in seconds.
+    pub max_age_seconds: Option<u64>,
+    /// `check = ...`: run on the frame before it is saved.
+    pub checks: &'a [Check],
+}
+
+/// One `check = path` of the attribute.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    /// The path as written.
+    pub name: &'static str,
+    /// Runs the check (through [`run_check`]), its error as text.
+    pub run: fn(&DataFrame) -> std::result::Result<(), String>,
+}
+
+/// Runs a check function; its bound is where a function of the wrong shape is reported.
+pub fn run_check<F: CheckFn>(check: &F, frame: &DataFrame) -> std::result::Result<(), String> {
+    check.check(frame)
+}
+
+/// The config of the pipeline `context` lends, for `config(...)` fields.
+pub fn config_of<C: PipelineContext + ?Sized>(context: &C) -> Option<&PipelineConfig> {
+    context.pipeline().config()
 }
 
 /// The key arguments of one call, collected before the body runs.
 #[derive(Debug, Default)]
 pub struct KeyBuilder {
     arguments: Map<String, Value>,
+    config: Map<String, Value>,
     error: Option<(&'static str, String)>,
+    /// The first config field named when the pipeline has no config.
+    no_config: Option<&'static str>,
 }
 
 /// One key argument, serialised (or why it could not be).
@@ -63,7 +95,42 @@ impl KeyBuilder {
         }
     }
 
-    fn finish(self, spec: &Spec) -> Result<CheckpointKey> {
+    /// Adds the `DataFrame` argument `name`, by its data version.
+    pub fn frame(&mut self, name: &'static str, frame: &DataFrame) {
+        let value = data_version(frame)
+            .map(|version| {
+                let mut object = Map::new();
+                object.insert(FRAME_KEY.to_owned(), version.to_hex().into());
+                Value::Object(object)
+            })
+            .map_err(|e| e.to_string());
+        self.arg(name, KeyValue(value));
+    }
+
+    /// Adds the config field at `path` (`versions.gnomad_version`).
+    pub fn config(&mut self, path: &'static str, value: KeyValue) {
+        match value.0 {
+            Ok(v) => {
+                self.config.insert(path.to_owned(), v);
+            }
+            Err(message) => {
+                self.error.get_or_insert((path, message));
+            }
+        }
+    }
+
+    /// Notes that the config field at `path` was named but the pipeline has no config.
+    pub fn no_config(&mut self, path: &'static str) {
+        self.no_config.get_or_insert(path);
+    }
+
+    fn finish(self, spec: &Spec<'_>) -> Result<CheckpointKey> {
+        if let Some(field) = self.no_config {
+            return Err(Error::NoConfig {
+                table: spec.table.to_owned(),
+                field: field.to_owned(),
+            });
+        }
         if let Some((argument, message)) = self.error {
             return Err(Error::Key {
                 table: spec.table.to_owned(),
@@ -72,7 +139,7 @@ impl KeyBuilder {
                 message,
             });
         }
-        CheckpointKey::new(spec.function, spec.code, self.arguments)
+        CheckpointKey::new(spec.function, spec.code, self.arguments, self.config)
     }
 }
 
@@ -84,7 +151,7 @@ pub fn assert_fetch_result<R: FetchResult>() {}
 /// Two threads asking for the same table run one body; the other loads its result.
 pub fn run<C, T, E>(
     context: &C,
-    spec: &Spec,
+    spec: &Spec<'_>,
     key: KeyBuilder,
     body: impl FnOnce() -> std::result::Result<T, E>,
 ) -> std::result::Result<T, E>
@@ -99,7 +166,7 @@ where
 /// [`run`] for a body that takes the call's [`Batches`] (`batches = name`).
 pub fn run_batched<'a, C, T, E>(
     context: &'a C,
-    spec: &Spec,
+    spec: &Spec<'_>,
     key: KeyBuilder,
     body: impl FnOnce(Batches<'a, C::Store>) -> std::result::Result<T, E>,
 ) -> std::result::Result<T, E>
@@ -118,11 +185,17 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let value = body(compute.batches).inspect_err(|_| failed(spec))?;
-    pipeline.save(
+    let value = compute
+        .recorder
+        .run(|| body(compute.batches))
+        .inspect_err(|_| failed(spec))?;
+    check_and_save(
+        pipeline,
+        spec,
         &call,
         compute.outcome,
-        compute.reason.as_deref(),
+        compute.reason,
+        &compute.recorder,
         value.as_frame(),
     )?;
     Ok(value)
@@ -133,7 +206,7 @@ where
 /// its body, and the last save wins.
 pub async fn run_async<C, T, E, F>(
     context: &C,
-    spec: &Spec,
+    spec: &Spec<'_>,
     key: KeyBuilder,
     body: F,
 ) -> std::result::Result<T, E>
@@ -149,7 +222,7 @@ where
 /// [`run_async`] for a body that takes the call's [`Batches`] (`batches = name`).
 pub async fn run_async_batched<'a, C, T, E, F>(
     context: &'a C,
-    spec: &Spec,
+    spec: &Spec<'_>,
     key: KeyBuilder,
     body: impl FnOnce(Batches<'a, C::Store>) -> F,
 ) -> std::result::Result<T, E>
@@ -167,31 +240,69 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let value = body(compute.batches).await.inspect_err(|_| failed(spec))?;
-    pipeline.save(
+    let value = compute
+        .recorder
+        .wrap(body(compute.batches))
+        .await
+        .inspect_err(|_| failed(spec))?;
+    check_and_save(
+        pipeline,
+        spec,
         &call,
         compute.outcome,
-        compute.reason.as_deref(),
+        compute.reason,
+        &compute.recorder,
         value.as_frame(),
     )?;
     Ok(value)
 }
 
-/// A call that must run its body: why, and the batches it resumes from.
+/// Runs the checks on what the body returned, then saves it with the inputs it recorded. A
+/// failed check saves nothing.
+fn check_and_save<S: CheckpointStore>(
+    pipeline: &Pipeline<S>,
+    spec: &Spec<'_>,
+    call: &Call<'_>,
+    outcome: Outcome,
+    reason: Option<String>,
+    recorder: &Recorder,
+    frame: &DataFrame,
+) -> Result<()> {
+    for check in spec.checks {
+        if let Err(message) = (check.run)(frame) {
+            tracing::warn!(
+                table = spec.table,
+                check = check.name,
+                message,
+                "the frame failed its check: nothing saved"
+            );
+            return Err(Error::CheckFailed {
+                table: spec.table.to_owned(),
+                check: check.name.to_owned(),
+                message,
+            });
+        }
+    }
+    pipeline.save(call, outcome, reason.as_deref(), frame, recorder.inputs())
+}
+
+/// A call that must run its body: why, the batches it resumes from, and the recorder of its
+/// inputs (its declared reads already in).
 struct Compute<'a, S> {
     outcome: Outcome,
     reason: Option<String>,
     batches: Batches<'a, S>,
+    recorder: Recorder,
 }
 
 /// The loaded checkpoint of a hit, or why and how to compute.
 fn plan_and_load<'a, S: CheckpointStore>(
     pipeline: &'a Pipeline<S>,
-    spec: &Spec,
+    spec: &Spec<'_>,
     call: &Call<'_>,
 ) -> Result<std::result::Result<polars::prelude::DataFrame, Compute<'a, S>>> {
-    let (outcome, reason) = match pipeline.plan(call.table, call.key)? {
-        Plan::Load(outcome) => match pipeline.load(call, outcome)? {
+    let (outcome, reason) = match pipeline.plan(call)? {
+        Plan::Load(outcome, version) => match pipeline.load(call, outcome, version)? {
             Some(frame) => return Ok(Ok(frame)),
             None => (
                 Outcome::Stale,
@@ -200,6 +311,7 @@ fn plan_and_load<'a, S: CheckpointStore>(
         },
         Plan::Compute(outcome, reason) => (outcome, reason),
     };
+    let recorder = Recorder::new(pipeline.id(), spec.table, pipeline.declared_inputs(call)?);
     tracing::info!(
         table = call.table,
         function = call.function,
@@ -217,20 +329,23 @@ fn plan_and_load<'a, S: CheckpointStore>(
         outcome,
         reason,
         batches,
+        recorder,
     }))
 }
 
 /// The call `spec` makes with `key`, started at `started`.
-fn new_call<'a>(spec: &'a Spec, key: &'a CheckpointKey, started: Instant) -> Call<'a> {
+fn new_call<'a>(spec: &'a Spec<'_>, key: &'a CheckpointKey, started: Instant) -> Call<'a> {
     Call {
         table: spec.table,
         function: spec.function,
         key,
         started,
+        reads: spec.reads,
+        max_age_seconds: spec.max_age_seconds,
     }
 }
 
-fn failed(spec: &Spec) {
+fn failed(spec: &Spec<'_>) {
     tracing::warn!(
         table = spec.table,
         function = spec.function,

@@ -1,21 +1,24 @@
 //! `Pipeline`: the context a `#[checkpointed]` function takes (store, provenance, config,
 //! force settings), and the decisions the attribute's expansion hands over to it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 use serde_json::{Map, Value};
 
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::model::CheckpointKey;
+use crate::fingerprint::data_version;
+use crate::model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage};
 use crate::names::validate_table_name;
 use crate::provenance::{ProvenanceTracker, new_step};
 use crate::store::CheckpointStore;
 
 mod batches;
+pub(crate) mod lineage;
 #[cfg(test)]
 mod tests;
 
@@ -146,7 +149,12 @@ pub struct Pipeline<S = DefaultStore> {
     forced_done: Mutex<HashSet<String>>,
     /// One lock per table, so two threads asking for the same missing table run its body once.
     table_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// What time it is, for `max_age` (the system clock unless a test sets one).
+    clock: Option<Clock>,
 }
+
+/// A clock for [`Pipeline::with_clock`]: the current time in UTC.
+pub type Clock = Arc<dyn Fn() -> NaiveDateTime + Send + Sync>;
 
 impl<S> std::fmt::Debug for Pipeline<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,6 +178,7 @@ impl<S: CheckpointStore> Pipeline<S> {
             unkeyed: UnkeyedPolicy::default(),
             forced_done: Mutex::new(HashSet::new()),
             table_locks: Mutex::new(HashMap::new()),
+            clock: None,
         }
     }
 
@@ -192,6 +201,21 @@ impl<S: CheckpointStore> Pipeline<S> {
     pub fn with_unkeyed(mut self, policy: UnkeyedPolicy) -> Self {
         self.unkeyed = policy;
         self
+    }
+
+    /// Sets the clock `max_age` is measured by (UTC), instead of the system's: for tests of
+    /// expiry that do not sleep.
+    pub fn with_clock(mut self, clock: impl Fn() -> NaiveDateTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The current time (UTC) by the pipeline's clock.
+    pub fn now(&self) -> NaiveDateTime {
+        match &self.clock {
+            Some(clock) => clock(),
+            None => chrono::Utc::now().naive_utc(),
+        }
     }
 
     /// Applies [`FORCE_ENV`] and [`UNKEYED_ENV`] when they are set; a value that cannot be
@@ -245,8 +269,14 @@ impl<S: CheckpointStore> Pipeline<S> {
         Arc::clone(locks.entry(table.to_owned()).or_default())
     }
 
+    /// This pipeline's identity for [`lineage`]: its address, fixed while a call borrows it.
+    pub(crate) fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
     /// Decides between loading the checkpoint and running the body.
-    pub(crate) fn plan(&self, table: &str, key: &CheckpointKey) -> Result<Plan> {
+    pub(crate) fn plan(&self, call: &Call<'_>) -> Result<Plan> {
+        let table = call.table;
         if self.force.includes(table)
             && !self
                 .forced_done
@@ -260,10 +290,15 @@ impl<S: CheckpointStore> Pipeline<S> {
             return Ok(Plan::Compute(Outcome::Miss, None));
         };
         match &stored.key {
-            Some(stored_key) => Ok(match stored_key.difference(key) {
-                None => Plan::Load(Outcome::Hit),
-                Some(why) => Plan::Compute(Outcome::Stale, Some(why)),
-            }),
+            Some(stored_key) => {
+                let mut why: Vec<String> = stored_key.difference(call.key).into_iter().collect();
+                why.extend(self.lineage_changes(call, &stored)?);
+                Ok(if why.is_empty() {
+                    Plan::Load(Outcome::Hit, stored.version())
+                } else {
+                    Plan::Compute(Outcome::Stale, Some(why.join("; ")))
+                })
+            }
             None => match self.unkeyed {
                 UnkeyedPolicy::Refuse => Err(Error::UnkeyedCheckpoint {
                     table: table.to_owned(),
@@ -273,8 +308,11 @@ impl<S: CheckpointStore> Pipeline<S> {
                     Some("the checkpoint has no key (saved without #[checkpointed])".to_owned()),
                 )),
                 UnkeyedPolicy::Adopt => {
-                    if self.store.adopt_checkpoint(table, stored.created_at, key)? {
-                        Ok(Plan::Load(Outcome::Adopted))
+                    if self
+                        .store
+                        .adopt_checkpoint(table, stored.created_at, call.key)?
+                    {
+                        Ok(Plan::Load(Outcome::Adopted, stored.version()))
                     } else {
                         Ok(Plan::Compute(
                             Outcome::Stale,
@@ -286,8 +324,69 @@ impl<S: CheckpointStore> Pipeline<S> {
         }
     }
 
+    /// Why a checkpoint whose key matches is stale all the same: it expired, a declared input
+    /// is new, or an input it was made from is missing or changed.
+    fn lineage_changes(&self, call: &Call<'_>, stored: &CheckpointInfo) -> Result<Vec<String>> {
+        let mut why = Vec::new();
+        if let Some(max_age) = call.max_age_seconds {
+            match stored.created_at {
+                Some(created) => {
+                    let age = (self.now() - created).num_seconds();
+                    if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
+                        why.push(format!(
+                            "expired: saved {} ago, max_age {}",
+                            duration_text(age.unsigned_abs()),
+                            duration_text(max_age)
+                        ));
+                    }
+                }
+                None => why.push("expired: the checkpoint has no save time".to_owned()),
+            }
+        }
+        for read in call.reads {
+            if !stored.lineage.inputs.contains_key(*read) {
+                why.push(format!("input `{read}` was not read when it was saved"));
+            }
+        }
+        for (input, recorded) in &stored.lineage.inputs {
+            match self.store.checkpoint(input)? {
+                None => why.push(format!("input `{input}` is missing")),
+                Some(current) if current.version() != *recorded => why.push(format!(
+                    "input `{input}` changed ({} -> {})",
+                    recorded.short(),
+                    current.version().short()
+                )),
+                Some(_) => {}
+            }
+        }
+        Ok(why)
+    }
+
+    /// The current versions of the tables `call` declares it reads; one without a checkpoint is
+    /// [`Error::MissingInput`].
+    pub(crate) fn declared_inputs(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<BTreeMap<String, CheckpointVersion>> {
+        call.reads
+            .iter()
+            .map(|read| match self.store.checkpoint(read)? {
+                Some(info) => Ok(((*read).to_owned(), info.version())),
+                None => Err(Error::MissingInput {
+                    table: call.table.to_owned(),
+                    input: (*read).to_owned(),
+                }),
+            })
+            .collect()
+    }
+
     /// Loads the checkpoint of a hit and records it, or `None` if its table is gone.
-    pub(crate) fn load(&self, call: &Call<'_>, outcome: Outcome) -> Result<Option<DataFrame>> {
+    pub(crate) fn load(
+        &self,
+        call: &Call<'_>,
+        outcome: Outcome,
+        version: CheckpointVersion,
+    ) -> Result<Option<DataFrame>> {
         let Some(frame) = self.store.load_checkpoint(call.table)? else {
             return Ok(None);
         };
@@ -300,31 +399,46 @@ impl<S: CheckpointStore> Pipeline<S> {
             outcome = outcome.as_str(),
             "checkpoint hit: body skipped"
         );
-        self.provenance.record_step(
-            call.function,
-            Some(details(call, outcome, None, frame.height(), ms)),
-        );
+        let mut details = details(call, outcome, None, frame.height(), ms);
+        details.insert("version".into(), version.to_string().into());
+        self.provenance.record_step(call.function, Some(details));
+        lineage::record(self.id(), call.table, version);
         Ok(Some(frame))
     }
 
-    /// Saves what the body returned, with the `_provenance` row of its step in the same
-    /// transaction, and records the step.
+    /// Saves what the body returned, with its data version, its `inputs` and the
+    /// `_provenance` row of its step in the same transaction, and records the step.
     pub(crate) fn save(
         &self,
         call: &Call<'_>,
         outcome: Outcome,
         reason: Option<&str>,
         frame: &DataFrame,
+        inputs: BTreeMap<String, CheckpointVersion>,
     ) -> Result<()> {
         let description = format!("{} {}", call.function, call.key.arguments_json());
+        let lineage = Lineage {
+            data_version: Some(data_version(frame)?),
+            inputs,
+            max_age_seconds: call.max_age_seconds,
+        };
         let ms = elapsed_ms(call.started);
-        let step = new_step(
-            call.function.to_owned(),
-            Some(details(call, outcome, reason, frame.height(), ms)),
-        );
+        let mut details = details(call, outcome, reason, frame.height(), ms);
+        if let Some(version) = lineage.data_version {
+            details.insert("version".into(), version.to_hex().into());
+        }
+        if !lineage.inputs.is_empty() {
+            let inputs = lineage
+                .inputs
+                .iter()
+                .map(|(t, v)| (t.clone(), Value::String(v.to_string())))
+                .collect();
+            details.insert("inputs".into(), Value::Object(inputs));
+        }
+        let step = new_step(call.function.to_owned(), Some(details));
         let record = self.provenance.record_of(std::slice::from_ref(&step))?;
         self.store
-            .save_checkpoint(call.table, frame, &description, call.key, &record)?;
+            .save_checkpoint(call.table, frame, &description, call.key, &lineage, &record)?;
         if outcome == Outcome::Forced {
             self.forced_done
                 .lock()
@@ -341,7 +455,26 @@ impl<S: CheckpointStore> Pipeline<S> {
             "checkpoint saved"
         );
         self.provenance.push_step(step);
+        if let Some(version) = lineage.data_version {
+            lineage::record(self.id(), call.table, CheckpointVersion::Data(version));
+        }
         Ok(())
+    }
+}
+
+/// Seconds as the attribute's `max_age` writes them: whole days as `30d`, else whole hours
+/// as `12h`, else seconds.
+pub(crate) fn duration_text(seconds: u64) -> String {
+    if seconds.is_multiple_of(86_400) && seconds > 0 {
+        format!("{}d", seconds / 86_400)
+    } else if seconds >= 86_400 {
+        format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3_600)
+    } else if seconds.is_multiple_of(3_600) && seconds > 0 {
+        format!("{}h", seconds / 3_600)
+    } else if seconds >= 3_600 {
+        format!("{}h {}m", seconds / 3_600, seconds % 3_600 / 60)
+    } else {
+        format!("{seconds}s")
     }
 }
 
@@ -370,12 +503,14 @@ fn details(
     details
 }
 
-/// One checkpointed call: its table, function, key and start time.
+/// One checkpointed call: its table, function, key, start time, declared inputs and expiry.
 pub(crate) struct Call<'a> {
-    pub table: &'a str,
+    pub table: &'static str,
     pub function: &'a str,
     pub key: &'a CheckpointKey,
     pub started: Instant,
+    pub reads: &'a [&'static str],
+    pub max_age_seconds: Option<u64>,
 }
 
 fn env_var(name: &'static str) -> Result<Option<String>> {
@@ -417,9 +552,9 @@ impl Outcome {
     }
 }
 
-/// Load the checkpoint, or run the body (with the outcome and why).
+/// Load the checkpoint (of this version), or run the body (with the outcome and why).
 pub(crate) enum Plan {
-    Load(Outcome),
+    Load(Outcome, CheckpointVersion),
     Compute(Outcome, Option<String>),
 }
 

@@ -114,7 +114,7 @@ fn other_arguments_or_code_are_stale_with_the_reason() {
         steps[1],
         (
             "stale".to_owned(),
-            Some(r#"arguments changed ({"min_depth": 20} -> {"min_depth": 30})"#.to_owned())
+            Some("argument `min_depth` changed (20 -> 30)".to_owned())
         )
     );
     assert_eq!(
@@ -335,4 +335,15 @@ fn batches_resume_after_a_failure_and_are_discarded_under_another_key() {
         10,
         "a forced run discards earlier progress"
     );
+}
+
+#[test]
+fn durations_read_as_max_age_writes_them() {
+    use super::duration_text;
+    assert_eq!(duration_text(30 * 86_400), "30d");
+    assert_eq!(duration_text(31 * 86_400 + 7_200), "31d 2h");
+    assert_eq!(duration_text(12 * 3_600), "12h");
+    assert_eq!(duration_text(3_600 + 120), "1h 2m");
+    assert_eq!(duration_text(59), "59s");
+    assert_eq!(duration_text(0), "0s");
 }

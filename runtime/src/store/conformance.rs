@@ -6,10 +6,11 @@
 
 use chrono::NaiveDateTime;
 use polars::prelude::*;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::model::{CheckpointKey, ProvenanceRecord};
+use crate::fingerprint::data_version;
+use crate::model::{CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
 use crate::store::CheckpointStore;
 
 /// What a test needs to see of a store beyond the trait.
@@ -26,6 +27,7 @@ macro_rules! conformance_suite {
         conformance_suite!(@cases $open;
             missing_table_has_no_checkpoint,
             a_save_is_loaded_with_its_row_and_key,
+            lineage_is_kept_with_the_key,
             a_save_replaces_the_previous_checkpoint,
             adoption_needs_the_same_checkpoint,
             batches_resume_under_their_key_only,
@@ -51,7 +53,7 @@ fn key(arguments: Value) -> CheckpointKey {
     let Value::Object(arguments) = arguments else {
         panic!("key arguments are an object")
     };
-    CheckpointKey::new("fetch", "version:1", arguments).unwrap()
+    CheckpointKey::new("fetch", "version:1", arguments, Map::new()).unwrap()
 }
 
 fn record(step: &str) -> ProvenanceRecord {
@@ -92,7 +94,14 @@ pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + Inspect
     let frame = genes(5);
     let k = key(json!({"min_depth": 30, "sources": ["gnomad", "ü"]}));
     store
-        .save_checkpoint("genes", &frame, "fetch genes", &k, &record("fetch"))
+        .save_checkpoint(
+            "genes",
+            &frame,
+            "fetch genes",
+            &k,
+            &Lineage::default(),
+            &record("fetch"),
+        )
         .unwrap();
     let row = store.checkpoint("genes").unwrap().expect("a checkpoint");
     assert_eq!(row.table_name, "genes");
@@ -114,13 +123,76 @@ pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + Inspect
     );
 }
 
+/// Data version, inputs (either kind of version) and `max_age` come back as saved; adoption
+/// records none, and then the checkpoint's version is its save time.
+pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore + Inspect>(store: &S) {
+    let frame = genes(4);
+    let saved =
+        NaiveDateTime::parse_from_str("2026-11-25 10:00:00.5", "%Y-%m-%d %H:%M:%S%.f").unwrap();
+    let lineage = Lineage {
+        data_version: Some(data_version(&frame).unwrap()),
+        inputs: [
+            (
+                "constraint".to_owned(),
+                CheckpointVersion::Data(data_version(&genes(2)).unwrap()),
+            ),
+            ("hpa".to_owned(), CheckpointVersion::Saved(Some(saved))),
+        ]
+        .into(),
+        max_age_seconds: Some(30 * 86_400),
+    };
+    let k = key(json!({"n": 1}));
+    store
+        .save_checkpoint("scores", &frame, "", &k, &lineage, &record("a"))
+        .unwrap();
+    let row = store.checkpoint("scores").unwrap().unwrap();
+    assert_eq!(row.lineage, lineage);
+    assert_eq!(
+        row.version(),
+        CheckpointVersion::Data(data_version(&frame).unwrap())
+    );
+    store
+        .save_checkpoint("plain", &frame, "", &k, &Lineage::default(), &record("b"))
+        .unwrap();
+    let row = store.checkpoint("plain").unwrap().unwrap();
+    assert_eq!(row.lineage, Lineage::default());
+    assert_eq!(row.version(), CheckpointVersion::Saved(row.created_at));
+    assert!(
+        store
+            .adopt_checkpoint(
+                "scores",
+                store.checkpoint("scores").unwrap().unwrap().created_at,
+                &k
+            )
+            .unwrap()
+    );
+    assert_eq!(
+        store.checkpoint("scores").unwrap().unwrap().lineage,
+        Lineage::default()
+    );
+}
+
 pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
     let (first, second) = (key(json!({"n": 1})), key(json!({"n": 2})));
     store
-        .save_checkpoint("genes", &genes(5), "", &first, &record("a"))
+        .save_checkpoint(
+            "genes",
+            &genes(5),
+            "",
+            &first,
+            &Lineage::default(),
+            &record("a"),
+        )
         .unwrap();
     store
-        .save_checkpoint("genes", &genes(3), "", &second, &record("b"))
+        .save_checkpoint(
+            "genes",
+            &genes(3),
+            "",
+            &second,
+            &Lineage::default(),
+            &record("b"),
+        )
         .unwrap();
     let row = store.checkpoint("genes").unwrap().unwrap();
     assert_eq!((row.row_count, row.key), (Some(3), Some(second)));
@@ -131,7 +203,14 @@ pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(s
     let (made, adopted) = (key(json!({"n": 1})), key(json!({"n": 2})));
     assert!(!store.adopt_checkpoint("genes", None, &adopted).unwrap());
     store
-        .save_checkpoint("genes", &genes(2), "", &made, &record("a"))
+        .save_checkpoint(
+            "genes",
+            &genes(2),
+            "",
+            &made,
+            &Lineage::default(),
+            &record("a"),
+        )
         .unwrap();
     let created = store.checkpoint("genes").unwrap().unwrap().created_at;
     let other = created.map(|t| t - chrono::TimeDelta::seconds(1));
@@ -188,7 +267,14 @@ pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore + Inspect
         .save_batch("other", &k.key, &items(&["a"]), &genes(1))
         .unwrap();
     store
-        .save_checkpoint("genes", &genes(2), "", &k, &record("a"))
+        .save_checkpoint(
+            "genes",
+            &genes(2),
+            "",
+            &k,
+            &Lineage::default(),
+            &record("a"),
+        )
         .unwrap();
     assert!(store.batch_progress("genes", &k.key).unwrap().is_empty());
     assert!(store.load_batches("genes").unwrap().is_none());
@@ -202,7 +288,14 @@ pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore + Inspect
 pub(crate) fn provenance_rows_are_appended<S: CheckpointStore + Inspect>(store: &S) {
     let before = store.provenance_rows().len();
     store
-        .save_checkpoint("genes", &genes(1), "", &key(json!({})), &record("save"))
+        .save_checkpoint(
+            "genes",
+            &genes(1),
+            "",
+            &key(json!({})),
+            &Lineage::default(),
+            &record("save"),
+        )
         .unwrap();
     store.append_provenance(&record("run")).unwrap();
     let rows = store.provenance_rows();
@@ -214,7 +307,7 @@ pub(crate) fn names_follow_the_table_name_rule<S: CheckpointStore + Inspect>(sto
     let (frame, k) = (genes(1), key(json!({})));
     for (name, reserved) in [("_checkpoints", true), ("Genes", false), ("a b", false)] {
         let err = store
-            .save_checkpoint(name, &frame, "", &k, &record("x"))
+            .save_checkpoint(name, &frame, "", &k, &Lineage::default(), &record("x"))
             .unwrap_err();
         match err {
             Error::ReservedTableName { .. } if reserved => {}
@@ -245,6 +338,7 @@ pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore + Inspect>(s
             &DataFrame::empty(),
             "",
             &key(json!({})),
+            &Lineage::default(),
             &record("x"),
         )
         .unwrap_err();

@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
 use crate::error::Result;
-use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::store::{CheckpointStore, validate_columns};
 
@@ -33,6 +33,7 @@ struct Entry {
     created_at: NaiveDateTime,
     description: String,
     key: Option<CheckpointKey>,
+    lineage: Lineage,
 }
 
 impl MemoryStore {
@@ -57,6 +58,7 @@ impl MemoryStore {
                 created_at: now(),
                 description: String::new(),
                 key: None,
+                lineage: Lineage::default(),
             },
         );
         Ok(())
@@ -94,6 +96,7 @@ impl CheckpointStore for MemoryStore {
             row_count: i64::try_from(e.frame.height()).ok(),
             description: Some(e.description.clone()),
             key: e.key.clone(),
+            lineage: e.lineage.clone(),
         }))
     }
 
@@ -108,6 +111,7 @@ impl CheckpointStore for MemoryStore {
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        lineage: &Lineage,
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
@@ -122,6 +126,7 @@ impl CheckpointStore for MemoryStore {
                 created_at: now(),
                 description: description.to_owned(),
                 key: Some(key.clone()),
+                lineage: lineage.clone(),
             },
         );
         Ok(())
@@ -138,6 +143,7 @@ impl CheckpointStore for MemoryStore {
         match inner.tables.get_mut(table) {
             Some(entry) if Some(entry.created_at) == created_at => {
                 entry.key = Some(key.clone());
+                entry.lineage = Lineage::default();
                 Ok(true)
             }
             _ => Ok(false),

@@ -17,7 +17,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
 use crate::error::{Error, Result};
-use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 
 /// What a store must offer to hold the checkpoints of `#[checkpointed]` functions.
 ///
@@ -30,19 +30,21 @@ pub trait CheckpointStore: Send + Sync {
     /// The table's data, or `None` if the table does not exist.
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>>;
 
-    /// Saves `frame` as `table` with its `_checkpoints` row, `key` and the `_provenance` row of
-    /// the step that made it, and removes the table's partial batches, all or nothing.
+    /// Saves `frame` as `table` with its `_checkpoints` row, `key`, `lineage` and the
+    /// `_provenance` row of the step that made it, and removes the table's partial batches,
+    /// all or nothing.
     fn save_checkpoint(
         &self,
         table: &str,
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        lineage: &Lineage,
         provenance: &ProvenanceRecord,
     ) -> Result<()>;
 
-    /// Records `key` for the existing, unkeyed checkpoint of `table`, provided it is still the
-    /// one created at `created_at`. Returns whether it was.
+    /// Records `key` (with an empty lineage) for the existing, unkeyed checkpoint of `table`,
+    /// provided it is still the one created at `created_at`. Returns whether it was.
     fn adopt_checkpoint(
         &self,
         table: &str,
@@ -112,9 +114,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        lineage: &Lineage,
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
-        (**self).save_checkpoint(table, frame, description, key, provenance)
+        (**self).save_checkpoint(table, frame, description, key, lineage, provenance)
     }
     fn adopt_checkpoint(
         &self,

@@ -92,6 +92,7 @@ mod tests {
                 row_count: Some(1),
                 description: None,
                 key: None,
+                lineage: Default::default(),
             },
         )])
     }

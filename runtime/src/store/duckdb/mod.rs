@@ -20,7 +20,8 @@ pub use ffi::{Param, duckdb_version};
 use crate::config::PipelineConfig;
 use crate::error::DuckdbErrorKind;
 use crate::error::{Error, Result, create_parent_dir};
-use crate::model::{CheckpointInfo, CheckpointKey, ProvenanceRecord};
+use crate::fingerprint::DataVersion;
+use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, validate_columns};
@@ -35,17 +36,44 @@ pub(crate) const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint
     description VARCHAR
 )";
 
-/// The key of each checkpoint saved by `#[checkpointed]`. A separate table, so the Python
-/// pipeline's `_checkpoints` keeps its exact columns; a row counts only while its
+/// The key and lineage of each checkpoint saved by `#[checkpointed]`. A separate table, so the
+/// Python pipeline's `_checkpoints` keeps its exact columns; a row counts only while its
 /// `checkpoint_created_at` equals the checkpoint's `created_at`, so a table the Python code
 /// re-saves (new `created_at`) is never mistaken for a keyed checkpoint.
+///
+/// Schema version 1 (release 0.1.0) had the first six columns; [`LINEAGE_COLUMNS`] came with
+/// version 2.
 pub(crate) const KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_keys (
     table_name VARCHAR PRIMARY KEY,
     checkpoint_created_at TIMESTAMP,
     key VARCHAR,
     function VARCHAR,
     code VARCHAR,
-    arguments VARCHAR
+    arguments VARCHAR,
+    config VARCHAR,
+    data_version VARCHAR,
+    inputs VARCHAR,
+    max_age_seconds BIGINT
+)";
+
+/// The columns schema version 2 added to `_checkpoint_keys`: the key's config fields (JSON),
+/// the frame's data version (32 hex digits), the inputs (JSON: table name to version) and the
+/// `max_age` in seconds.
+const LINEAGE_COLUMNS: [(&str, &str); 4] = [
+    ("config", "VARCHAR"),
+    ("data_version", "VARCHAR"),
+    ("inputs", "VARCHAR"),
+    ("max_age_seconds", "BIGINT"),
+];
+
+/// The version of this store's own metadata tables, as `_usher_schema` records it; a store
+/// without the table but with `_checkpoint_keys` is version 1 (release 0.1.0).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Where the schema version is recorded (a name-value table, so later versions can add rows).
+const SCHEMA_DDL: &str = "CREATE TABLE IF NOT EXISTS _usher_schema (
+    name VARCHAR PRIMARY KEY,
+    value VARCHAR
 )";
 
 /// Items finished by the resumable batches of a `#[checkpointed]` body
@@ -116,8 +144,9 @@ pub struct PipelineStore {
     path: PathBuf,
     read_only: bool,
     conn: Mutex<Connection>,
-    /// Whether `_checkpoint_keys` exists (a read-only store written by Python may lack it).
-    keys_table: bool,
+    /// How the checkpoints are read: a read-only store written by Python may lack
+    /// `_checkpoint_keys`, one written by release 0.1.0 its lineage columns.
+    checkpoints_sql: &'static str,
     /// The checkpoints, cached for every store on this file in the process.
     meta: Arc<Metadata>,
 }
@@ -194,26 +223,41 @@ impl PipelineStore {
         // Strings come back as Utf8View, which polars takes without a copy.
         conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
             .map_err(|m| fail("configuring the connection", m))?;
-        let keys_table = if options.read_only {
-            table_exists(&conn, "_checkpoint_keys")
-                .map_err(|m| fail("looking for _checkpoint_keys", m))?
+        let checkpoints_sql = if options.read_only {
+            let columns = |table| {
+                table_columns(&conn, table).map_err(|m| fail(&format!("looking for {table}"), m))
+            };
+            let keys = columns("_checkpoint_keys")?;
+            if keys.is_empty() {
+                CHECKPOINTS_UNKEYED_SQL
+            } else if LINEAGE_COLUMNS
+                .iter()
+                .all(|(name, _)| keys.iter().any(|c| c == name))
+            {
+                CHECKPOINTS_SQL
+            } else {
+                CHECKPOINTS_V1_SQL
+            }
         } else {
-            conn.execute(CHECKPOINTS_DDL)
-                .map_err(|m| fail("creating _checkpoints", m))?;
-            conn.execute(KEYS_DDL)
-                .map_err(|m| fail("creating _checkpoint_keys", m))?;
-            conn.execute(BATCHES_DDL)
-                .map_err(|m| fail("creating _checkpoint_batches", m))?;
-            conn.execute(PROVENANCE_DDL)
-                .map_err(|m| fail("creating _provenance", m))?;
-            true
+            match conn.transaction(|| create_or_upgrade(&conn)) {
+                Ok(Ok(())) => {}
+                Ok(Err(found)) => {
+                    return Err(Error::NewerStore {
+                        path,
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Err(e) => return Err(fail("creating or upgrading the checkpoint tables", e)),
+            }
+            CHECKPOINTS_SQL
         };
         Ok(PipelineStore {
             meta: Metadata::for_file(&path),
             path,
             read_only: options.read_only,
             conn: Mutex::new(conn),
-            keys_table,
+            checkpoints_sql,
         })
     }
 
@@ -265,8 +309,8 @@ impl PipelineStore {
         self.save_keyed(table, df, description, mode, None)
     }
 
-    /// [`save`](Self::save), recording `key` and the step's `_provenance` row for the
-    /// checkpoint in the same transaction (or, with `None`, removing any previous key: the new
+    /// [`save`](Self::save), recording `key`, its lineage and the step's `_provenance` row for
+    /// the checkpoint in the same transaction (or, with `None`, removing any previous key: the new
     /// data was not made by it).
     fn save_keyed(
         &self,
@@ -274,7 +318,7 @@ impl PipelineStore {
         df: &DataFrame,
         description: &str,
         mode: SaveMode,
-        key: Option<(&CheckpointKey, &ProvenanceRecord)>,
+        key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
         let context = format!("saving table {table:?}");
@@ -304,7 +348,7 @@ impl PipelineStore {
         rows: usize,
         description: &str,
         mode: SaveMode,
-        key: Option<(&CheckpointKey, &ProvenanceRecord)>,
+        key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
     ) -> std::result::Result<(), DuckError> {
         let target = quote_ident(table);
         conn.transaction(|| {
@@ -329,8 +373,8 @@ impl PipelineStore {
             &[table.into(), Param::Int(row_count.into()), description.into(), Param::Timestamp(created_at)],
         )?;
         match key {
-            Some((key, provenance)) => {
-                write_key(conn, table, Some(created_at), key)?;
+            Some((key, lineage, provenance)) => {
+                write_key(conn, table, Some(created_at), key, lineage)?;
                 insert_provenance(conn, provenance)?;
             }
             None => delete_key(conn, table)?,
@@ -369,12 +413,9 @@ impl PipelineStore {
     fn checkpoints(&self, context: impl FnOnce() -> String) -> Result<Arc<Checkpoints>> {
         self.meta
             .checkpoints(|| {
-                let sql = if self.keys_table {
-                    CHECKPOINTS_SQL
-                } else {
-                    CHECKPOINTS_UNKEYED_SQL
-                };
-                let rows = self.lock().query_text_rows_cached(sql, &[])?;
+                let rows = self
+                    .lock()
+                    .query_text_rows_cached(self.checkpoints_sql, &[])?;
                 rows.into_iter()
                     .map(|row| {
                         let row = checkpoint_row(row).map_err(DuckError::from)?;
@@ -474,15 +515,22 @@ impl PipelineStore {
     pub fn close(self) {}
 }
 
-/// Records `key` for the checkpoint of `table` created at `created_at`.
+/// Records `key` and `lineage` for the checkpoint of `table` created at `created_at`.
 fn write_key(
     conn: &Connection,
     table: &str,
     created_at: Option<NaiveDateTime>,
     key: &CheckpointKey,
+    lineage: &Lineage,
 ) -> std::result::Result<(), DuckError> {
+    let text = |value: Option<String>| value.map_or(Param::Null, |v| v.as_str().into());
+    let max_age = lineage
+        .max_age_seconds
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| "max_age does not fit a BIGINT of seconds")?;
     conn.query_cached(
-        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments, config, data_version, inputs, max_age_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             table.into(),
             created_at.map_or(Param::Null, Param::Timestamp),
@@ -490,9 +538,68 @@ fn write_key(
             key.function.as_str().into(),
             key.code.as_str().into(),
             key.arguments_json().into(),
+            text(key.config_json()),
+            text(lineage.data_version.map(|v| v.to_hex())),
+            text(lineage.inputs_json()),
+            max_age.map_or(Param::Null, Param::Int),
         ],
     )
     .map(drop)
+}
+
+/// Creates the metadata tables of a new store, or brings those of an older one up to
+/// [`SCHEMA_VERSION`] (inside the caller's transaction, so an upgrade is all or nothing).
+/// `Ok(Err(found))` for a store written by a newer release, left as it is.
+fn create_or_upgrade(
+    conn: &Connection,
+) -> std::result::Result<std::result::Result<(), i64>, DuckError> {
+    let existing_keys = table_exists(conn, "_checkpoint_keys")?;
+    for ddl in [
+        CHECKPOINTS_DDL,
+        KEYS_DDL,
+        BATCHES_DDL,
+        PROVENANCE_DDL,
+        SCHEMA_DDL,
+    ] {
+        conn.execute(ddl)?;
+    }
+    let recorded = conn
+        .query_text_rows_cached(
+            "SELECT value FROM _usher_schema WHERE name = 'schema_version'",
+            &[],
+        )?
+        .into_iter()
+        .next()
+        .and_then(|mut row| row.pop().flatten());
+    let found = match &recorded {
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| format!("_usher_schema holds schema_version {text:?}, not a number"))?,
+        None if existing_keys => 1,
+        None => SCHEMA_VERSION,
+    };
+    if found > SCHEMA_VERSION {
+        return Ok(Err(found));
+    }
+    if found < SCHEMA_VERSION {
+        tracing::info!(
+            from = found,
+            to = SCHEMA_VERSION,
+            "upgrading the store's checkpoint metadata"
+        );
+        for (name, ty) in LINEAGE_COLUMNS {
+            conn.execute(&format!(
+                "ALTER TABLE _checkpoint_keys ADD COLUMN IF NOT EXISTS {name} {ty}"
+            ))?;
+        }
+    }
+    if found != SCHEMA_VERSION || recorded.is_none() {
+        conn.query_cached(
+            "INSERT OR REPLACE INTO _usher_schema (name, value) VALUES ('schema_version', ?)",
+            &[SCHEMA_VERSION.to_string().as_str().into()],
+        )?;
+    }
+    Ok(Ok(()))
 }
 
 fn insert_provenance(
@@ -532,13 +639,22 @@ fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), DuckErr
 /// Every `_checkpoints` row joined with its key, where the key is for that very save. Text
 /// columns: read without the Arrow path, which costs more than the query for a few rows.
 const CHECKPOINTS_SQL: &str = "SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
-    CAST(c.row_count AS VARCHAR), c.description, k.key, k.function, k.code, k.arguments \
+    CAST(c.row_count AS VARCHAR), c.description, k.key, k.function, k.code, k.arguments, \
+    k.config, k.data_version, k.inputs, CAST(k.max_age_seconds AS VARCHAR) \
     FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
     AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at";
 
-/// As [`CHECKPOINTS_SQL`], for a store without `_checkpoint_keys`.
+/// As [`CHECKPOINTS_SQL`], for a read-only store of schema version 1 (no lineage columns).
+const CHECKPOINTS_V1_SQL: &str = "SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+    CAST(c.row_count AS VARCHAR), c.description, k.key, k.function, k.code, k.arguments, \
+    NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR \
+    FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
+    AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at";
+
+/// As [`CHECKPOINTS_SQL`], for a read-only store without `_checkpoint_keys`.
 const CHECKPOINTS_UNKEYED_SQL: &str = "SELECT table_name, strftime(CAST(created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
-    CAST(row_count AS VARCHAR), description, NULL, NULL, NULL, NULL FROM _checkpoints";
+    CAST(row_count AS VARCHAR), description, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+    FROM _checkpoints";
 
 /// The one decoder of a `_checkpoints` row (with its key), as [`CHECKPOINTS_SQL`] reads it.
 fn checkpoint_row(row: Vec<Option<String>>) -> std::result::Result<CheckpointInfo, String> {
@@ -558,24 +674,47 @@ fn checkpoint_row(row: Vec<Option<String>>) -> std::result::Result<CheckpointInf
         })
         .transpose()?;
     let description = next();
+    let json_object = |what: &str, text: String| match serde_json::from_str(&text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(format!(
+            "the key {what} of {table_name:?} are not a JSON object: {text:?}"
+        )),
+    };
     let key = match (next(), next(), next(), next()) {
-        (Some(key), Some(function), Some(code), Some(arguments)) => {
-            let arguments = match serde_json::from_str(&arguments) {
-                Ok(serde_json::Value::Object(arguments)) => arguments,
-                _ => {
-                    return Err(format!(
-                        "the key arguments of {table_name:?} are not a JSON object: {arguments:?}"
-                    ));
-                }
-            };
-            Some(CheckpointKey {
-                key,
-                function,
-                code,
-                arguments,
-            })
-        }
+        (Some(key), Some(function), Some(code), Some(arguments)) => Some(CheckpointKey {
+            key,
+            function,
+            code,
+            arguments: json_object("arguments", arguments)?,
+            config: match next() {
+                Some(config) => json_object("config fields", config)?,
+                None => serde_json::Map::new(),
+            },
+        }),
         _ => None,
+    };
+    let lineage = match key {
+        None => Lineage::default(),
+        Some(_) => Lineage {
+            data_version: next()
+                .map(|hex| {
+                    DataVersion::from_hex(&hex)
+                        .ok_or_else(|| format!("data_version {hex:?} of {table_name:?}"))
+                })
+                .transpose()?,
+            inputs: next()
+                .map(|json| {
+                    Lineage::parse_inputs(&json).map_err(|e| format!("{table_name:?}: {e}"))
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            max_age_seconds: next()
+                .map(|n| {
+                    n.parse::<u64>()
+                        .map_err(|e| format!("max_age_seconds {n:?} of {table_name:?}: {e}"))
+                })
+                .transpose()?,
+        },
     };
     Ok(CheckpointInfo {
         table_name,
@@ -583,6 +722,7 @@ fn checkpoint_row(row: Vec<Option<String>>) -> std::result::Result<CheckpointInf
         row_count,
         description,
         key,
+        lineage,
     })
 }
 
@@ -614,6 +754,7 @@ impl CheckpointStore for PipelineStore {
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        lineage: &Lineage,
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
         self.save_keyed(
@@ -621,7 +762,7 @@ impl CheckpointStore for PipelineStore {
             frame,
             description,
             SaveMode::Replace,
-            Some((key, provenance)),
+            Some((key, lineage, provenance)),
         )
     }
 
@@ -645,7 +786,7 @@ impl CheckpointStore for PipelineStore {
                     ],
                 )? == 1;
                 if same {
-                    write_key(conn, table, created_at, key)?;
+                    write_key(conn, table, created_at, key, &Lineage::default())?;
                 }
                 Ok(same)
             })
@@ -790,6 +931,19 @@ pub(crate) fn now_utc() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
+/// The column names of `table` in the store's schema, in order (none if there is no such table).
+fn table_columns(conn: &Connection, table: &str) -> std::result::Result<Vec<String>, DuckError> {
+    let rows = conn.query_text_rows_cached(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() \
+         AND schema_name = current_schema() AND table_name = ? ORDER BY column_index",
+        &[table.into()],
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut row| row.pop().flatten())
+        .collect())
+}
+
 fn table_exists(conn: &Connection, table: &str) -> std::result::Result<bool, DuckError> {
     let n = conn.query_i64_cached(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
@@ -859,4 +1013,25 @@ mod tests {
     }
 
     conformance_suite!(temp_store());
+
+    /// A store as the Python pipeline writes it (no `_checkpoint_keys`, no `_usher_schema`),
+    /// opened read-only: its checkpoints read as unkeyed. The key columns then come from bare
+    /// `NULL`s, a column type DuckDB's value accessors crash on.
+    #[test]
+    fn a_python_store_opened_read_only_lists_unkeyed_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("python.duckdb");
+        {
+            let store = PipelineStore::open(&path).unwrap();
+            let frame = df!("gene_symbol" => ["USH2A"]).unwrap();
+            store.save_dataframe("genes", &frame, "by hand").unwrap();
+            store.query("DROP TABLE _checkpoint_keys; ", &[]).unwrap();
+            store.query("DROP TABLE _usher_schema", &[]).unwrap();
+        }
+        let store = PipelineStore::open_read_only(&path).unwrap();
+        let list = store.list_checkpoints().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].table_name, "genes");
+        assert_eq!((list[0].key.as_ref(), list[0].row_count), (None, Some(1)));
+    }
 }

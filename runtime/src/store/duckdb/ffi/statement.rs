@@ -199,14 +199,23 @@ impl Materialized {
     /// Every row with every value as text (`None` for NULL).
     pub(super) fn text_rows(&self) -> Vec<Vec<Option<String>>> {
         let raw = (&self.raw as *const sys::duckdb_result).cast_mut();
-        // SAFETY: a successful result; rows and columns stay within its counts, and every
-        // string DuckDB allocates for a value is copied and freed at once. The accessors take
-        // `*mut` but do not write through it.
+        // SAFETY: a successful result; rows and columns stay within its counts, columns of the
+        // NULL type (a bare `NULL` in a select list), which the value accessors cannot read
+        // (they crash), are never passed to them, and every string DuckDB allocates for a value
+        // is copied and freed at once. The accessors take `*mut` but do not write through it.
         unsafe {
             let rows = sys::duckdb_row_count(raw);
             let columns = sys::duckdb_column_count(raw);
-            let text = |col, row| {
-                if sys::duckdb_value_is_null(raw, col, row) {
+            let readable: Vec<bool> = (0..columns)
+                .map(|col| {
+                    !matches!(
+                        sys::duckdb_column_type(raw, col),
+                        sys::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL | sys::DUCKDB_TYPE_DUCKDB_TYPE_INVALID
+                    )
+                })
+                .collect();
+            let text = |col: sys::idx_t, row| {
+                if !readable[col as usize] || sys::duckdb_value_is_null(raw, col, row) {
                     return None;
                 }
                 let value = sys::duckdb_value_varchar(raw, col, row);

@@ -1,0 +1,156 @@
+//! Nested calls are lineage: the checkpointed calls a checkpointed body makes are recorded as
+//! the inputs of the checkpoint it saves.
+//!
+//! A running body's [`Recorder`] sits on a per-thread stack while the body runs (a sync body)
+//! or while its future is polled ([`Recording`], as `tracing`'s `Instrumented` does for spans),
+//! so any runtime works and no task-local storage is needed. A checkpointed call that finishes
+//! (loaded or saved) reports its table and version to the recorder on top, if that recorder
+//! belongs to the same [`Pipeline`](super::Pipeline). Work a body hands to another thread or
+//! spawned task is not seen.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use crate::model::CheckpointVersion;
+
+/// The inputs of one running body: its declared `reads(...)` and the calls it has made.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorder {
+    /// The pipeline the body runs in (its address): calls in another pipeline, over another
+    /// store, are not this checkpoint's inputs.
+    pipeline: usize,
+    /// The table the body makes, never its own input.
+    table: &'static str,
+    inputs: Arc<Mutex<BTreeMap<String, CheckpointVersion>>>,
+}
+
+thread_local! {
+    /// The recorders of the bodies running on this thread, innermost last.
+    static RUNNING: RefCell<Vec<Recorder>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reports a finished checkpointed call of `pipeline` to the innermost running body of the
+/// same pipeline, if there is one.
+pub(crate) fn record(pipeline: usize, table: &str, version: CheckpointVersion) {
+    RUNNING.with(|running| {
+        if let Some(top) = running.borrow().last()
+            && top.pipeline == pipeline
+            && top.table != table
+        {
+            top.lock().insert(table.to_owned(), version);
+        }
+    });
+}
+
+impl Recorder {
+    /// A recorder for the body making `table`, starting from its declared inputs.
+    pub(crate) fn new(
+        pipeline: usize,
+        table: &'static str,
+        declared: BTreeMap<String, CheckpointVersion>,
+    ) -> Self {
+        Self {
+            pipeline,
+            table,
+            inputs: Arc::new(Mutex::new(declared)),
+        }
+    }
+
+    /// Runs `body` with this recorder innermost.
+    pub(crate) fn run<R>(&self, body: impl FnOnce() -> R) -> R {
+        let _entered = self.enter();
+        body()
+    }
+
+    /// `body`, polled with this recorder innermost.
+    pub(crate) fn wrap<F: Future>(&self, body: F) -> Recording<F> {
+        Recording {
+            recorder: self.clone(),
+            body: Box::pin(body),
+        }
+    }
+
+    /// The inputs recorded so far.
+    pub(crate) fn inputs(&self) -> BTreeMap<String, CheckpointVersion> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CheckpointVersion>> {
+        self.inputs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enter(&self) -> Entered {
+        RUNNING.with(|running| running.borrow_mut().push(self.clone()));
+        Entered
+    }
+}
+
+/// Takes the recorder off the stack again, also when the body panics.
+struct Entered;
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        RUNNING.with(|running| {
+            running.borrow_mut().pop();
+        });
+    }
+}
+
+/// An `async` body with its [`Recorder`] innermost while it is polled. Boxed, so it is `Unpin`
+/// without a pin projection (one allocation per computed call, next to a fetch).
+pub(crate) struct Recording<F> {
+    recorder: Recorder,
+    body: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Recording<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let _entered = this.recorder.enter();
+        this.body.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::DataVersion;
+
+    fn v(n: u8) -> CheckpointVersion {
+        CheckpointVersion::Data(DataVersion::from_hex(&format!("{n:02x}").repeat(16)).unwrap())
+    }
+
+    #[test]
+    fn calls_reach_the_innermost_body_of_the_same_pipeline_only() {
+        let outer = Recorder::new(1, "scores", BTreeMap::new());
+        let inner = Recorder::new(1, "constraint", BTreeMap::new());
+        outer.run(|| {
+            record(1, "genes", v(1));
+            inner.run(|| record(1, "raw", v(2)));
+            record(2, "other_pipeline", v(3));
+            record(1, "scores", v(4));
+            record(1, "constraint", v(5));
+        });
+        record(1, "after", v(6));
+        assert_eq!(
+            outer.inputs(),
+            BTreeMap::from([("constraint".to_owned(), v(5)), ("genes".to_owned(), v(1))])
+        );
+        assert_eq!(inner.inputs(), BTreeMap::from([("raw".to_owned(), v(2))]));
+        RUNNING.with(|r| assert!(r.borrow().is_empty()));
+    }
+
+    #[test]
+    fn a_panicking_body_leaves_the_stack_empty() {
+        let outer = Recorder::new(1, "scores", BTreeMap::new());
+        let caught = std::panic::catch_unwind(|| outer.run(|| panic!("boom")));
+        assert!(caught.is_err());
+        RUNNING.with(|r| assert!(r.borrow().is_empty()));
+    }
+}
