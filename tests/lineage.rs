@@ -442,3 +442,103 @@ fn nested_async_calls_are_inputs_too() {
     );
     assert_eq!(ASYNC_INNER.load(Ordering::SeqCst), 3);
 }
+
+// --- Status from the store alone -------------------------------------------------------------
+
+static STATUS_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[checkpointed(table = "status_constraint")]
+fn status_constraint(ctx: &Pipeline, min_depth: i64) -> Result<DataFrame, Error> {
+    STATUS_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("gene_symbol" => ["USH2A"], "min_depth" => [min_depth])?)
+}
+
+#[checkpointed(table = "status_scores", reads(status_constraint))]
+fn status_scores(ctx: &Pipeline) -> Result<DataFrame, Error> {
+    STATUS_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("gene_symbol" => ["USH2A"], "score" => [0.5])?)
+}
+
+#[checkpointed(table = "status_pubmed", max_age = "12h")]
+fn status_pubmed(ctx: &Pipeline) -> Result<DataFrame, Error> {
+    STATUS_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("gene_symbol" => ["USH2A"], "hits" => [3i64])?)
+}
+
+#[checkpointed(table = "status_literature", skip(genes), batches = done)]
+fn status_literature(ctx: &Pipeline, genes: &[&str]) -> Result<DataFrame, Error> {
+    for batch in done.pending(genes, 1)? {
+        if batch[0] == "CDH23" {
+            return Err(Error::Format("interrupted".to_owned()));
+        }
+        done.save(&batch, &df!("gene_symbol" => batch.as_slice())?)?;
+    }
+    done.finish()
+}
+
+#[test]
+fn status_says_what_would_recompute_without_running_anything() {
+    use usher_pipeline::{CheckpointState, StaleReason};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let p = run(dir);
+    status_constraint(&p, 20).unwrap();
+    status_scores(&p).unwrap();
+    status_pubmed(&p).unwrap();
+    assert!(status_literature(&p, &["USH2A", "MYO7A", "CDH23"]).is_err());
+    p.store()
+        .save_dataframe("hand_made", &df!("a" => [1]).unwrap(), "by hand")
+        .unwrap();
+    status_constraint(&p, 30).unwrap();
+    let runs = STATUS_RUNS.load(Ordering::SeqCst);
+
+    let later = chrono::Utc::now().naive_utc() + chrono::TimeDelta::hours(13);
+    let status = run(dir).with_clock(move || later).status().unwrap();
+    assert_eq!(STATUS_RUNS.load(Ordering::SeqCst), runs, "nothing ran");
+    let state = |table: &str| {
+        status
+            .iter()
+            .find(|s| s.table == table)
+            .unwrap_or_else(|| panic!("{table} in {status:?}"))
+            .clone()
+    };
+    assert_eq!(state("status_constraint").state, CheckpointState::Valid);
+    assert!(state("status_constraint").is_valid());
+    match &state("status_scores").state {
+        CheckpointState::Stale(why) => {
+            assert!(
+                matches!(&why[..], [StaleReason::InputChanged { input, .. }] if input == "status_constraint"),
+                "{why:?}"
+            );
+            assert!(
+                why[0]
+                    .to_string()
+                    .starts_with("input `status_constraint` changed (data ")
+            );
+        }
+        other => panic!("scores: {other:?}"),
+    }
+    match &state("status_pubmed").state {
+        CheckpointState::Stale(why) => {
+            assert!(
+                matches!(why[..], [StaleReason::Expired { max_age_seconds: 43_200, age_seconds }] if age_seconds >= 13 * 3_600),
+                "{why:?}"
+            );
+        }
+        other => panic!("pubmed: {other:?}"),
+    }
+    assert_eq!(state("hand_made").state, CheckpointState::Unkeyed);
+    let literature = state("status_literature");
+    assert_eq!(literature.state, CheckpointState::Partial);
+    assert_eq!(literature.pending.as_ref().map(|p| p.items), Some(2));
+    assert_eq!(
+        status.iter().map(|s| s.table.as_str()).collect::<Vec<_>>(),
+        [
+            "hand_made",
+            "status_constraint",
+            "status_literature",
+            "status_pubmed",
+            "status_scores"
+        ]
+    );
+}

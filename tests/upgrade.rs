@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
-    CheckpointStore, Error, Lineage, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker,
-    checkpointed,
+    CheckpointState, CheckpointStore, Error, Lineage, Pipeline, PipelineConfig, PipelineStore,
+    ProvenanceTracker, checkpointed,
 };
 
 static CONSTRAINT_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -169,6 +169,22 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
         assert!(info.key.is_some());
         assert_eq!(info.lineage, Lineage::default());
         assert!(store.query("SELECT * FROM _usher_schema", &[]).is_err());
+        // Status reads it as it is.
+        let status = usher_pipeline::status(&store, chrono::Utc::now().naive_utc()).unwrap();
+        let states: Vec<_> = status
+            .iter()
+            .map(|s| (s.table.as_str(), s.state.clone()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("gnomad_constraint", CheckpointState::Valid),
+                ("go_annotation", CheckpointState::Valid),
+                ("hpa_expression", CheckpointState::Unkeyed),
+                ("literature", CheckpointState::Partial),
+            ]
+        );
+        assert_eq!(status[3].pending.as_ref().map(|p| p.items), Some(4));
     }
     {
         let store = PipelineStore::open(&path).unwrap();

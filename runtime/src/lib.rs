@@ -53,6 +53,7 @@ mod names;
 mod pipeline;
 mod provenance;
 mod python;
+mod status;
 mod store;
 
 #[doc(hidden)]
@@ -72,13 +73,14 @@ pub use provenance::{
     ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, python_isoformat, sidecar_path,
 };
 pub use python::json as pyjson;
-pub use store::CheckpointStore;
+pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
     DEFAULT_STORAGE_COMPATIBILITY, Param, PipelineStore, SCHEMA_VERSION, SaveMode, StoreOptions,
     duckdb_version,
 };
 pub use store::memory::MemoryStore;
+pub use store::{CheckpointStore, PendingBatches};
 /// Makes an expensive fetch function restartable and traced.
 ///
 /// ```no_run

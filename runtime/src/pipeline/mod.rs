@@ -15,6 +15,7 @@ use crate::fingerprint::data_version;
 use crate::model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage};
 use crate::names::validate_table_name;
 use crate::provenance::{ProvenanceTracker, new_step};
+use crate::status::{CheckpointStatus, StaleReason, lineage_reasons, status};
 use crate::store::CheckpointStore;
 
 mod batches;
@@ -327,39 +328,27 @@ impl<S: CheckpointStore> Pipeline<S> {
     /// Why a checkpoint whose key matches is stale all the same: it expired, a declared input
     /// is new, or an input it was made from is missing or changed.
     fn lineage_changes(&self, call: &Call<'_>, stored: &CheckpointInfo) -> Result<Vec<String>> {
-        let mut why = Vec::new();
-        if let Some(max_age) = call.max_age_seconds {
-            match stored.created_at {
-                Some(created) => {
-                    let age = (self.now() - created).num_seconds();
-                    if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
-                        why.push(format!(
-                            "expired: saved {} ago, max_age {}",
-                            duration_text(age.unsigned_abs()),
-                            duration_text(max_age)
-                        ));
-                    }
-                }
-                None => why.push("expired: the checkpoint has no save time".to_owned()),
-            }
-        }
-        for read in call.reads {
-            if !stored.lineage.inputs.contains_key(*read) {
-                why.push(format!("input `{read}` was not read when it was saved"));
-            }
-        }
-        for (input, recorded) in &stored.lineage.inputs {
-            match self.store.checkpoint(input)? {
-                None => why.push(format!("input `{input}` is missing")),
-                Some(current) if current.version() != *recorded => why.push(format!(
-                    "input `{input}` changed ({} -> {})",
-                    recorded.short(),
-                    current.version().short()
-                )),
-                Some(_) => {}
-            }
-        }
-        Ok(why)
+        let mut why: Vec<StaleReason> = call
+            .reads
+            .iter()
+            .filter(|read| !stored.lineage.inputs.contains_key(**read))
+            .map(|read| StaleReason::InputNotRecorded {
+                input: (*read).to_owned(),
+            })
+            .collect();
+        why.extend(lineage_reasons(
+            &self.store,
+            stored,
+            call.max_age_seconds,
+            self.now(),
+        )?);
+        Ok(why.iter().map(ToString::to_string).collect())
+    }
+
+    /// Every checkpoint of the store with what its next call would do, by the pipeline's clock
+    /// (see [`status`](crate::status)).
+    pub fn status(&self) -> Result<Vec<CheckpointStatus>> {
+        status(&self.store, self.now())
     }
 
     /// The current versions of the tables `call` declares it reads; one without a checkpoint is
@@ -459,22 +448,6 @@ impl<S: CheckpointStore> Pipeline<S> {
             lineage::record(self.id(), call.table, CheckpointVersion::Data(version));
         }
         Ok(())
-    }
-}
-
-/// Seconds as the attribute's `max_age` writes them: whole days as `30d`, else whole hours
-/// as `12h`, else seconds.
-pub(crate) fn duration_text(seconds: u64) -> String {
-    if seconds.is_multiple_of(86_400) && seconds > 0 {
-        format!("{}d", seconds / 86_400)
-    } else if seconds >= 86_400 {
-        format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3_600)
-    } else if seconds.is_multiple_of(3_600) && seconds > 0 {
-        format!("{}h", seconds / 3_600)
-    } else if seconds >= 3_600 {
-        format!("{}h {}m", seconds / 3_600, seconds % 3_600 / 60)
-    } else {
-        format!("{seconds}s")
     }
 }
 

@@ -336,14 +336,3 @@ fn batches_resume_after_a_failure_and_are_discarded_under_another_key() {
         "a forced run discards earlier progress"
     );
 }
-
-#[test]
-fn durations_read_as_max_age_writes_them() {
-    use super::duration_text;
-    assert_eq!(duration_text(30 * 86_400), "30d");
-    assert_eq!(duration_text(31 * 86_400 + 7_200), "31d 2h");
-    assert_eq!(duration_text(12 * 3_600), "12h");
-    assert_eq!(duration_text(3_600 + 120), "1h 2m");
-    assert_eq!(duration_text(59), "59s");
-    assert_eq!(duration_text(0), "0s");
-}

@@ -28,6 +28,7 @@ macro_rules! conformance_suite {
             missing_table_has_no_checkpoint,
             a_save_is_loaded_with_its_row_and_key,
             lineage_is_kept_with_the_key,
+            checkpoints_and_pending_batches_are_listed,
             a_save_replaces_the_previous_checkpoint,
             adoption_needs_the_same_checkpoint,
             batches_resume_under_their_key_only,
@@ -169,6 +170,39 @@ pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore + Inspect>(store: 
     assert_eq!(
         store.checkpoint("scores").unwrap().unwrap().lineage,
         Lineage::default()
+    );
+}
+
+pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore + Inspect>(store: &S) {
+    assert!(store.list_checkpoints().unwrap().is_empty());
+    assert!(store.pending_batches().unwrap().is_empty());
+    let k = key(json!({}));
+    for table in ["b", "a"] {
+        store
+            .save_checkpoint(table, &genes(1), "", &k, &Lineage::default(), &record("x"))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let names: Vec<String> = store
+        .list_checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.table_name)
+        .collect();
+    assert_eq!(names, ["a", "b"], "newest first");
+    store
+        .save_batch("c", "k1", &["\"x\"".into(), "\"y\"".into()], &genes(2))
+        .unwrap();
+    store
+        .save_batch("c", "k1", &["\"z\"".into()], &DataFrame::empty())
+        .unwrap();
+    assert_eq!(
+        store.pending_batches().unwrap(),
+        [crate::store::PendingBatches {
+            table: "c".into(),
+            key: "k1".into(),
+            items: 3
+        }]
     );
 }
 

@@ -10,7 +10,7 @@ use polars::prelude::DataFrame;
 use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::{CheckpointStore, validate_columns};
+use crate::store::{CheckpointStore, PendingBatches, newest_first, validate_columns};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
 /// unkeyed checkpoints). Nothing survives the process.
@@ -213,6 +213,29 @@ impl CheckpointStore for MemoryStore {
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
         self.lock().provenance.push(record.clone());
         Ok(())
+    }
+
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        let names = self.tables();
+        let mut list = Vec::new();
+        for name in names {
+            list.extend(self.checkpoint(&name)?);
+        }
+        newest_first(&mut list);
+        Ok(list)
+    }
+
+    fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
+        Ok(self
+            .lock()
+            .batches
+            .iter()
+            .map(|(table, (key, items, _))| PendingBatches {
+                table: table.clone(),
+                key: key.clone(),
+                items: items.len(),
+            })
+            .collect())
     }
 }
 

@@ -69,6 +69,35 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Appends a row to `_provenance`.
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()>;
+
+    /// Every checkpoint with its valid key and lineage, newest first (then by name).
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>>;
+
+    /// The finished batches waiting in the store, per table (none for a store without batch
+    /// progress, such as one written by the Python pipeline).
+    fn pending_batches(&self) -> Result<Vec<PendingBatches>>;
+}
+
+/// Finished batches of a call that has not saved its checkpoint yet (see
+/// [`Batches`](crate::Batches)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingBatches {
+    /// The table the call makes.
+    pub table: String,
+    /// The checkpoint key the batches were made under.
+    pub key: String,
+    /// How many items are finished.
+    pub items: usize,
+}
+
+/// Newest first, checkpoints without a time last, then by name: as DuckDB's
+/// `ORDER BY created_at DESC`, for every store.
+pub(crate) fn newest_first(list: &mut [CheckpointInfo]) {
+    list.sort_by(|a, b| {
+        (b.created_at.is_some(), b.created_at)
+            .cmp(&(a.created_at.is_some(), a.created_at))
+            .then_with(|| a.table_name.cmp(&b.table_name))
+    });
 }
 
 /// The frames every store refuses, for the DuckDB store's sake, so a frame that saves in one
@@ -147,5 +176,11 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
     }
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
         (**self).append_provenance(record)
+    }
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        (**self).list_checkpoints()
+    }
+    fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
+        (**self).pending_batches()
     }
 }

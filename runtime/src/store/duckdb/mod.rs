@@ -24,7 +24,7 @@ use crate::fingerprint::DataVersion;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::pipeline::Pipeline;
-use crate::store::{CheckpointStore, validate_columns};
+use crate::store::{CheckpointStore, PendingBatches, newest_first, validate_columns};
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
 
@@ -147,6 +147,8 @@ pub struct PipelineStore {
     /// How the checkpoints are read: a read-only store written by Python may lack
     /// `_checkpoint_keys`, one written by release 0.1.0 its lineage columns.
     checkpoints_sql: &'static str,
+    /// Whether `_checkpoint_batches` exists (a read-only store written by Python lacks it).
+    batches_table: bool,
     /// The checkpoints, cached for every store on this file in the process.
     meta: Arc<Metadata>,
 }
@@ -223,6 +225,10 @@ impl PipelineStore {
         // Strings come back as Utf8View, which polars takes without a copy.
         conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
             .map_err(|m| fail("configuring the connection", m))?;
+        let batches_table = !options.read_only
+            || !table_columns(&conn, "_checkpoint_batches")
+                .map_err(|m| fail("looking for _checkpoint_batches", m))?
+                .is_empty();
         let checkpoints_sql = if options.read_only {
             let columns = |table| {
                 table_columns(&conn, table).map_err(|m| fail(&format!("looking for {table}"), m))
@@ -258,6 +264,7 @@ impl PipelineStore {
             read_only: options.read_only,
             conn: Mutex::new(conn),
             checkpoints_sql,
+            batches_table,
         })
     }
 
@@ -439,12 +446,7 @@ impl PipelineStore {
     pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
         let checkpoints = self.checkpoints(|| "listing checkpoints".to_owned())?;
         let mut list: Vec<CheckpointInfo> = checkpoints.values().cloned().collect();
-        // Newest first, checkpoints without a time last, as DuckDB's `ORDER BY created_at DESC`.
-        list.sort_by(|a, b| {
-            (b.created_at.is_some(), b.created_at)
-                .cmp(&(a.created_at.is_some(), a.created_at))
-                .then_with(|| a.table_name.cmp(&b.table_name))
-        });
+        newest_first(&mut list);
         Ok(list)
     }
 
@@ -880,6 +882,38 @@ impl CheckpointStore for PipelineStore {
     fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
         validate_writable_table_name(table)?;
         self.load_dataframe(&format!("_partial_{table}"))
+    }
+
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        PipelineStore::list_checkpoints(self)
+    }
+
+    fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
+        if !self.batches_table {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .lock()
+            .query_text_rows_cached(
+                "SELECT table_name, key, CAST(count(*) AS VARCHAR) FROM _checkpoint_batches \
+                 GROUP BY table_name, key ORDER BY table_name",
+                &[],
+            )
+            .map_err(self.duckdb_error("reading the pending batches"))?;
+        rows.into_iter()
+            .map(|row| match <[Option<String>; 3]>::try_from(row) {
+                Ok([Some(table), Some(key), Some(items)]) => Ok(PendingBatches {
+                    items: items.parse().map_err(|_| {
+                        Error::Format(format!("a batch count of {table:?} is {items:?}"))
+                    })?,
+                    table,
+                    key,
+                }),
+                other => Err(Error::Format(format!(
+                    "a _checkpoint_batches row without a table or key: {other:?}"
+                ))),
+            })
+            .collect()
     }
 
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
