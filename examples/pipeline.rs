@@ -1,11 +1,14 @@
-//! A miniature of the gene-prioritisation pipeline: two expensive fetch steps made restartable
-//! by `#[checkpointed]`, a scoring step in SQL, a Parquet output with its provenance sidecar.
+//! A miniature of the gene-prioritisation pipeline: expensive fetch steps made restartable by
+//! `#[checkpointed]`, a checkpointed scoring step in SQL that follows its inputs, a Parquet
+//! output with its provenance sidecar.
 //!
 //! ```sh
 //! cargo run --example pipeline                      # first run fetches (a delay stands in for
 //!                                                   # the downloads); run it again: instant
-//! cargo run --example pipeline -- --min-depth 30    # another argument: only that step reruns
-//! USHER_FORCE=go_annotation cargo run --example pipeline   # force one step
+//! cargo run --example pipeline -- --min-depth 30    # another argument: that step reruns, and
+//!                                                   # the scoring made from its table
+//! USHER_FORCE=go_annotation cargo run --example pipeline   # force one step: identical data,
+//!                                                         # so the scoring is not redone
 //! ```
 //!
 //! The literature step saves its progress in batches: interrupt it (Ctrl-C) and run again, and
@@ -27,6 +30,8 @@ enum FetchError {
     Store(#[from] usher_pipeline::Error),
     #[error("reading {path}: {message}")]
     Source { path: PathBuf, message: String },
+    #[error("the pipeline has no config to read the scoring weights from")]
+    NoConfig,
 }
 
 /// gnomAD v4.1 constraint (LOEUF) of the genes covered at `min_depth` or more. `min_depth` is
@@ -102,6 +107,30 @@ fn fetch_literature(
     Ok(done.finish()?)
 }
 
+/// Candidate genes scored in DuckDB over the two fetched tables, the weights bound as
+/// parameters. Its inputs are the tables it reads and the config's weights: a new
+/// `--min-depth` changes the constraint table and so rescores; a forced re-download that
+/// brings identical data does not. An empty result is refused rather than saved.
+#[checkpointed(
+    table = "candidates",
+    reads(gnomad_constraint, go_annotation),
+    config(scoring.gnomad, scoring.annotation),
+    check = usher_pipeline::checks::non_empty
+)]
+fn score_candidates(ctx: &Pipeline) -> Result<DataFrame, FetchError> {
+    let weights = ctx
+        .config()
+        .map(|c| &c.scoring)
+        .ok_or(FetchError::NoConfig)?;
+    Ok(ctx.store().query(
+        "SELECT c.gene_id, c.symbol, c.loeuf, a.cilia_related, \
+                round((1 - least(c.loeuf, 2.0) / 2.0) * ? + CASE WHEN a.cilia_related THEN ? ELSE 0 END, 4) AS score \
+         FROM gnomad_constraint c JOIN go_annotation a USING (gene_id) \
+         WHERE c.loeuf IS NOT NULL ORDER BY score DESC, c.symbol",
+        &[weights.gnomad.into(), weights.annotation.into()],
+    )?)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -140,26 +169,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         literature.height()
     );
 
-    // Scoring runs in DuckDB over the checkpointed tables, weights as bound parameters.
+    // Scoring is a checkpointed step too: it reads both tables, so it reruns only when either
+    // changed (run with another --min-depth), or when the weights in the config change.
+    let candidates = score_candidates(&pipeline)?;
+    report(&pipeline);
     let store = pipeline.store();
-    let candidates = store.query(
-        "SELECT c.gene_id, c.symbol, c.loeuf, a.cilia_related, \
-                round((1 - least(c.loeuf, 2.0) / 2.0) * ? + CASE WHEN a.cilia_related THEN ? ELSE 0 END, 4) AS score \
-         FROM gnomad_constraint c JOIN go_annotation a USING (gene_id) \
-         WHERE c.loeuf IS NOT NULL ORDER BY score DESC, c.symbol",
-        &[config.scoring.gnomad.into(), config.scoring.annotation.into()],
-    )?;
-    store.save_dataframe(
-        "candidates",
-        &candidates,
-        "candidate genes scored from constraint and annotation",
-    )?;
-    pipeline.provenance().record_step(
-        "score_candidates",
-        serde_json::json!({"rows": candidates.height()})
-            .as_object()
-            .cloned(),
-    );
 
     let output = config.data_dir.join("output/candidates.parquet");
     store.export_parquet("candidates", &output)?;
@@ -192,8 +206,11 @@ fn report(pipeline: &Pipeline) {
         ),
         None => String::new(),
     };
+    let config = text("config")
+        .map(|c| format!(", config {c}"))
+        .unwrap_or_default();
     println!(
-        "{:<18} {outcome}  {} rows, {} ms, key {}",
+        "{:<18} {outcome}  {} rows, {} ms, key {}{config}",
         text("table").unwrap_or_default(),
         text("rows").unwrap_or_default(),
         text("duration_ms").unwrap_or_default(),

@@ -45,11 +45,16 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
         }
     });
     let config_fields = config_fields(args, context);
-    let reads = args.reads.iter().map(|r| r.to_string());
-    let max_age = match &args.max_age {
-        Some((_, seconds)) => quote!(::core::option::Option::Some(#seconds)),
-        None => quote!(::core::option::Option::None),
-    };
+    // Only what the attribute sets is written out; the rest comes from `Spec::DEFAULT`, so a
+    // plain function's expansion stays three fields.
+    let mut optional = Vec::new();
+    if !args.reads.is_empty() {
+        let reads = args.reads.iter().map(|r| r.to_string());
+        optional.push(quote!(reads: &[#(#reads),*],));
+    }
+    if let Some((_, seconds)) = &args.max_age {
+        optional.push(quote!(max_age_seconds: ::core::option::Option::Some(#seconds),));
+    }
     // Each check's bound is reported at its path.
     let checks = args.checks.iter().map(|path| {
         let name = quote!(#path).to_string().replace(' ', "");
@@ -58,6 +63,9 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
             quote_spanned! {span=> ::usher_pipeline::__private::run_check(&#path, __usher_frame) };
         quote! { #private::Check { name: #name, run: |__usher_frame| #run } }
     });
+    if !args.checks.is_empty() {
+        optional.push(quote!(checks: &[#(#checks),*],));
+    }
     // Paths are written out inside `quote_spanned!` (not interpolated from `private`, whose
     // tokens carry the attribute's span) so a bound the call fails is reported at the return type.
     let assert_result = quote_spanned! {ret_span=>
@@ -87,9 +95,8 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
                 table: #table,
                 function: #function,
                 code: #code,
-                reads: &[#(#reads),*],
-                max_age_seconds: #max_age,
-                checks: &[#(#checks),*],
+                #(#optional)*
+                ..#private::Spec::DEFAULT
             };
             let mut __usher_key = #private::KeyBuilder::new();
             #(#key_args)*

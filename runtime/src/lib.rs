@@ -117,10 +117,14 @@ pub use store::{CheckpointStore, PendingBatches};
 ///
 /// Each call decides, before the body runs:
 /// - **hit**: the store holds a checkpoint of `table` made by this function, with this code and
-///   these key arguments: the body is skipped and the table is loaded;
+///   these key arguments, from inputs that have not changed since: the body is skipped and the
+///   table is loaded;
 /// - **miss**: no checkpoint: the body runs, and its frame is saved as `table` with its
-///   `_checkpoints` row and key (one transaction);
-/// - **stale**: a checkpoint made from other arguments or other code: recomputed and replaced;
+///   `_checkpoints` row, key and lineage (one transaction);
+/// - **stale**: a checkpoint made from other arguments, other code or other config fields, from
+///   an input that changed since, or older than its `max_age`: recomputed and replaced; the
+///   reason names what changed (`argument `min_depth` changed (20 -> 30)`,
+///   `input `gnomad_constraint` changed (data 3f2a1b2c4d5e -> data 9c1d0e7a6b5f)`);
 /// - **force**: the table is forced ([`Force`], or `USHER_FORCE=all` / `USHER_FORCE=t1,t2`):
 ///   recomputed once per `Pipeline`;
 /// - a checkpoint **without a key** (written by the Python pipeline or by hand): refused by
@@ -128,8 +132,9 @@ pub use store::{CheckpointStore, PendingBatches};
 ///   ([`UnkeyedPolicy`]).
 ///
 /// Every outcome is a provenance step (table, outcome, reason, rows, duration, key, arguments,
-/// code) and a `tracing` event. The body's own error is returned untouched and nothing is
-/// saved; store failures reach the caller through `E: From<usher_pipeline::Error>`.
+/// code, data version, inputs) and a `tracing` event. The body's own error is returned
+/// untouched and nothing is saved; store failures reach the caller through
+/// `E: From<usher_pipeline::Error>`.
 ///
 /// # Arguments
 /// - `table = "name"` (required): the checkpoint's table, a lowercase identifier not starting
@@ -139,10 +144,33 @@ pub use store::{CheckpointStore, PendingBatches};
 ///   the function's tokens, so any edit to the function recomputes.
 /// - `context = name`: the pipeline-context parameter, when it is not a `&Pipeline` (its type
 ///   implements [`PipelineContext`]).
+/// - `batches = name`: the body gets the call's resumable [`Batches`] under that name.
+/// - `reads(t1, t2)`: stored tables the body reads (by SQL, say): their current data versions
+///   become the checkpoint's inputs, so a change to either makes it stale. A declared table
+///   without a checkpoint is [`Error::MissingInput`].
+/// - `config(versions.gnomad_version, ...)`: fields of the pipeline's [`PipelineConfig`] in
+///   the key: bumping the release in the YAML recomputes. A misspelt field is a compile error
+///   at that field; a pipeline without a config is [`Error::NoConfig`].
+/// - `max_age = "30d"` (or `"12h"`): an older checkpoint is stale (the source moved on). Time
+///   is the pipeline's clock ([`Pipeline::with_clock`] in tests).
+/// - `check = path`, once per check: a `fn(&DataFrame) -> Result<(), E>` (`E: Display`) the
+///   frame must pass before it is saved, such as [`checks::non_empty`]. A frame that fails is
+///   [`Error::CheckFailed`] naming the table and the check, and nothing is saved, so the next
+///   run fetches again.
 ///
-/// Every other parameter is part of the key: it must implement `serde::Serialize`, and its
-/// JSON (sorted keys) is stored readable in `_checkpoint_keys` and in the provenance step.
-/// `async fn`s work the same, and their future is `Send` when the body's is.
+/// Every other parameter is part of the key: a `DataFrame` or `&DataFrame` by its
+/// [data version](data_version), anything else by its `serde::Serialize` JSON (sorted keys),
+/// stored readable in `_checkpoint_keys` and in the provenance step. `async fn`s work the
+/// same, and their future is `Send` when the body's is.
+///
+/// # Lineage
+/// Every saved checkpoint records its frame's data version and its inputs: the declared
+/// `reads(...)` and every checkpointed call made inside its body (sync, or awaited in an
+/// `async` body), each with the version it returned. When an input is later recomputed to
+/// *different* data, this checkpoint is stale; when it is recomputed to the *same* data (a
+/// forced re-download that brings nothing new), its data version is unchanged and nothing
+/// downstream recomputes. A call inside the body that is handed to another thread or spawned
+/// task is not seen. [`status`] tells the same from the store alone, for every checkpoint.
 ///
 /// # Expansion
 /// The function keeps its signature, visibility, docs and attributes; its body is handed to
@@ -156,6 +184,7 @@ pub use store::{CheckpointStore, PendingBatches};
 ///         table: "gnomad_constraint",
 ///         function: "fetch_constraint",
 ///         code: "tokens:73ee8f0913945698",
+///         ..::usher_pipeline::__private::Spec::DEFAULT
 ///     };
 ///     let mut __usher_key = ::usher_pipeline::__private::KeyBuilder::new();
 ///     __usher_key.arg("min_depth", ::usher_pipeline::__private::key_arg(&min_depth));
@@ -165,11 +194,24 @@ pub use store::{CheckpointStore, PendingBatches};
 /// }
 /// ```
 ///
+/// `reads`, `max_age` and `check` add fields to the spec; a frame parameter is
+/// `__usher_key.frame("constraint", constraint)`; `config(...)` adds
+/// `__usher_key.config("versions.gnomad_version", key_arg(&config.versions.gnomad_version))`.
+///
 /// Misuse (a missing or invalid `table`, an unknown argument, a parameter that cannot be part
-/// of the key, a return type that is not `Result<DataFrame, E>`, ...) is a compile error at the
-/// offending token; the cases are the `tests/ui/*.rs` files of the repository.
+/// of the key, a return type that is not `Result<DataFrame, E>`, an unknown config field, a
+/// `max_age` that does not parse, a check of the wrong shape, ...) is a compile error at the
+/// offending token; the cases are the `macros/ui/cases/*.rs` files of the repository.
 ///
 /// [`Force`]: crate::Force
+/// [`Batches`]: crate::Batches
+/// [`Error::MissingInput`]: crate::Error::MissingInput
+/// [`Error::NoConfig`]: crate::Error::NoConfig
+/// [`Error::CheckFailed`]: crate::Error::CheckFailed
+/// [`PipelineConfig`]: crate::PipelineConfig
+/// [`Pipeline::with_clock`]: crate::Pipeline::with_clock
+/// [`checks::non_empty`]: crate::checks::non_empty
+/// [`status`]: crate::status()
 /// [`UnkeyedPolicy`]: crate::UnkeyedPolicy
 /// [`PipelineContext`]: crate::PipelineContext
 pub use usher_pipeline_macros::checkpointed;

@@ -38,6 +38,18 @@ pub struct Spec<'a> {
     pub checks: &'a [Check],
 }
 
+impl Spec<'static> {
+    /// A spec without `reads`, `max_age` or checks, for the expansion's `..Spec::DEFAULT`.
+    pub const DEFAULT: Spec<'static> = Spec {
+        table: "",
+        function: "",
+        code: "",
+        reads: &[],
+        max_age_seconds: None,
+        checks: &[],
+    };
+}
+
 /// One `check = path` of the attribute.
 #[derive(Debug, Clone, Copy)]
 pub struct Check {

@@ -473,6 +473,9 @@ fn details(
         Value::Object(call.key.arguments.clone()),
     );
     details.insert("code".into(), call.key.code.clone().into());
+    if !call.key.config.is_empty() {
+        details.insert("config".into(), Value::Object(call.key.config.clone()));
+    }
     details
 }
 
