@@ -2,7 +2,7 @@
 //! the process, the chunk layout or the polars version, and different for any change of a
 //! value, a null, a dtype, a column name or the column order.
 //!
-//! # Encoding (version 1)
+//! # Encoding (version 2)
 //! Defined over the values, never over polars' in-memory hashes (seeded per process) or Arrow
 //! IPC bytes (which follow the chunk layout). XXH3-128 (a stable, specified hash) throughout.
 //!
@@ -82,7 +82,15 @@ pub fn data_version(frame: &DataFrame) -> Result<DataVersion> {
                 .map(move |offset| (i, offset))
         })
         .collect();
-    let digests = parallel_map(&blocks, |&(i, offset)| {
+    // A small frame (a hit's frame argument, say) is hashed on this thread: starting threads
+    // would cost more than the hashing.
+    let cells: usize = columns.iter().map(|c| c.len()).sum();
+    let threads = if cells < BLOCK_ROWS {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let digests = parallel_map(&blocks, threads, |&(i, offset)| {
         let block = columns[i].slice(offset as i64, BLOCK_ROWS);
         let mut sink = Sink::new();
         encode(&block, &mut sink)?;
@@ -105,14 +113,13 @@ pub fn data_version(frame: &DataFrame) -> Result<DataVersion> {
     Ok(DataVersion(hasher.digest128()))
 }
 
-/// `f` over `items` on every core, results in order.
+/// `f` over `items` on up to `threads` threads, results in order.
 fn parallel_map<T: Sync, R: Send>(
     items: &[T],
+    threads: usize,
     f: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
+    let threads = threads.min(items.len());
     if threads <= 1 {
         return items.iter().map(&f).collect();
     }
