@@ -413,10 +413,13 @@ fn nested_async_calls_are_inputs_too() {
         .enable_time()
         .build()
         .unwrap();
-    let p = run(dir.path());
-    runtime
-        .block_on(async_report(&p, "retina".to_owned()))
-        .unwrap();
+    let p = std::sync::Arc::new(run(dir.path()));
+    // Spawned, so the report's future is polled by the runtime's workers.
+    let task = {
+        let p = std::sync::Arc::clone(&p);
+        runtime.spawn(async move { async_report(&p, "retina".to_owned()).await })
+    };
+    runtime.block_on(task).unwrap().unwrap();
     let info = usher_pipeline::CheckpointStore::checkpoint(p.store(), "async_report")
         .unwrap()
         .unwrap();

@@ -310,17 +310,17 @@ fn field_path(expr: &Expr) -> Option<Vec<Ident>> {
 pub(crate) fn parse_max_age(text: &str) -> Result<u64, String> {
     let usage = "write a whole number of days or hours: `max_age = \"30d\"` or `max_age = \"12h\"`";
     let trimmed = text.trim();
-    let (number, unit) = trimmed.split_at(trimmed.len().saturating_sub(1));
-    let seconds = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        _ => 0,
+    let (number, seconds) = match (trimmed.strip_suffix('d'), trimmed.strip_suffix('h')) {
+        (Some(days), _) => (days, 86_400),
+        (_, Some(hours)) => (hours, 3_600),
+        _ => (trimmed, 0),
     };
-    match number.parse::<u64>() {
-        Ok(0) if seconds > 0 => Err(format!(
+    let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    match number.parse::<u64>().ok().filter(|_| digits) {
+        Some(0) if seconds > 0 => Err(format!(
             "`max_age` {text:?} is zero: every checkpoint would be stale; {usage}"
         )),
-        Ok(n) if seconds > 0 => n
+        Some(n) if seconds > 0 => n
             .checked_mul(seconds)
             .ok_or_else(|| format!("`max_age` {text:?} is too long")),
         _ => Err(format!("`max_age` {text:?} is not a duration: {usage}")),
@@ -347,7 +347,9 @@ mod tests {
     fn max_age_is_days_or_hours() {
         assert_eq!(parse_max_age("30d"), Ok(30 * 86_400));
         assert_eq!(parse_max_age(" 12h "), Ok(12 * 3_600));
-        for bad in ["30", "d", "30 days", "-1d", "1.5d", "30m", "", "0h"] {
+        for bad in [
+            "30", "d", "30 days", "-1d", "1.5d", "30m", "", "0h", "30д", "+1d",
+        ] {
             assert!(parse_max_age(bad).is_err(), "{bad:?}");
         }
         assert!(

@@ -18,8 +18,8 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
     let table = args.table.as_ref().expect("validated");
     let function = sig.ident.to_string();
     let code = match &args.version {
-        Some(v) => format!("version:{}", v.value()),
-        None => format!("tokens:{}", code_hash(func)),
+        Some(v) => format!("version:{}{}", v.value(), declared_inputs_and_checks(args)),
+        None => format!("tokens:{}", code_hash(func, args)),
     };
     let context = &checked.context;
     let ret = &checked.ret;
@@ -133,12 +133,33 @@ fn config_fields(args: &Args, context: &TokenStream) -> TokenStream {
     }
 }
 
-/// FNV-1a over the function's signature and body tokens (attributes, docs included, left out):
-/// stable across builds for the same source, changed by any edit to the code.
-fn code_hash(func: &ItemFn) -> String {
+/// `reads(...)` and `check = ...` as part of the code: a new check or input is new code (an
+/// empty checkpoint saved before `check = non_empty` was added is not kept). Empty when there
+/// are none, so the code of a function without them is what release 0.1.0 computed.
+fn declared_inputs_and_checks(args: &Args) -> String {
+    let mut text = String::new();
+    if !args.reads.is_empty() {
+        let reads: Vec<String> = args.reads.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(";reads={}", reads.join(",")));
+    }
+    if !args.checks.is_empty() {
+        let checks: Vec<String> = args
+            .checks
+            .iter()
+            .map(|c| quote!(#c).to_string().replace(' ', ""))
+            .collect();
+        text.push_str(&format!(";checks={}", checks.join(",")));
+    }
+    text
+}
+
+/// FNV-1a over the function's signature and body tokens (attributes, docs included, left out)
+/// and its declared inputs and checks: stable across builds for the same source, changed by
+/// any edit to the code.
+fn code_hash(func: &ItemFn, args: &Args) -> String {
     let sig = &func.sig;
     let block = &func.block;
-    let text = quote!(#sig #block).to_string();
+    let text = quote!(#sig #block).to_string() + &declared_inputs_and_checks(args);
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);

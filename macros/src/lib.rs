@@ -241,5 +241,34 @@ mod tests {
         )
         .to_string();
         assert!(pinned.contains("code : \"version:7\""), "{pinned}");
+        // Declared inputs and checks are code: adding one recomputes (and without them the
+        // code is what 0.1.0 computed, the tokens alone).
+        let with = |args: TokenStream2| {
+            expand_attribute(
+                args,
+                quote!(
+                    fn f(ctx: &Pipeline) -> Result<DataFrame, E> {
+                        Ok(a())
+                    }
+                ),
+            )
+            .to_string()
+        };
+        let checked = with(quote!(table = "g", check = non_empty));
+        let reading = with(quote!(table = "g", reads(genes)));
+        assert_ne!(code(&checked), code(&a));
+        assert_ne!(code(&reading), code(&a));
+        assert_ne!(code(&reading), code(&checked));
+        assert_eq!(code(&with(quote!(table = "g", max_age = "2d"))), code(&a));
+        let pinned = with(quote!(
+            table = "g",
+            version = "7",
+            reads(genes),
+            check = non_empty
+        ));
+        assert!(
+            pinned.contains("code : \"version:7;reads=genes;checks=non_empty\""),
+            "{pinned}"
+        );
     }
 }

@@ -117,8 +117,8 @@ pub use store::{CheckpointStore, PendingBatches};
 ///
 /// Each call decides, before the body runs:
 /// - **hit**: the store holds a checkpoint of `table` made by this function, with this code and
-///   these key arguments, from inputs that have not changed since: the body is skipped and the
-///   table is loaded;
+///   these key arguments, from inputs whose stored versions have not changed since: the body is
+///   skipped and the table is loaded;
 /// - **miss**: no checkpoint: the body runs, and its frame is saved as `table` with its
 ///   `_checkpoints` row, key and lineage (one transaction);
 /// - **stale**: a checkpoint made from other arguments, other code or other config fields, from
@@ -152,7 +152,9 @@ pub use store::{CheckpointStore, PendingBatches};
 ///   the key: bumping the release in the YAML recomputes. A misspelt field is a compile error
 ///   at that field; a pipeline without a config is [`Error::NoConfig`].
 /// - `max_age = "30d"` (or `"12h"`): an older checkpoint is stale (the source moved on). Time
-///   is the pipeline's clock ([`Pipeline::with_clock`] in tests).
+///   is the pipeline's clock ([`Pipeline::with_clock`] in tests). It also applies to a
+///   checkpoint adopted with `USHER_UNKEYED=adopt`: an adopted table older than `max_age` is
+///   recomputed instead.
 /// - `check = path`, once per check: a `fn(&DataFrame) -> Result<(), E>` (`E: Display`) the
 ///   frame must pass before it is saved, such as [`checks::non_empty`]. A frame that fails is
 ///   [`Error::CheckFailed`] naming the table and the check, and nothing is saved, so the next
@@ -169,8 +171,12 @@ pub use store::{CheckpointStore, PendingBatches};
 /// `async` body), each with the version it returned. When an input is later recomputed to
 /// *different* data, this checkpoint is stale; when it is recomputed to the *same* data (a
 /// forced re-download that brings nothing new), its data version is unchanged and nothing
-/// downstream recomputes. A call inside the body that is handed to another thread or spawned
-/// task is not seen. [`status`] tells the same from the store alone, for every checkpoint.
+/// downstream recomputes. Inputs are compared with what the store holds now: a hit does not run
+/// its body, so an inner step whose own arguments or code changed is noticed when the pipeline
+/// calls that step itself, not through the outer hit. A call inside the body that is handed to
+/// another thread, a spawned task or a thread pool's job is not seen (declare such inputs with
+/// `reads(...)`). `reads(...)` and `check = ...` are part of the function's code: adding one
+/// recomputes once. [`status`] tells the same from the store alone, for every checkpoint.
 ///
 /// # Expansion
 /// The function keeps its signature, visibility, docs and attributes; its body is handed to

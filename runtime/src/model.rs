@@ -207,14 +207,16 @@ impl Lineage {
     /// The inputs as stored: a JSON object of table name to [`CheckpointVersion`] text, or
     /// `None` when there are none.
     pub fn inputs_json(&self) -> Option<String> {
-        (!self.inputs.is_empty()).then(|| {
-            let map: Map<String, Value> = self
-                .inputs
-                .iter()
-                .map(|(table, version)| (table.clone(), Value::String(version.to_string())))
-                .collect();
-            Value::Object(map).to_string()
-        })
+        (!self.inputs.is_empty()).then(|| Value::Object(self.inputs_map()).to_string())
+    }
+
+    /// The inputs as a JSON object of table name to [`CheckpointVersion`] text (how they are
+    /// stored and shown in provenance steps).
+    pub fn inputs_map(&self) -> Map<String, Value> {
+        self.inputs
+            .iter()
+            .map(|(table, version)| (table.clone(), Value::String(version.to_string())))
+            .collect()
     }
 
     /// Parses what [`inputs_json`](Self::inputs_json) writes.

@@ -74,15 +74,23 @@ impl fmt::Display for StaleReason {
     }
 }
 
-/// The reasons `stored` is stale by its lineage: expiry (by `max_age_seconds` at `now`), and
-/// each recorded input that is missing or changed in `store`.
-pub(crate) fn lineage_reasons<S: CheckpointStore + ?Sized>(
+/// The reasons `stored` is stale by its lineage: a declared input (`reads`) it was not made
+/// from, expiry (by `max_age_seconds` at `now`), and each recorded input that is missing or
+/// changed in `store`. The one rule, for calls and [`status`] alike.
+pub(crate) fn stale_reasons<S: CheckpointStore + ?Sized>(
     store: &S,
     stored: &CheckpointInfo,
+    reads: &[&str],
     max_age_seconds: Option<u64>,
     now: NaiveDateTime,
 ) -> Result<Vec<StaleReason>> {
-    let mut why = Vec::new();
+    let mut why: Vec<StaleReason> = reads
+        .iter()
+        .filter(|read| !stored.lineage.inputs.contains_key(**read))
+        .map(|read| StaleReason::InputNotRecorded {
+            input: (*read).to_owned(),
+        })
+        .collect();
     if let Some(max_age_seconds) = max_age_seconds {
         match stored.created_at {
             Some(created) => {
@@ -102,7 +110,11 @@ pub(crate) fn lineage_reasons<S: CheckpointStore + ?Sized>(
             None => why.push(StaleReason::InputMissing {
                 input: input.clone(),
             }),
-            Some(current) if current.version() != *recorded => {
+            // A version without a save time cannot be compared: never taken as unchanged.
+            Some(current)
+                if current.version() != *recorded
+                    || *recorded == CheckpointVersion::Saved(None) =>
+            {
                 why.push(StaleReason::InputChanged {
                     input: input.clone(),
                     recorded: *recorded,
@@ -169,7 +181,7 @@ pub fn status<S: CheckpointStore + ?Sized>(
         let state = match &info.key {
             None => CheckpointState::Unkeyed,
             Some(_) => {
-                let why = lineage_reasons(store, &info, info.lineage.max_age_seconds, now)?;
+                let why = stale_reasons(store, &info, &[], info.lineage.max_age_seconds, now)?;
                 if why.is_empty() {
                     CheckpointState::Valid
                 } else {

@@ -34,14 +34,18 @@ thread_local! {
 }
 
 /// Reports a finished checkpointed call of `pipeline` to the innermost running body of the
-/// same pipeline, if there is one.
+/// same pipeline on this thread, if there is one (and it is not the call's own table).
 pub(crate) fn record(pipeline: usize, table: &str, version: CheckpointVersion) {
-    RUNNING.with(|running| {
-        if let Some(top) = running.borrow().last()
-            && top.pipeline == pipeline
-            && top.table != table
+    // During thread teardown there is no stack, and no body running on it.
+    let _ = RUNNING.try_with(|running| {
+        if let Some(body) = running
+            .borrow()
+            .iter()
+            .rev()
+            .find(|r| r.pipeline == pipeline)
+            && body.table != table
         {
-            top.lock().insert(table.to_owned(), version);
+            body.lock().insert(table.to_owned(), version);
         }
     });
 }
@@ -84,19 +88,24 @@ impl Recorder {
     }
 
     fn enter(&self) -> Entered {
-        RUNNING.with(|running| running.borrow_mut().push(self.clone()));
-        Entered
+        let pushed = RUNNING
+            .try_with(|running| running.borrow_mut().push(self.clone()))
+            .is_ok();
+        Entered { pushed }
     }
 }
 
 /// Takes the recorder off the stack again, also when the body panics.
-struct Entered;
+struct Entered {
+    /// Whether the recorder was pushed (not during thread teardown).
+    pushed: bool,
+}
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        RUNNING.with(|running| {
-            running.borrow_mut().pop();
-        });
+        if self.pushed {
+            let _ = RUNNING.try_with(|running| running.borrow_mut().pop());
+        }
     }
 }
 
@@ -134,15 +143,42 @@ mod tests {
             record(1, "genes", v(1));
             inner.run(|| record(1, "raw", v(2)));
             record(2, "other_pipeline", v(3));
+            Recorder::new(2, "elsewhere", BTreeMap::new()).run(|| record(1, "under_another", v(7)));
             record(1, "scores", v(4));
             record(1, "constraint", v(5));
         });
         record(1, "after", v(6));
         assert_eq!(
             outer.inputs(),
-            BTreeMap::from([("constraint".to_owned(), v(5)), ("genes".to_owned(), v(1))])
+            BTreeMap::from([
+                ("constraint".to_owned(), v(5)),
+                ("genes".to_owned(), v(1)),
+                ("under_another".to_owned(), v(7)),
+            ])
         );
         assert_eq!(inner.inputs(), BTreeMap::from([("raw".to_owned(), v(2))]));
+        RUNNING.with(|r| assert!(r.borrow().is_empty()));
+    }
+
+    /// A future polled once, then dropped unfinished (a timeout, a cancelled task): the stack
+    /// holds nothing of it.
+    #[test]
+    fn a_future_dropped_mid_way_leaves_the_stack_empty() {
+        let recorder = Recorder::new(1, "scores", BTreeMap::new());
+        let mut polled = 0;
+        let body = std::future::poll_fn(|_| {
+            polled += 1;
+            record(1, "genes", v(1));
+            Poll::<()>::Pending
+        });
+        let mut recording = recorder.wrap(body);
+        let waker = std::task::Waker::noop();
+        let pending = Pin::new(&mut recording).poll(&mut Context::from_waker(waker));
+        assert!(pending.is_pending());
+        RUNNING.with(|r| assert!(r.borrow().is_empty(), "popped after the poll"));
+        drop(recording);
+        assert_eq!(polled, 1);
+        assert_eq!(recorder.inputs().len(), 1);
         RUNNING.with(|r| assert!(r.borrow().is_empty()));
     }
 

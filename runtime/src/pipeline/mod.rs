@@ -12,10 +12,10 @@ use serde_json::{Map, Value};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::fingerprint::data_version;
-use crate::model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage};
+use crate::model::{CheckpointKey, CheckpointVersion, Lineage};
 use crate::names::validate_table_name;
 use crate::provenance::{ProvenanceTracker, new_step};
-use crate::status::{CheckpointStatus, StaleReason, lineage_reasons, status};
+use crate::status::{CheckpointStatus, stale_reasons, status};
 use crate::store::CheckpointStore;
 
 mod batches;
@@ -293,7 +293,17 @@ impl<S: CheckpointStore> Pipeline<S> {
         match &stored.key {
             Some(stored_key) => {
                 let mut why: Vec<String> = stored_key.difference(call.key).into_iter().collect();
-                why.extend(self.lineage_changes(call, &stored)?);
+                why.extend(
+                    stale_reasons(
+                        &self.store,
+                        &stored,
+                        call.reads,
+                        call.max_age_seconds,
+                        self.now(),
+                    )?
+                    .iter()
+                    .map(ToString::to_string),
+                );
                 Ok(if why.is_empty() {
                     Plan::Load(Outcome::Hit, stored.version())
                 } else {
@@ -309,9 +319,22 @@ impl<S: CheckpointStore> Pipeline<S> {
                     Some("the checkpoint has no key (saved without #[checkpointed])".to_owned()),
                 )),
                 UnkeyedPolicy::Adopt => {
+                    // Trusted as to what made it, not beyond its age; from now on it has the
+                    // lineage of a call: its declared inputs as they are, its `max_age`.
+                    let expired =
+                        stale_reasons(&self.store, &stored, &[], call.max_age_seconds, self.now())?;
+                    if !expired.is_empty() {
+                        let why: Vec<String> = expired.iter().map(ToString::to_string).collect();
+                        return Ok(Plan::Compute(Outcome::Stale, Some(why.join("; "))));
+                    }
+                    let lineage = Lineage {
+                        data_version: None,
+                        inputs: self.declared_inputs(call)?,
+                        max_age_seconds: call.max_age_seconds,
+                    };
                     if self
                         .store
-                        .adopt_checkpoint(table, stored.created_at, call.key)?
+                        .adopt_checkpoint(table, stored.created_at, call.key, &lineage)?
                     {
                         Ok(Plan::Load(Outcome::Adopted, stored.version()))
                     } else {
@@ -323,26 +346,6 @@ impl<S: CheckpointStore> Pipeline<S> {
                 }
             },
         }
-    }
-
-    /// Why a checkpoint whose key matches is stale all the same: it expired, a declared input
-    /// is new, or an input it was made from is missing or changed.
-    fn lineage_changes(&self, call: &Call<'_>, stored: &CheckpointInfo) -> Result<Vec<String>> {
-        let mut why: Vec<StaleReason> = call
-            .reads
-            .iter()
-            .filter(|read| !stored.lineage.inputs.contains_key(**read))
-            .map(|read| StaleReason::InputNotRecorded {
-                input: (*read).to_owned(),
-            })
-            .collect();
-        why.extend(lineage_reasons(
-            &self.store,
-            stored,
-            call.max_age_seconds,
-            self.now(),
-        )?);
-        Ok(why.iter().map(ToString::to_string).collect())
     }
 
     /// Every checkpoint of the store with what its next call would do, by the pipeline's clock
@@ -406,8 +409,15 @@ impl<S: CheckpointStore> Pipeline<S> {
         inputs: BTreeMap<String, CheckpointVersion>,
     ) -> Result<()> {
         let description = format!("{} {}", call.function, call.key.arguments_json());
+        // A column type without an encoding (an object column) leaves the checkpoint without a
+        // data version rather than unsaved: checkpoints made from it then compare its save time.
+        let version = data_version(frame)
+            .inspect_err(|e| {
+                tracing::warn!(table = call.table, error = %e, "saved without a data version");
+            })
+            .ok();
         let lineage = Lineage {
-            data_version: Some(data_version(frame)?),
+            data_version: version,
             inputs,
             max_age_seconds: call.max_age_seconds,
         };
@@ -417,12 +427,7 @@ impl<S: CheckpointStore> Pipeline<S> {
             details.insert("version".into(), version.to_hex().into());
         }
         if !lineage.inputs.is_empty() {
-            let inputs = lineage
-                .inputs
-                .iter()
-                .map(|(t, v)| (t.clone(), Value::String(v.to_string())))
-                .collect();
-            details.insert("inputs".into(), Value::Object(inputs));
+            details.insert("inputs".into(), Value::Object(lineage.inputs_map()));
         }
         let step = new_step(call.function.to_owned(), Some(details));
         let record = self.provenance.record_of(std::slice::from_ref(&step))?;

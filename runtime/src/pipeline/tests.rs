@@ -336,3 +336,49 @@ fn batches_resume_after_a_failure_and_are_discarded_under_another_key() {
         "a forced run discards earlier progress"
     );
 }
+
+static WEEKLY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[checkpointed(table = "weekly", reads(genes), max_age = "7d")]
+fn fetch_weekly(ctx: &Pipeline<Arc<MemoryStore>>) -> Result<DataFrame, Error> {
+    WEEKLY_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("gene" => ["USH2A"])?)
+}
+
+/// An adopted checkpoint takes the call's lineage (its declared inputs, its `max_age`), so it
+/// stays a hit until those change; one older than `max_age` is recomputed, not adopted.
+#[test]
+fn adoption_records_the_calls_lineage_and_respects_max_age() {
+    let store = Arc::new(MemoryStore::new());
+    let frame = df!("gene" => ["MYO7A"]).unwrap();
+    store.save_unkeyed("genes", &frame).unwrap();
+    store.save_unkeyed("weekly", &frame).unwrap();
+    let at = |days: i64| {
+        let now = chrono::Utc::now().naive_utc() + chrono::TimeDelta::days(days);
+        run(&store)
+            .with_unkeyed(UnkeyedPolicy::Adopt)
+            .with_clock(move || now)
+    };
+    let p = at(0);
+    fetch_weekly(&p).unwrap();
+    assert_eq!(runs(&WEEKLY_RUNS), 0);
+    assert_eq!(outcomes(&p), [outcome("adopted")]);
+    let lineage = store.checkpoint("weekly").unwrap().unwrap().lineage;
+    assert_eq!(lineage.max_age_seconds, Some(7 * 86_400));
+    assert_eq!(lineage.inputs.keys().collect::<Vec<_>>(), ["genes"]);
+    let p = at(1);
+    fetch_weekly(&p).unwrap();
+    assert_eq!(
+        (runs(&WEEKLY_RUNS), outcomes(&p)),
+        (0, vec![outcome("hit")])
+    );
+
+    // Another unkeyed table, older than a week by the clock: recomputed, not adopted.
+    store.save_unkeyed("weekly", &frame).unwrap();
+    let p = at(8);
+    fetch_weekly(&p).unwrap();
+    assert_eq!(runs(&WEEKLY_RUNS), 1);
+    let (how, why) = outcomes(&p).remove(0);
+    assert_eq!(how, "stale");
+    assert!(why.unwrap().starts_with("expired: saved 8d"));
+}

@@ -125,7 +125,8 @@ pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + Inspect
 }
 
 /// Data version, inputs (either kind of version) and `max_age` come back as saved; adoption
-/// records none, and then the checkpoint's version is its save time.
+/// records the lineage it is given (no data version: the checkpoint's version is its save
+/// time).
 pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore + Inspect>(store: &S) {
     let frame = genes(4);
     let saved =
@@ -158,19 +159,24 @@ pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore + Inspect>(store: 
     let row = store.checkpoint("plain").unwrap().unwrap();
     assert_eq!(row.lineage, Lineage::default());
     assert_eq!(row.version(), CheckpointVersion::Saved(row.created_at));
+    let adopted = Lineage {
+        inputs: [("hpa".to_owned(), CheckpointVersion::Saved(Some(saved)))].into(),
+        max_age_seconds: Some(3_600),
+        ..Lineage::default()
+    };
     assert!(
         store
             .adopt_checkpoint(
                 "scores",
                 store.checkpoint("scores").unwrap().unwrap().created_at,
-                &k
+                &k,
+                &adopted
             )
             .unwrap()
     );
-    assert_eq!(
-        store.checkpoint("scores").unwrap().unwrap().lineage,
-        Lineage::default()
-    );
+    let row = store.checkpoint("scores").unwrap().unwrap();
+    assert_eq!(row.lineage, adopted);
+    assert_eq!(row.version(), CheckpointVersion::Saved(row.created_at));
 }
 
 pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore + Inspect>(store: &S) {
@@ -235,7 +241,11 @@ pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore + Inspe
 
 pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
     let (made, adopted) = (key(json!({"n": 1})), key(json!({"n": 2})));
-    assert!(!store.adopt_checkpoint("genes", None, &adopted).unwrap());
+    assert!(
+        !store
+            .adopt_checkpoint("genes", None, &adopted, &Lineage::default())
+            .unwrap()
+    );
     store
         .save_checkpoint(
             "genes",
@@ -248,9 +258,17 @@ pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(s
         .unwrap();
     let created = store.checkpoint("genes").unwrap().unwrap().created_at;
     let other = created.map(|t| t - chrono::TimeDelta::seconds(1));
-    assert!(!store.adopt_checkpoint("genes", other, &adopted).unwrap());
+    assert!(
+        !store
+            .adopt_checkpoint("genes", other, &adopted, &Lineage::default())
+            .unwrap()
+    );
     assert_eq!(store.checkpoint("genes").unwrap().unwrap().key, Some(made));
-    assert!(store.adopt_checkpoint("genes", created, &adopted).unwrap());
+    assert!(
+        store
+            .adopt_checkpoint("genes", created, &adopted, &Lineage::default())
+            .unwrap()
+    );
     let row = store.checkpoint("genes").unwrap().unwrap();
     assert_eq!((row.created_at, row.key), (created, Some(adopted)));
 }

@@ -137,13 +137,14 @@ impl CheckpointStore for MemoryStore {
         table: &str,
         created_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
+        lineage: &Lineage,
     ) -> Result<bool> {
         validate_writable_table_name(table)?;
         let mut inner = self.lock();
         match inner.tables.get_mut(table) {
             Some(entry) if Some(entry.created_at) == created_at => {
                 entry.key = Some(key.clone());
-                entry.lineage = Lineage::default();
+                entry.lineage = lineage.clone();
                 Ok(true)
             }
             _ => Ok(false),

@@ -43,13 +43,14 @@ pub trait CheckpointStore: Send + Sync {
         provenance: &ProvenanceRecord,
     ) -> Result<()>;
 
-    /// Records `key` (with an empty lineage) for the existing, unkeyed checkpoint of `table`,
-    /// provided it is still the one created at `created_at`. Returns whether it was.
+    /// Records `key` and `lineage` for the existing, unkeyed checkpoint of `table`, provided it
+    /// is still the one created at `created_at`. Returns whether it was.
     fn adopt_checkpoint(
         &self,
         table: &str,
         created_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
+        lineage: &Lineage,
     ) -> Result<bool>;
 
     /// The items finished by earlier [`Batches`](crate::Batches) of `table` under `key`.
@@ -153,8 +154,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
         table: &str,
         created_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
+        lineage: &Lineage,
     ) -> Result<bool> {
-        (**self).adopt_checkpoint(table, created_at, key)
+        (**self).adopt_checkpoint(table, created_at, key, lineage)
     }
     fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
         (**self).batch_progress(table, key)

@@ -53,17 +53,22 @@ pub(crate) const KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_keys (
     config VARCHAR,
     data_version VARCHAR,
     inputs VARCHAR,
-    max_age_seconds BIGINT
+    max_age_seconds BIGINT,
+    lineage_created_at TIMESTAMP
 )";
 
 /// The columns schema version 2 added to `_checkpoint_keys`: the key's config fields (JSON),
-/// the frame's data version (32 hex digits), the inputs (JSON: table name to version) and the
-/// `max_age` in seconds.
-const LINEAGE_COLUMNS: [(&str, &str); 4] = [
+/// the frame's data version (32 hex digits), the inputs (JSON: table name to version), the
+/// `max_age` in seconds, and the `checkpoint_created_at` they were written with. A release
+/// that predates them (0.1.0) may still write to an upgraded store; it rewrites only the first
+/// six columns, so its save leaves `lineage_created_at` behind `checkpoint_created_at`, and the
+/// stale lineage is ignored rather than taken for the new data's.
+const LINEAGE_COLUMNS: [(&str, &str); 5] = [
     ("config", "VARCHAR"),
     ("data_version", "VARCHAR"),
     ("inputs", "VARCHAR"),
     ("max_age_seconds", "BIGINT"),
+    ("lineage_created_at", "TIMESTAMP"),
 ];
 
 /// The version of this store's own metadata tables, as `_usher_schema` records it; a store
@@ -146,7 +151,7 @@ pub struct PipelineStore {
     conn: Mutex<Connection>,
     /// How the checkpoints are read: a read-only store written by Python may lack
     /// `_checkpoint_keys`, one written by release 0.1.0 its lineage columns.
-    checkpoints_sql: &'static str,
+    checkpoints_sql: String,
     /// Whether `_checkpoint_batches` exists (a read-only store written by Python lacks it).
     batches_table: bool,
     /// The checkpoints, cached for every store on this file in the process.
@@ -235,14 +240,14 @@ impl PipelineStore {
             };
             let keys = columns("_checkpoint_keys")?;
             if keys.is_empty() {
-                CHECKPOINTS_UNKEYED_SQL
+                checkpoints_sql(KeyColumns::None)
             } else if LINEAGE_COLUMNS
                 .iter()
                 .all(|(name, _)| keys.iter().any(|c| c == name))
             {
-                CHECKPOINTS_SQL
+                checkpoints_sql(KeyColumns::Lineage)
             } else {
-                CHECKPOINTS_V1_SQL
+                checkpoints_sql(KeyColumns::Key)
             }
         } else {
             match conn.transaction(|| create_or_upgrade(&conn)) {
@@ -256,7 +261,7 @@ impl PipelineStore {
                 }
                 Err(e) => return Err(fail("creating or upgrading the checkpoint tables", e)),
             }
-            CHECKPOINTS_SQL
+            checkpoints_sql(KeyColumns::Lineage)
         };
         Ok(PipelineStore {
             meta: Metadata::for_file(&path),
@@ -422,7 +427,7 @@ impl PipelineStore {
             .checkpoints(|| {
                 let rows = self
                     .lock()
-                    .query_text_rows_cached(self.checkpoints_sql, &[])?;
+                    .query_text_rows_cached(&self.checkpoints_sql, &[])?;
                 rows.into_iter()
                     .map(|row| {
                         let row = checkpoint_row(row).map_err(DuckError::from)?;
@@ -532,7 +537,7 @@ fn write_key(
         .transpose()
         .map_err(|_| "max_age does not fit a BIGINT of seconds")?;
     conn.query_cached(
-        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments, config, data_version, inputs, max_age_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments, config, data_version, inputs, max_age_seconds, lineage_created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             table.into(),
             created_at.map_or(Param::Null, Param::Timestamp),
@@ -544,6 +549,7 @@ fn write_key(
             text(lineage.data_version.map(|v| v.to_hex())),
             text(lineage.inputs_json()),
             max_age.map_or(Param::Null, Param::Int),
+            created_at.map_or(Param::Null, Param::Timestamp),
         ],
     )
     .map(drop)
@@ -638,27 +644,56 @@ fn delete_key(conn: &Connection, table: &str) -> std::result::Result<(), DuckErr
     .map(drop)
 }
 
-/// Every `_checkpoints` row joined with its key, where the key is for that very save. Text
-/// columns: read without the Arrow path, which costs more than the query for a few rows.
-const CHECKPOINTS_SQL: &str = "SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
-    CAST(c.row_count AS VARCHAR), c.description, k.key, k.function, k.code, k.arguments, \
-    k.config, k.data_version, k.inputs, CAST(k.max_age_seconds AS VARCHAR) \
-    FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
+/// Which key columns a store's `_checkpoint_keys` has.
+#[derive(Debug, Clone, Copy)]
+enum KeyColumns {
+    /// No `_checkpoint_keys` (a read-only store written by the Python pipeline).
+    None,
+    /// The key only (schema version 1, read-only).
+    Key,
+    /// Key and lineage (schema version 2).
+    Lineage,
+}
+
+/// Every `_checkpoints` row joined with its key, where the key is for that very save, and its
+/// lineage, where the lineage is for that very save too (see [`LINEAGE_COLUMNS`]); missing
+/// columns read as NULL. Text columns: read without the Arrow path, which costs more than the
+/// query for a few rows. [`checkpoint_row`] decodes the rows.
+fn checkpoints_sql(columns: KeyColumns) -> String {
+    const KEY: &str = "k.key, k.function, k.code, k.arguments";
+    const NULLS: &str = "NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR";
+    let (key, lineage, join) = match columns {
+        KeyColumns::None => (NULLS, NULLS.to_owned(), ""),
+        KeyColumns::Key => (KEY, NULLS.to_owned(), JOIN_KEYS),
+        KeyColumns::Lineage => {
+            let when = |column: &str| {
+                format!(
+                    "CASE WHEN k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
+                     THEN {column} END"
+                )
+            };
+            let lineage = [
+                "k.config",
+                "k.data_version",
+                "k.inputs",
+                "CAST(k.max_age_seconds AS VARCHAR)",
+            ]
+            .map(when)
+            .join(", ");
+            (KEY, lineage, JOIN_KEYS)
+        }
+    };
+    format!(
+        "SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
+         CAST(c.row_count AS VARCHAR), c.description, {key}, {lineage} FROM _checkpoints c {join}"
+    )
+}
+
+/// The join of a checkpoint with its key, valid only for the save it was written with.
+const JOIN_KEYS: &str = "LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
     AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at";
 
-/// As [`CHECKPOINTS_SQL`], for a read-only store of schema version 1 (no lineage columns).
-const CHECKPOINTS_V1_SQL: &str = "SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
-    CAST(c.row_count AS VARCHAR), c.description, k.key, k.function, k.code, k.arguments, \
-    NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR \
-    FROM _checkpoints c LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
-    AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at";
-
-/// As [`CHECKPOINTS_SQL`], for a read-only store without `_checkpoint_keys`.
-const CHECKPOINTS_UNKEYED_SQL: &str = "SELECT table_name, strftime(CAST(created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
-    CAST(row_count AS VARCHAR), description, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-    FROM _checkpoints";
-
-/// The one decoder of a `_checkpoints` row (with its key), as [`CHECKPOINTS_SQL`] reads it.
+/// The one decoder of a `_checkpoints` row (with its key), as [`checkpoints_sql`] reads it.
 fn checkpoint_row(row: Vec<Option<String>>) -> std::result::Result<CheckpointInfo, String> {
     let mut row = row.into_iter();
     let mut next = || row.next().flatten();
@@ -773,6 +808,7 @@ impl CheckpointStore for PipelineStore {
         table: &str,
         created_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
+        lineage: &Lineage,
     ) -> Result<bool> {
         validate_writable_table_name(table)?;
         let context = format!("adopting the checkpoint of {table:?}");
@@ -788,7 +824,7 @@ impl CheckpointStore for PipelineStore {
                     ],
                 )? == 1;
                 if same {
-                    write_key(conn, table, created_at, key, &Lineage::default())?;
+                    write_key(conn, table, created_at, key, lineage)?;
                 }
                 Ok(same)
             })
@@ -990,6 +1026,7 @@ fn table_exists(conn: &Connection, table: &str) -> std::result::Result<bool, Duc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::CheckpointVersion;
 
     /// A store in a temporary directory of its own, removed once the store is closed (fields
     /// drop in order).
@@ -1047,6 +1084,90 @@ mod tests {
     }
 
     conformance_suite!(temp_store());
+
+    /// Release 0.1.0 writing to an upgraded store re-saves a checkpoint and rewrites only the
+    /// six key columns it knows: the lineage left from the previous save is not taken for the
+    /// new data's.
+    #[test]
+    fn lineage_left_behind_by_an_older_writer_is_ignored() {
+        let store = temp_store();
+        let frame = df!("gene_symbol" => ["USH2A"]).unwrap();
+        let key = CheckpointKey::new("fetch", "version:1", Default::default(), Default::default())
+            .unwrap();
+        let lineage = Lineage {
+            data_version: Some(crate::data_version(&frame).unwrap()),
+            ..Lineage::default()
+        };
+        let record = ProvenanceRecord {
+            version: "0.2.0".into(),
+            config_hash: "abc".into(),
+            created_at: now_utc(),
+            steps_json: "[]".into(),
+        };
+        store
+            .save_checkpoint("genes", &frame, "", &key, &lineage, &record)
+            .unwrap();
+        assert_eq!(store.checkpoint("genes").unwrap().unwrap().lineage, lineage);
+        // What 0.1.0's save does to the metadata (its table write aside).
+        store
+            .query(
+                "UPDATE _checkpoints SET created_at = TIMESTAMP '2030-01-01 00:00:00' WHERE table_name = 'genes'",
+                &[],
+            )
+            .unwrap();
+        store
+            .query(
+                "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, \
+                 function, code, arguments) VALUES ('genes', TIMESTAMP '2030-01-01 00:00:00', ?, \
+                 'fetch', 'version:1', '{}')",
+                &[key.key.as_str().into()],
+            )
+            .unwrap();
+        let info = store.checkpoint("genes").unwrap().unwrap();
+        assert_eq!(info.key.as_ref().map(|k| &k.key), Some(&key.key));
+        assert_eq!(info.lineage, Lineage::default());
+        assert_eq!(info.version(), CheckpointVersion::Saved(info.created_at));
+    }
+
+    /// An upgrade that fails after adding its columns (here the schema row is refused) leaves
+    /// the store at schema version 1: one transaction.
+    #[test]
+    fn a_failed_upgrade_rolls_back_every_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.duckdb");
+        {
+            let store = PipelineStore::open(&path).unwrap();
+            store
+                .with_connection(
+                    |conn| {
+                        for (name, _) in LINEAGE_COLUMNS {
+                            conn.execute(&format!(
+                                "ALTER TABLE _checkpoint_keys DROP COLUMN {name}"
+                            ))?;
+                        }
+                        conn.execute("DROP TABLE _usher_schema")?;
+                        conn.execute(
+                            "CREATE TABLE _usher_schema (name VARCHAR PRIMARY KEY, \
+                             value VARCHAR CHECK (value = 'never'))",
+                        )
+                    },
+                    "going back to schema version 1",
+                )
+                .unwrap();
+        }
+        match PipelineStore::open(&path) {
+            Err(Error::Duckdb { context, .. }) if context.contains("upgrading") => {}
+            other => panic!("expected a failed upgrade, got {other:?}"),
+        }
+        let store = PipelineStore::open_read_only(&path).unwrap();
+        let columns = store
+            .with_connection(
+                |conn| table_columns(conn, "_checkpoint_keys"),
+                "reading columns",
+            )
+            .unwrap();
+        assert_eq!(columns.len(), 6, "{columns:?}");
+    }
 
     /// A store as the Python pipeline writes it (no `_checkpoint_keys`, no `_usher_schema`),
     /// opened read-only: its checkpoints read as unkeyed. The key columns then come from bare
