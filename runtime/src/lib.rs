@@ -43,6 +43,7 @@
 // the crate's own tests too.
 extern crate self as usher_pipeline;
 
+mod atomic_file;
 mod bounds;
 pub mod checks;
 mod config;
@@ -70,7 +71,8 @@ pub use pipeline::{
     UnkeyedPolicy,
 };
 pub use provenance::{
-    ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, python_isoformat, sidecar_path,
+    ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, python_isoformat, save_sidecar,
+    sidecar_path,
 };
 pub use python::json as pyjson;
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};

@@ -11,8 +11,9 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::atomic_file::replace_atomically;
 use crate::config::PipelineConfig;
-use crate::error::{Error, Result, create_parent_dir};
+use crate::error::{Error, Result};
 use crate::model::ProvenanceRecord;
 use crate::python::json as pyjson;
 use crate::store::CheckpointStore;
@@ -106,6 +107,21 @@ pub(crate) fn new_step(name: String, details: Option<Map<String, Value>>) -> Pro
         timestamp: now(),
         details: details.filter(|d| !d.is_empty()),
     }
+}
+
+/// Writes `metadata` as the sidecar of `output_path` (see [`sidecar_path`]), whole or not at
+/// all, and returns its path.
+pub fn save_sidecar(metadata: &ProvenanceMetadata, output_path: &Path) -> Result<PathBuf> {
+    let path = sidecar_path(output_path)?;
+    let text = pyjson::to_string(metadata, Some(2)).map_err(|e| Error::Format(e.to_string()))?;
+    replace_atomically(&path, "write sidecar", |tmp| {
+        std::fs::write(tmp, text).map_err(|source| Error::Io {
+            action: "write sidecar",
+            path: tmp.to_owned(),
+            source,
+        })
+    })?;
+    Ok(path)
 }
 
 /// The sidecar path for an output, as Python's `output_path.with_suffix('.provenance.json')`:
@@ -204,31 +220,7 @@ impl ProvenanceTracker {
     /// Writes the sidecar for `output_path` (see [`sidecar_path`]) and returns its path. The
     /// file is written to a temporary name and renamed, so a crash never leaves half a sidecar.
     pub fn save_sidecar(&self, output_path: impl AsRef<Path>) -> Result<PathBuf> {
-        let path = sidecar_path(output_path.as_ref())?;
-        create_parent_dir(&path)?;
-        let text = pyjson::to_string(&self.create_metadata(), Some(2))
-            .map_err(|e| Error::Format(e.to_string()))?;
-        let tmp = path.with_file_name(format!(
-            ".{}.tmp-{}",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("sidecar"),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, text).map_err(|source| Error::Io {
-            action: "write sidecar",
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, &path).map_err(|source| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io {
-                action: "write sidecar",
-                path: path.clone(),
-                source,
-            }
-        })?;
-        Ok(path)
+        save_sidecar(&self.create_metadata(), output_path.as_ref())
     }
 
     /// Reads a sidecar written by this library or by the Python pipeline.

@@ -17,6 +17,7 @@ use polars::prelude::*;
 
 pub use ffi::{Param, duckdb_version};
 
+use crate::atomic_file::replace_atomically;
 use crate::config::PipelineConfig;
 use crate::error::DuckdbErrorKind;
 use crate::error::{Error, Result, create_parent_dir};
@@ -473,10 +474,12 @@ impl PipelineStore {
     }
 
     /// Writes `table` to a Parquet file at `output_path` (parent directories created).
+    /// The file appears whole or not at all: it is written under a temporary name beside it
+    /// and renamed once complete, so a killed export never leaves a truncated Parquet file
+    /// where a user expects the output (an existing file stays until the new one replaces it).
     pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
         validate_table_name(table)?;
         let output_path = output_path.as_ref();
-        create_parent_dir(output_path)?;
         let conn = self.lock();
         if !table_exists(&conn, table)
             .map_err(self.duckdb_error(format!("exporting table {table:?}")))?
@@ -486,15 +489,17 @@ impl PipelineStore {
                 path: self.path.clone(),
             });
         }
-        conn.query(
-            &format!("COPY {} TO ? (FORMAT PARQUET)", quote_ident(table)),
-            &[output_path.to_string_lossy().as_ref().into()],
-        )
-        .map(drop)
-        .map_err(self.duckdb_error(format!(
-            "exporting table {table:?} to {}",
-            output_path.display()
-        )))
+        replace_atomically(output_path, "export parquet", |tmp| {
+            conn.query(
+                &format!("COPY {} TO ? (FORMAT PARQUET)", quote_ident(table)),
+                &[tmp.to_string_lossy().as_ref().into()],
+            )
+            .map(drop)
+            .map_err(self.duckdb_error(format!(
+                "exporting table {table:?} to {}",
+                output_path.display()
+            )))
+        })
     }
 
     /// Runs one SQL statement with `?` parameters bound to `params` and returns its result.
