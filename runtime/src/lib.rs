@@ -49,6 +49,7 @@ pub mod checks;
 mod config;
 mod error;
 mod fingerprint;
+mod graph;
 mod model;
 mod names;
 mod pipeline;
@@ -64,6 +65,7 @@ pub mod __private;
 pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, python_path_str};
 pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
 pub use fingerprint::{DataVersion, data_version};
+pub use graph::LineageGraph;
 pub use model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
 pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
 pub use pipeline::{
@@ -78,8 +80,8 @@ pub use python::json as pyjson;
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
-    DEFAULT_STORAGE_COMPATIBILITY, Param, PipelineStore, SCHEMA_VERSION, SaveMode, StoreOptions,
-    duckdb_version,
+    DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, SaveMode,
+    StoreOptions, duckdb_version,
 };
 pub use store::memory::MemoryStore;
 pub use store::{CheckpointStore, PendingBatches};

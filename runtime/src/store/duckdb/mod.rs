@@ -7,6 +7,7 @@
 //! expose (an Arrow batch size, error types, temporary scan views).
 
 mod ffi;
+mod inspect;
 mod meta;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::*;
 
 pub use ffi::{Param, duckdb_version};
+pub use inspect::GcReport;
 
 use crate::atomic_file::replace_atomically;
 use crate::config::PipelineConfig;
@@ -456,21 +458,9 @@ impl PipelineStore {
         Ok(list)
     }
 
-    /// Drops `table` and its `_checkpoints` row, in one transaction.
+    /// Drops `table` with its `_checkpoints` row, key and batches, in one transaction.
     pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
-        validate_writable_table_name(table)?;
-        self.writing(|conn| {
-            conn.transaction(|| {
-                conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))?;
-                conn.query(
-                    "DELETE FROM _checkpoints WHERE table_name = ?",
-                    &[table.into()],
-                )?;
-                delete_key(conn, table)?;
-                delete_batches(conn, table)
-            })
-        })
-        .map_err(self.duckdb_error(format!("deleting checkpoint {table:?}")))
+        self.delete_checkpoints(&[table])
     }
 
     /// Writes `table` to a Parquet file at `output_path` (parent directories created).
@@ -1035,7 +1025,7 @@ mod tests {
 
     /// A store in a temporary directory of its own, removed once the store is closed (fields
     /// drop in order).
-    struct TempStore {
+    pub(super) struct TempStore {
         store: PipelineStore,
         _dir: tempfile::TempDir,
     }
@@ -1047,7 +1037,7 @@ mod tests {
         }
     }
 
-    fn temp_store() -> TempStore {
+    pub(super) fn temp_store() -> TempStore {
         let dir = tempfile::tempdir().unwrap();
         TempStore {
             store: PipelineStore::open(dir.path().join("conformance.duckdb")).unwrap(),
@@ -1057,34 +1047,7 @@ mod tests {
 
     impl crate::store::conformance::Inspect for PipelineStore {
         fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
-            let rows = self
-                .with_connection(
-                    |conn| {
-                        conn.query_text_rows_cached(
-                            "SELECT version, config_hash, strftime(created_at, '%Y-%m-%d %H:%M:%S.%f'), \
-                             steps_json FROM _provenance ORDER BY rowid",
-                            &[],
-                        )
-                    },
-                    "reading _provenance",
-                )
-                .unwrap();
-            rows.into_iter()
-                .map(|row| {
-                    let [version, config_hash, created_at, steps_json] =
-                        <[Option<String>; 4]>::try_from(row).unwrap();
-                    ProvenanceRecord {
-                        version: version.unwrap(),
-                        config_hash: config_hash.unwrap(),
-                        created_at: NaiveDateTime::parse_from_str(
-                            &created_at.unwrap(),
-                            "%Y-%m-%d %H:%M:%S%.f",
-                        )
-                        .unwrap(),
-                        steps_json: steps_json.unwrap(),
-                    }
-                })
-                .collect()
+            PipelineStore::provenance_rows(self).unwrap()
         }
     }
 

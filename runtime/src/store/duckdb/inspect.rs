@@ -1,0 +1,287 @@
+//! What the inspection command line asks of a store beyond the checkpoint trait: the provenance
+//! history, a table's first rows, deleting several checkpoints at once, and collecting the
+//! garbage interrupted runs leave behind.
+
+use chrono::NaiveDateTime;
+use polars::prelude::DataFrame;
+
+use super::ffi::{Connection, DuckError, Param};
+use super::{PipelineStore, delete_batches, delete_key, quote_ident, table_exists};
+use crate::error::{Error, Result};
+use crate::model::ProvenanceRecord;
+use crate::names::{validate_table_name, validate_writable_table_name};
+
+/// What [`PipelineStore::gc`] removed, and the file's size before and after.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// `_checkpoint_keys` rows no checkpoint uses any more (the table was deleted, or re-saved
+    /// without a key by the Python pipeline or by hand).
+    pub key_rows: usize,
+    /// `_partial_<table>` tables without any finished batch recorded.
+    pub partial_tables: Vec<String>,
+    /// `_checkpoint_batches` rows of work already saved as the table's checkpoint (same key).
+    pub batch_rows: usize,
+    /// The database file's size before, in bytes.
+    pub bytes_before: u64,
+    /// The database file's size after DuckDB's `CHECKPOINT`, in bytes.
+    pub bytes_after: u64,
+}
+
+impl PipelineStore {
+    /// Every `_provenance` row, oldest first (none for a store without the table).
+    pub fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
+        let context = "reading _provenance";
+        let conn = self.lock();
+        if !table_exists(&conn, "_provenance").map_err(self.duckdb_error(context))? {
+            return Ok(Vec::new());
+        }
+        let rows = conn
+            .query_text_rows_cached(
+                "SELECT version, config_hash, strftime(CAST(created_at AS TIMESTAMP), \
+                 '%Y-%m-%d %H:%M:%S.%f'), steps_json FROM _provenance \
+                 ORDER BY created_at, rowid",
+                &[],
+            )
+            .map_err(self.duckdb_error(context))?;
+        rows.into_iter()
+            .map(|row| {
+                let mut row = row.into_iter();
+                let mut next = || row.next().flatten().unwrap_or_default();
+                let (version, config_hash, created_at, steps_json) =
+                    (next(), next(), next(), next());
+                let created_at = NaiveDateTime::parse_from_str(&created_at, "%Y-%m-%d %H:%M:%S%.f")
+                    .map_err(|e| {
+                        Error::Format(format!(
+                            "a _provenance row's created_at {created_at:?}: {e}"
+                        ))
+                    })?;
+                Ok(ProvenanceRecord {
+                    version,
+                    config_hash,
+                    created_at,
+                    steps_json,
+                })
+            })
+            .collect()
+    }
+
+    /// The first `rows` rows of `table`, or `None` if there is no such table.
+    pub fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let conn = self.lock();
+        let context = format!("reading the first rows of {table:?}");
+        if !table_exists(&conn, table).map_err(self.duckdb_error(context.clone()))? {
+            return Ok(None);
+        }
+        let limit = i64::try_from(rows).unwrap_or(i64::MAX);
+        conn.query(
+            &format!("SELECT * FROM {} LIMIT ?", quote_ident(table)),
+            &[Param::Int(limit)],
+        )
+        .map(Some)
+        .map_err(self.duckdb_error(context))
+    }
+
+    /// Drops each of `tables` with its `_checkpoints` row, key, batches and partial rows, all in
+    /// one transaction: all are deleted, or none.
+    pub fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
+        for table in tables {
+            validate_writable_table_name(table)?;
+        }
+        let context = format!("deleting checkpoints {tables:?}");
+        self.check_writable(&context)?;
+        self.writing(|conn| {
+            conn.transaction(|| {
+                for table in tables {
+                    conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))?;
+                    conn.query(
+                        "DELETE FROM _checkpoints WHERE table_name = ?",
+                        &[(*table).into()],
+                    )?;
+                    delete_key(conn, table)?;
+                    delete_batches(conn, table)?;
+                }
+                Ok(())
+            })
+        })
+        .map_err(self.duckdb_error(context))
+    }
+
+    /// Removes what interrupted or superseded work left behind (see [`GcReport`]) in one
+    /// transaction, then runs DuckDB's `CHECKPOINT` so freed blocks can be reused or returned.
+    /// Pending batches of an interrupted call are kept: the next call with the same key
+    /// resumes from them.
+    pub fn gc(&self) -> Result<GcReport> {
+        let context = "collecting garbage";
+        self.check_writable(context)?;
+        let size = || std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let bytes_before = size();
+        let mut report = self
+            .writing(|conn| conn.transaction(|| collect(conn)))
+            .map_err(self.duckdb_error(context))?;
+        self.writing(|conn| conn.execute("CHECKPOINT"))
+            .map_err(self.duckdb_error("checkpointing after garbage collection"))?;
+        report.bytes_before = bytes_before;
+        report.bytes_after = size();
+        Ok(report)
+    }
+}
+
+/// The garbage collection's deletes, inside the caller's transaction.
+fn collect(conn: &Connection) -> std::result::Result<GcReport, DuckError> {
+    let count = |sql: &str| conn.query_i64_cached(sql, &[]).map(|n| n.max(0) as usize);
+    let key_rows = count(
+        "SELECT count(*) FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c \
+         WHERE c.table_name = k.table_name AND c.created_at IS NOT DISTINCT FROM k.checkpoint_created_at)",
+    )?;
+    conn.execute(
+        "DELETE FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c \
+         WHERE c.table_name = k.table_name AND c.created_at IS NOT DISTINCT FROM k.checkpoint_created_at)",
+    )?;
+    // Finished work: a batch under the key the table's checkpoint was saved with.
+    const FINISHED: &str = "FROM _checkpoint_batches b WHERE EXISTS (SELECT 1 FROM _checkpoint_keys k \
+         WHERE k.table_name = b.table_name AND k.key = b.key)";
+    let batch_rows = count(&format!("SELECT count(*) {FINISHED}"))?;
+    conn.execute(&format!("DELETE {FINISHED}"))?;
+    let orphans = conn.query_text_rows_cached(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() \
+         AND schema_name = current_schema() AND starts_with(table_name, '_partial_') \
+         AND substr(table_name, 10) NOT IN (SELECT DISTINCT table_name FROM _checkpoint_batches) \
+         ORDER BY table_name",
+        &[],
+    )?;
+    let partial_tables: Vec<String> = orphans
+        .into_iter()
+        .filter_map(|mut row| row.pop().flatten())
+        .collect();
+    for table in &partial_tables {
+        conn.execute(&format!("DROP TABLE {}", quote_ident(table)))?;
+    }
+    Ok(GcReport {
+        key_rows,
+        partial_tables,
+        batch_rows,
+        ..GcReport::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use polars::prelude::*;
+
+    use super::super::tests::temp_store;
+    use crate::model::{CheckpointKey, Lineage};
+    use crate::store::CheckpointStore;
+
+    fn key(name: &str) -> CheckpointKey {
+        CheckpointKey::new(name, "version:1", Default::default(), Default::default()).unwrap()
+    }
+
+    fn record() -> crate::model::ProvenanceRecord {
+        crate::model::ProvenanceRecord {
+            version: "0.2.0".into(),
+            config_hash: "abc".into(),
+            created_at: chrono::NaiveDateTime::parse_from_str(
+                "2026-11-25 10:00:00.123456",
+                "%Y-%m-%d %H:%M:%S%.f",
+            )
+            .unwrap(),
+            steps_json: "[]".into(),
+        }
+    }
+
+    fn frame() -> DataFrame {
+        df!("gene_symbol" => ["USH2A", "MYO7A", "CDH23"]).unwrap()
+    }
+
+    #[test]
+    fn gc_removes_leftovers_and_keeps_pending_work() {
+        let store = temp_store();
+        let save = |table: &str, k: &CheckpointKey| {
+            store
+                .save_checkpoint(table, &frame(), "", k, &Lineage::default(), &record())
+                .unwrap();
+        };
+        // A key row orphaned by a re-save of the Python pipeline (which rewrites `_checkpoints`
+        // and knows nothing of `_checkpoint_keys`).
+        save("resaved", &key("a"));
+        store
+            .query(
+                "UPDATE _checkpoints SET created_at = created_at + INTERVAL 1 SECOND \
+                 WHERE table_name = 'resaved'",
+                &[],
+            )
+            .unwrap();
+        // Batch rows of work already saved under the same key (a crash between two writes of
+        // an older release could leave them).
+        save("done", &key("d"));
+        store
+            .query(
+                "INSERT INTO _checkpoint_batches VALUES ('done', ?, '\"x\"'), ('done', ?, '\"y\"')",
+                &[key("d").key.as_str().into(), key("d").key.as_str().into()],
+            )
+            .unwrap();
+        // A partial table without batch rows.
+        store
+            .query("CREATE TABLE _partial_orphan AS SELECT 1 AS a", &[])
+            .unwrap();
+        // Pending work of an interrupted call: kept.
+        store
+            .save_batch("pending", "k1", &["\"x\"".into()], &frame())
+            .unwrap();
+        let report = store.gc().unwrap();
+        assert_eq!(report.key_rows, 1);
+        assert_eq!(report.batch_rows, 2);
+        assert_eq!(report.partial_tables, ["_partial_orphan"]);
+        assert!(report.bytes_before > 0 && report.bytes_after > 0);
+        assert_eq!(store.pending_batches().unwrap().len(), 1);
+        assert_eq!(store.batch_progress("pending", "k1").unwrap(), ["\"x\""]);
+        assert!(store.load_batches("pending").unwrap().is_some());
+        assert!(store.checkpoint("done").unwrap().unwrap().key.is_some());
+        // Nothing left to collect.
+        let again = store.gc().unwrap();
+        assert_eq!(
+            (again.key_rows, again.batch_rows, again.partial_tables.len()),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn several_checkpoints_are_deleted_together_or_not_at_all() {
+        let store = temp_store();
+        for table in ["a", "b", "c"] {
+            store.save_dataframe(table, &frame(), "").unwrap();
+        }
+        assert!(store.delete_checkpoints(&["a", "_reserved"]).is_err());
+        assert!(
+            store.has_checkpoint("a").unwrap(),
+            "a bad name deletes nothing"
+        );
+        store.delete_checkpoints(&["a", "b"]).unwrap();
+        let left: Vec<String> = store
+            .list_checkpoints()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.table_name)
+            .collect();
+        assert_eq!(left, ["c"]);
+        assert!(store.load_dataframe("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn head_and_provenance_read_what_is_there() {
+        let store = temp_store();
+        store.save_dataframe("genes", &frame(), "").unwrap();
+        assert_eq!(store.head("genes", 2).unwrap().unwrap().height(), 2);
+        assert!(store.head("missing", 2).unwrap().is_none());
+        let mut first = record();
+        first.steps_json = "[1]".into();
+        let mut second = record();
+        second.steps_json = "[2]".into();
+        second.created_at = first.created_at + chrono::TimeDelta::seconds(1);
+        store.append_provenance(&second).unwrap();
+        store.append_provenance(&first).unwrap();
+        let rows = store.provenance_rows().unwrap();
+        assert_eq!(rows, [first, second], "oldest first");
+    }
+}
