@@ -1,5 +1,7 @@
 //! The command line, run as a user runs it: the built binary, its stdout, stderr and exit code.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -145,4 +147,327 @@ fn checkpoints_on_a_missing_or_broken_store_fails_cleanly() {
     let o = run(&["checkpoints", "--store", "garbage.duckdb"], dir.path());
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("garbage.duckdb"), "{}", stderr(&o));
+}
+
+// --- Looking inside a store made by a pipeline ---------------------------------------------
+
+use usher_pipeline::{Error, Pipeline, PipelineConfig, checkpointed};
+
+/// The example's shape: two fetches, a scoring step reading both, a report made from the
+/// scores (by a nested call).
+#[checkpointed(table = "gnomad_constraint")]
+fn fetch_constraint(ctx: &Pipeline, min_depth: i64) -> Result<DataFrame, Error> {
+    let all = df!(
+        "gene_symbol" => ["USH2A", "MYO7A", "CDH23"],
+        "loeuf" => [0.41, 0.12, 0.77],
+        "depth" => [35i64, 25, 40],
+    )?;
+    let keep = all.column("depth")?.i64()?.gt_eq(min_depth);
+    Ok(all.filter(&keep)?)
+}
+
+#[checkpointed(table = "go_annotation")]
+fn fetch_annotation(ctx: &Pipeline) -> Result<DataFrame, Error> {
+    Ok(df!("gene_symbol" => ["USH2A", "MYO7A", "CDH23"], "cilia" => [true, true, false])?)
+}
+
+#[checkpointed(table = "candidates", reads(gnomad_constraint, go_annotation))]
+fn score(ctx: &Pipeline) -> Result<DataFrame, Error> {
+    ctx.store().query(
+        "SELECT c.gene_symbol, round(1 - c.loeuf, 3) AS score FROM gnomad_constraint c \
+         JOIN go_annotation a USING (gene_symbol) WHERE a.cilia ORDER BY score DESC",
+        &[],
+    )
+}
+
+#[checkpointed(table = "report")]
+fn report(ctx: &Pipeline) -> Result<DataFrame, Error> {
+    Ok(score(ctx)?.head(Some(1)))
+}
+
+fn pipeline_at(dir: &Path) -> Pipeline {
+    let yaml = format!(
+        "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {d}/store.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
+    let config = PipelineConfig::load(dir.join("pipeline.yaml")).unwrap();
+    Pipeline::with_config(PipelineStore::from_config(&config).unwrap(), &config).unwrap()
+}
+
+/// Runs the pipeline with `min_depth`, then closes the store (the command line needs it).
+fn run_pipeline(dir: &Path, min_depth: i64) {
+    let p = pipeline_at(dir);
+    fetch_constraint(&p, min_depth).unwrap();
+    fetch_annotation(&p).unwrap();
+    score(&p).unwrap();
+    report(&p).unwrap();
+    p.save_provenance().unwrap();
+}
+
+/// `args` on the store of a test's directory.
+fn on_store(args: &[&'static str]) -> Vec<&'static str> {
+    [args, &["--store", "store.duckdb"][..]].concat()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o))
+        .unwrap_or_else(|e| panic!("{e}: stdout {:?}, stderr {:?}", stdout(o), stderr(o)))
+}
+
+#[test]
+fn status_lineage_and_show_describe_a_pipeline_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_pipeline(d, 20);
+    let with = on_store;
+
+    let o = run(&with(&["status"]), d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("4 checkpoints, all valid"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Through the config too.
+    let o = run(&["status", "--config", "pipeline.yaml", "--json"], d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["all_valid"], true);
+    assert_eq!(v["checkpoints"].as_array().unwrap().len(), 4);
+
+    let o = run(&with(&["lineage"]), d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim_end(),
+        "gnomad_constraint\n└── candidates\n    └── report\ngo_annotation\n└── candidates\n    └── report"
+    );
+    let v = json(&run(&with(&["lineage", "--json"]), d));
+    let edges: Vec<(String, String)> = v["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().to_owned(),
+                e["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("gnomad_constraint".to_owned(), "candidates".to_owned()),
+            ("go_annotation".to_owned(), "candidates".to_owned()),
+            ("candidates".to_owned(), "report".to_owned()),
+        ]
+    );
+    let dot = stdout(&run(&with(&["lineage", "report", "--dot"]), d));
+    assert!(dot.contains("\"candidates\" -> \"report\";"), "{dot}");
+
+    let o = run(&with(&["show", "candidates"]), d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("dependents    report"), "{text}");
+    assert!(
+        text.contains("inputs        gnomad_constraint (data "),
+        "{text}"
+    );
+    let v = json(&run(&with(&["show", "candidates", "--json"]), d));
+    assert_eq!(v["dependents"], serde_json::json!(["report"]));
+    assert_eq!(
+        v["inputs"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["gnomad_constraint", "go_annotation"]
+    );
+    assert_eq!(v["head"]["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(v["head"]["rows"][0]["gene_symbol"], "MYO7A");
+    // Saved (miss), then loaded by the report's nested call (hit); each step once, though the
+    // save's own `_provenance` row and the run's row both hold it.
+    let outcomes: Vec<&str> = v["provenance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["details"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["miss", "hit"]);
+
+    // The constraint recomputed with other data: what was made from it would be recomputed.
+    let p = pipeline_at(d);
+    fetch_constraint(&p, 30).unwrap();
+    drop(p);
+    let o = run(&with(&["status"]), d);
+    assert_eq!(o.status.code(), Some(3), "something would be recomputed");
+    let text = stdout(&o);
+    assert!(
+        text.contains("candidates") && text.contains("input `gnomad_constraint` changed (data "),
+        "{text}"
+    );
+    let v = json(&run(&with(&["status", "--json"]), d));
+    let states: Vec<(&str, &str)> = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["table"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("candidates", "stale"),
+            ("gnomad_constraint", "valid"),
+            ("go_annotation", "valid"),
+            ("report", "valid"),
+        ]
+    );
+}
+
+#[test]
+fn rm_refuses_dependents_then_deletes_them_and_export_writes_a_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_pipeline(d, 20);
+    let with = on_store;
+
+    let o = run(
+        &with(&[
+            "export",
+            "candidates",
+            "--parquet",
+            "out/candidates.parquet",
+        ]),
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/candidates.provenance.json")).unwrap())
+            .unwrap();
+    let steps: Vec<&str> = sidecar["processing_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["score", "export"],
+        "the step that made it, then the export"
+    );
+    {
+        let store = PipelineStore::open(d.join("check.duckdb")).unwrap();
+        let back = store
+            .query(
+                "SELECT count(*) AS n FROM read_parquet(?)",
+                &[d.join("out/candidates.parquet")
+                    .to_string_lossy()
+                    .as_ref()
+                    .into()],
+            )
+            .unwrap();
+        assert_eq!(back.column("n").unwrap().i64().unwrap().get(0), Some(2));
+    }
+
+    let o = run(&with(&["rm", "gnomad_constraint"]), d);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("`gnomad_constraint`") && err.contains("`candidates`, `report`"),
+        "{err}"
+    );
+    let v = json(&run(
+        &with(&[
+            "rm",
+            "gnomad_constraint",
+            "--with-dependents",
+            "--dry-run",
+            "--json",
+        ]),
+        d,
+    ));
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(
+        v["deleted"],
+        serde_json::json!(["candidates", "gnomad_constraint", "report"])
+    );
+    assert_eq!(
+        json(&run(&with(&["status", "--json"]), d))["checkpoints"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let o = run(&with(&["rm", "gnomad_constraint", "--with-dependents"]), d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let left: Vec<String> = json(&run(&with(&["status", "--json"]), d))["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["table"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, ["go_annotation"]);
+    let o = run(&with(&["rm", "nope"]), d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+
+    let v = json(&run(
+        &with(&[
+            "query",
+            "SELECT gene_symbol FROM go_annotation WHERE cilia = ? ORDER BY 1",
+            "--param",
+            "true",
+            "--json",
+        ]),
+        d,
+    ));
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(v["columns"][0]["name"], "gene_symbol");
+    let o = run(&with(&["query", "DROP TABLE go_annotation"]), d);
+    assert_eq!(o.status.code(), Some(1), "queries are read-only");
+
+    let v = json(&run(
+        &with(&["provenance", "--table", "go_annotation", "--json"]),
+        d,
+    ));
+    let runs = v.as_array().unwrap();
+    assert!(!runs.is_empty());
+    assert!(runs.iter().all(|r| {
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["details"]["table"] == "go_annotation")
+    }));
+
+    let v = json(&run(&with(&["gc", "--json"]), d));
+    assert!(v["bytes_after"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_store_written_by_the_python_pipeline_reads_as_unkeyed() {
+    let Some(py1) = common::python("py1") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("config.yaml"),
+        DEFAULT_YAML.replace("data/", &format!("{}/data/", d.display())),
+    )
+    .unwrap();
+    common::run_python(&py1, "interop.py", &["write", d.to_str().unwrap()]);
+    let o = run(&["status", "--store", "py.duckdb"], d);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "unkeyed checkpoints would not simply load"
+    );
+    assert!(stdout(&o).contains("unkeyed"), "{}", stdout(&o));
+    let v = json(&run(
+        &["show", "genes", "--store", "py.duckdb", "--json"],
+        d,
+    ));
+    assert_eq!(v["key"], serde_json::Value::Null);
+    assert_eq!(v["rows"], 5);
+    let v = json(&run(&["provenance", "--store", "py.duckdb", "--json"], d));
+    assert_eq!(v[0]["version"], "0.9.0-python");
+    assert_eq!(v[0]["steps"][0]["name"], "fetch_genes");
 }

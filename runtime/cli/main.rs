@@ -1,16 +1,49 @@
 //! `usher-pipeline`: the command line of the library, the stable outside interface.
 //!
-//! - `usher-pipeline info --config FILE [--json]`: the validated config and its full hash.
-//! - `usher-pipeline checkpoints --store PATH [--json]`: the store's checkpoints, newest first.
+//! Every store command takes `--store PATH` or `--config FILE` (the config's `duckdb_path`) and
+//! `--json` (stable, documented output), and opens the store read-only unless it writes
+//! (`rm`, `gc`):
 //!
-//! Errors go to stderr with a non-zero exit code (1 for invalid input, 2 for usage).
+//! - `info --config FILE`: the validated config and its full hash.
+//! - `status`: every checkpoint with its state (valid, stale, unkeyed, partial) and why; exit
+//!   code 3 when something would be recomputed.
+//! - `show TABLE`: what made a checkpoint, what was made from it, its schema and first rows.
+//! - `lineage [TABLE] [--dot]`: the graph of checkpoints as a tree, or for Graphviz.
+//! - `rm TABLE... [--with-dependents] [--dry-run]`: deletes checkpoints in one transaction.
+//! - `export TABLE --parquet PATH`: Parquet plus provenance sidecar, each whole or not at all.
+//! - `provenance [--table T]`: the `_provenance` history.
+//! - `query SQL [--param V]...`: a read-only query, values bound.
+//! - `gc`: removes leftovers of interrupted work and reports the space.
+//! - `checkpoints`: the `_checkpoints` rows, newest first.
+//!
+//! Exit codes: 0 success, 1 an error (printed to stderr), 2 a usage error, 3 `status` found
+//! something that would be recomputed. `-v` (or `RUST_LOG=target=level,...`) prints the
+//! library's `tracing` events to stderr.
 
-use std::path::PathBuf;
+mod inspect;
+mod manage;
+mod output;
+mod query;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
+use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command, value_parser};
 use serde_json::{Value, json};
-use usher_pipeline::{CheckpointInfo, PipelineConfig, PipelineStore};
+use usher_pipeline::{Error, PipelineConfig, PipelineStore};
+
+/// What a command prints, and its exit code.
+pub struct Output {
+    text: String,
+    code: u8,
+}
+
+impl Output {
+    fn new(text: String, code: u8) -> Self {
+        Self { text, code }
+    }
+}
 
 /// The command line. clap's builder rather than its derive: `clap_derive` turns on syn's `full`
 /// feature for every proc-macro of the build, which rebuilds serde's derive, and with it
@@ -19,47 +52,129 @@ fn cli() -> Command {
     let json = || {
         Arg::new("json")
             .long("json")
+            .global(true)
             .action(ArgAction::SetTrue)
             .help("Print JSON instead of text")
     };
     let path = |name: &'static str, help: &'static str| {
         Arg::new(name)
             .long(name)
-            .required(true)
             .value_parser(value_parser!(PathBuf))
             .help(help)
     };
+    // The store of a command: a file, or the one a config names.
+    let store_command = |name: &'static str, about: &'static str| {
+        Command::new(name)
+            .about(about)
+            .arg(path("store", "The DuckDB store file"))
+            .arg(path(
+                "config",
+                "A YAML config whose duckdb_path is the store",
+            ))
+            .group(
+                ArgGroup::new("source")
+                    .args(["store", "config"])
+                    .required(true),
+            )
+    };
+    let table = |help: &'static str| Arg::new("table").required(true).help(help);
     Command::new("usher-pipeline")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Restartable, traceable pipeline steps: config and checkpoint inspection")
         .subcommand_required(true)
         .arg_required_else_help(true)
+        .arg(json())
+        .arg(
+            Arg::new("verbose")
+                .short('v')
+                .long("verbose")
+                .global(true)
+                .action(ArgAction::Count)
+                .help("Print the library's log events to stderr (-v info, -vv debug); RUST_LOG takes target=level lists"),
+        )
         .subcommand(
             Command::new("info")
                 .about("Validate a config file and show its summary and config_hash")
-                .arg(path("config", "The YAML config file"))
-                .arg(json()),
+                .arg(path("config", "The YAML config file").required(true)),
+        )
+        .subcommand(store_command(
+            "status",
+            "Every checkpoint with its state and why; exit code 3 when something would be recomputed",
+        ))
+        .subcommand(
+            store_command("show", "What made a checkpoint, what was made from it, its schema and first rows")
+                .arg(table("The checkpoint's table")),
         )
         .subcommand(
-            Command::new("checkpoints")
-                .about("List the checkpoints of a store, newest first")
-                .arg(path("store", "The DuckDB store file"))
-                .arg(json()),
+            store_command("lineage", "The graph of checkpoints: each input above what was made from it")
+                .arg(Arg::new("table").help("Only this table's upstream and downstream"))
+                .arg(
+                    Arg::new("dot")
+                        .long("dot")
+                        .action(ArgAction::SetTrue)
+                        .help("Print Graphviz DOT (dot -Tsvg) instead of a tree"),
+                ),
         )
+        .subcommand(
+            store_command("rm", "Delete checkpoints (tables, keys, batches) in one transaction")
+                .arg(
+                    Arg::new("tables")
+                        .required(true)
+                        .num_args(1..)
+                        .help("The checkpoints' tables"),
+                )
+                .arg(
+                    Arg::new("with-dependents")
+                        .long("with-dependents")
+                        .action(ArgAction::SetTrue)
+                        .help("Also delete the checkpoints made from them"),
+                )
+                .arg(
+                    Arg::new("dry-run")
+                        .long("dry-run")
+                        .action(ArgAction::SetTrue)
+                        .help("Say what would be deleted, delete nothing"),
+                ),
+        )
+        .subcommand(
+            store_command("export", "Write a table as Parquet with its provenance sidecar")
+                .arg(table("The table"))
+                .arg(path("parquet", "The Parquet file to write").required(true)),
+        )
+        .subcommand(
+            store_command("provenance", "The _provenance history: runs and their steps").arg(
+                Arg::new("only")
+                    .long("table")
+                    .help("Only the steps about this table"),
+            ),
+        )
+        .subcommand(
+            store_command("query", "Run a read-only SQL query, values bound to ? placeholders")
+                .arg(Arg::new("sql").required(true).help("One SQL statement"))
+                .arg(
+                    Arg::new("param")
+                        .long("param")
+                        .action(ArgAction::Append)
+                        .help("A value for the next ?: null, true, false, a number, else text (text:113 keeps text)"),
+                ),
+        )
+        .subcommand(store_command(
+            "gc",
+            "Remove leftovers of interrupted or superseded work and report the space returned",
+        ))
+        .subcommand(store_command(
+            "checkpoints",
+            "List the checkpoints of a store, newest first",
+        ))
 }
 
 fn main() -> ExitCode {
     let matches = cli().get_matches();
-    let path = |m: &ArgMatches, name: &str| m.get_one::<PathBuf>(name).cloned().unwrap_or_default();
-    let result = match matches.subcommand() {
-        Some(("info", m)) => info(&path(m, "config"), m.get_flag("json")),
-        Some(("checkpoints", m)) => checkpoints(&path(m, "store"), m.get_flag("json")),
-        _ => unreachable!("clap requires one of the subcommands"),
-    };
-    match result {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
+    logging(matches.get_count("verbose"));
+    match run(&matches) {
+        Ok(output) => {
+            println!("{}", output.text);
+            ExitCode::from(output.code)
         }
         Err(err) => {
             eprintln!("error: {err}");
@@ -68,7 +183,121 @@ fn main() -> ExitCode {
     }
 }
 
-fn info(path: &std::path::Path, as_json: bool) -> Result<String, usher_pipeline::Error> {
+/// The library's `tracing` events on stderr: `-v` info, `-vv` debug, or `RUST_LOG` as a list
+/// of `target=level` (no `-v`: warnings only). Colour only on a terminal.
+fn logging(verbose: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = match (verbose, std::env::var("RUST_LOG")) {
+        (0, Ok(spec)) => spec.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={spec:?} ignored: {e}");
+            Targets::new().with_default(LevelFilter::WARN)
+        }),
+        (0, Err(_)) => Targets::new().with_default(LevelFilter::WARN),
+        (1, _) => Targets::new().with_default(LevelFilter::INFO),
+        _ => Targets::new().with_default(LevelFilter::DEBUG),
+    };
+    let stderr = std::io::stderr();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(stderr.is_terminal())
+        .with_writer(std::io::stderr);
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .init();
+}
+
+fn run(matches: &ArgMatches) -> Result<Output, Error> {
+    let (name, m) = matches
+        .subcommand()
+        .ok_or_else(|| Error::Format("no command given".to_owned()))?;
+    let as_json = m.get_flag("json");
+    let path = |name: &str| m.get_one::<PathBuf>(name).cloned();
+    let text = |name: &str| m.get_one::<String>(name).cloned().unwrap_or_default();
+    if name == "info" {
+        let config = path("config").unwrap_or_default();
+        return info(&config, as_json).map(|text| Output::new(text, 0));
+    }
+    let config = path("config").map(PipelineConfig::load).transpose()?;
+    let store_path = match (&config, path("store")) {
+        (_, Some(store)) => store,
+        (Some(config), None) => config.duckdb_path.clone(),
+        (None, None) => return Err(Error::Format("give --store or --config".to_owned())),
+    };
+    let writes = match name {
+        "rm" => !m.get_flag("dry-run"),
+        "gc" => true,
+        _ => false,
+    };
+    let store = open(&store_path, writes)?;
+    match name {
+        "status" => inspect::status(&store, as_json),
+        "show" => inspect::show(&store, &text("table"), as_json),
+        "lineage" => inspect::lineage(
+            &store,
+            m.get_one::<String>("table").map(String::as_str),
+            m.get_flag("dot"),
+            as_json,
+        ),
+        "provenance" => inspect::provenance(
+            &store,
+            m.get_one::<String>("only").map(String::as_str),
+            as_json,
+        ),
+        "checkpoints" => inspect::checkpoints(&store, as_json),
+        "rm" => {
+            let tables: Vec<String> = m
+                .get_many::<String>("tables")
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            manage::rm(
+                &store,
+                &tables,
+                m.get_flag("with-dependents"),
+                m.get_flag("dry-run"),
+                as_json,
+            )
+        }
+        "export" => manage::export(
+            &store,
+            &text("table"),
+            &path("parquet").unwrap_or_default(),
+            config.as_ref(),
+            as_json,
+        ),
+        "gc" => manage::gc(&store, as_json),
+        "query" => {
+            let params: Vec<_> = m
+                .get_many::<String>("param")
+                .into_iter()
+                .flatten()
+                .map(|v| query::parse_param(v))
+                .collect();
+            query::query(&store, &text("sql"), &params, as_json)
+        }
+        other => Err(Error::Format(format!("unknown command {other}"))),
+    }
+}
+
+/// The store at `path`: read-only unless the command writes.
+fn open(path: &Path, writes: bool) -> Result<PipelineStore, Error> {
+    if writes {
+        if !path.is_file() {
+            return Err(Error::Open {
+                path: path.to_owned(),
+                kind: usher_pipeline::DuckdbErrorKind::Io,
+                message: "no such database file".to_owned(),
+            });
+        }
+        PipelineStore::open(path)
+    } else {
+        PipelineStore::open_read_only(path)
+    }
+}
+
+fn info(path: &Path, as_json: bool) -> Result<String, usher_pipeline::Error> {
     let config = PipelineConfig::load(path)?;
     let hash = config.config_hash();
     let weights_ok = config.scoring.validate_sum();
@@ -109,67 +338,4 @@ fn info(path: &std::path::Path, as_json: bool) -> Result<String, usher_pipeline:
     }
     out += &format!("\nConfig hash:    {hash}");
     Ok(out)
-}
-
-fn checkpoints(path: &std::path::Path, as_json: bool) -> Result<String, usher_pipeline::Error> {
-    let store = PipelineStore::open_read_only(path)?;
-    let list = store.list_checkpoints()?;
-    if as_json {
-        let rows: Vec<Value> = list
-            .iter()
-            .map(|c| {
-                json!({
-                    "table_name": c.table_name,
-                    "created_at": c.created_at.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
-                    "row_count": c.row_count,
-                    "description": c.description,
-                })
-            })
-            .collect();
-        return Ok(serde_json::to_string_pretty(&rows).expect("JSON values serialise"));
-    }
-    Ok(table(&list))
-}
-
-fn table(list: &[CheckpointInfo]) -> String {
-    if list.is_empty() {
-        return "no checkpoints".to_owned();
-    }
-    let rows: Vec<[String; 4]> = list
-        .iter()
-        .map(|c| {
-            [
-                c.table_name.clone(),
-                c.created_at
-                    .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
-                c.row_count.map_or_else(String::new, |n| n.to_string()),
-                c.description.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = ["table", "created_at (UTC)", "rows", "description"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: [&str; 4]| {
-        let mut s = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let pad = widths[i] - cell.chars().count();
-            if i == 2 {
-                s += &format!("{}{cell}  ", " ".repeat(pad));
-            } else {
-                s += &format!("{cell}{}  ", " ".repeat(pad));
-            }
-        }
-        s.trim_end().to_owned()
-    };
-    let mut out = vec![line(header)];
-    out.extend(rows.iter().map(|r| line([&r[0], &r[1], &r[2], &r[3]])));
-    out.join("\n")
 }

@@ -81,6 +81,43 @@ impl LineageGraph {
         seen
     }
 
+    /// Every table `table` was made from, directly or not (not `table` itself), sorted.
+    pub fn upstream(&self, table: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut next: Vec<&str> = self.inputs(table).collect();
+        while let Some(t) = next.pop() {
+            if t != table && seen.insert(t.to_owned()) {
+                next.extend(self.inputs(t));
+            }
+        }
+        seen
+    }
+
+    /// The part of the graph connected to `table` through its lineage: `table`, its upstream
+    /// and its downstream, with the edges among them.
+    pub fn around(&self, table: &str) -> LineageGraph {
+        let mut keep = self.upstream(table);
+        keep.extend(self.downstream(table));
+        keep.insert(table.to_owned());
+        let filter = |edges: &BTreeMap<String, BTreeSet<String>>| {
+            edges
+                .iter()
+                .filter(|(t, _)| keep.contains(*t))
+                .map(|(t, to)| {
+                    let to: BTreeSet<String> =
+                        to.iter().filter(|x| keep.contains(*x)).cloned().collect();
+                    (t.clone(), to)
+                })
+                .filter(|(_, to)| !to.is_empty())
+                .collect()
+        };
+        LineageGraph {
+            inputs: filter(&self.inputs),
+            dependents: filter(&self.dependents),
+            tables: keep,
+        }
+    }
+
     /// The tables made from no other (the graph's sources), sorted.
     pub fn sources(&self) -> impl Iterator<Item = &str> {
         self.tables()
@@ -158,6 +195,16 @@ mod tests {
             graph.sources().collect::<Vec<_>>(),
             ["annotation", "constraint", "gone"]
         );
+        assert_eq!(
+            graph.upstream("report").into_iter().collect::<Vec<_>>(),
+            ["annotation", "candidates", "constraint", "gone"]
+        );
+        let around = graph.around("annotation");
+        assert_eq!(
+            around.tables().collect::<Vec<_>>(),
+            ["annotation", "candidates", "report"]
+        );
+        assert_eq!(around.inputs("report").collect::<Vec<_>>(), ["candidates"]);
         let dot = graph.to_dot();
         assert!(
             dot.contains("  \"constraint\" -> \"candidates\";\n"),

@@ -590,9 +590,14 @@ fn create_or_upgrade(
             to = SCHEMA_VERSION,
             "upgrading the store's checkpoint metadata"
         );
-        for (name, ty) in LINEAGE_COLUMNS {
+    }
+    // Every column of this version, whatever the store records (a store written while the
+    // version was being developed may lack one); nothing is altered when all are there.
+    let existing = table_columns(conn, "_checkpoint_keys")?;
+    for (name, ty) in LINEAGE_COLUMNS {
+        if !existing.iter().any(|c| c == name) {
             conn.execute(&format!(
-                "ALTER TABLE _checkpoint_keys ADD COLUMN IF NOT EXISTS {name} {ty}"
+                "ALTER TABLE _checkpoint_keys ADD COLUMN {name} {ty}"
             ))?;
         }
     }

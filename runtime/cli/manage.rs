@@ -1,0 +1,200 @@
+//! The commands that write: `rm` and `gc` change the store, `export` writes a Parquet file and
+//! its sidecar (from a store opened read-only).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+use usher_pipeline::{
+    CheckpointStore, Error, LineageGraph, PipelineConfig, PipelineStore, ProvenanceMetadata,
+    ProvenanceStep, save_sidecar,
+};
+
+use crate::Output;
+use crate::output::pretty;
+
+/// `rm TABLE... [--with-dependents] [--dry-run]`: deletes checkpoints (tables, keys, batches,
+/// partial rows) in one transaction. Refuses, naming them, when other checkpoints were made
+/// from the tables, unless `--with-dependents` deletes those too.
+pub fn rm(
+    store: &PipelineStore,
+    tables: &[String],
+    with_dependents: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> Result<Output, Error> {
+    let list = store.list_checkpoints()?;
+    let present: BTreeSet<&str> = list.iter().map(|c| c.table_name.as_str()).collect();
+    let pending: BTreeSet<String> = store
+        .pending_batches()?
+        .into_iter()
+        .map(|p| p.table)
+        .collect();
+    for table in tables {
+        if !present.contains(table.as_str()) && !pending.contains(table) {
+            return Err(Error::TableNotFound {
+                table: table.clone(),
+                path: store.path().to_owned(),
+            });
+        }
+    }
+    let graph = LineageGraph::new(&list);
+    let named: BTreeSet<String> = tables.iter().cloned().collect();
+    let dependents: BTreeSet<String> = named
+        .iter()
+        .flat_map(|t| graph.downstream(t))
+        .filter(|t| !named.contains(t) && present.contains(t.as_str()))
+        .collect();
+    if !dependents.is_empty() && !with_dependents {
+        return Err(Error::Format(format!(
+            "not deleting {}: checkpoints made from {} would be left stale: {} \
+             (add --with-dependents to delete them too)",
+            list_words(&named),
+            if named.len() == 1 { "it" } else { "them" },
+            list_words(&dependents)
+        )));
+    }
+    let doomed: BTreeSet<String> = named.union(&dependents).cloned().collect();
+    if !dry_run {
+        let names: Vec<&str> = doomed.iter().map(String::as_str).collect();
+        store.delete_checkpoints(&names)?;
+    }
+    if as_json {
+        let value = json!({"deleted": doomed, "dry_run": dry_run});
+        return Ok(Output::new(pretty(&value), 0));
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    Ok(Output::new(format!("{verb}: {}", list_words(&doomed)), 0))
+}
+
+fn list_words(tables: &BTreeSet<String>) -> String {
+    tables
+        .iter()
+        .map(|t| format!("`{t}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `export TABLE --parquet PATH`: the table as Parquet and its provenance sidecar, each written
+/// whole or not at all. The sidecar holds the `_provenance` step that made the table as it is
+/// (with that run's version and config hash) and the export itself.
+pub fn export(
+    store: &PipelineStore,
+    table: &str,
+    parquet: &Path,
+    config: Option<&PipelineConfig>,
+    as_json: bool,
+) -> Result<Output, Error> {
+    let info = store
+        .checkpoint(table)?
+        .ok_or_else(|| Error::TableNotFound {
+            table: table.to_owned(),
+            path: store.path().to_owned(),
+        })?;
+    store.export_parquet(table, parquet)?;
+    // The step that made the table as it is: the last that saved it (not the hits since).
+    let mut made: Option<(ProvenanceStep, String, String)> = None;
+    for record in store.provenance_rows()? {
+        let Ok(run_steps) = serde_json::from_str::<Vec<ProvenanceStep>>(&record.steps_json) else {
+            continue;
+        };
+        for step in run_steps {
+            let details = step.details.as_ref();
+            let text = |k: &str| details.and_then(|d| d.get(k)).and_then(Value::as_str);
+            let saved = matches!(
+                text("outcome"),
+                Some("miss" | "stale" | "force" | "adopted")
+            );
+            if text("table") == Some(table) && saved {
+                made = Some((step, record.version.clone(), record.config_hash.clone()));
+            }
+        }
+    }
+    let (mut steps, made_by) = match made {
+        Some((step, version, hash)) => (vec![step], Some((version, hash))),
+        None => (Vec::new(), None),
+    };
+    let now = chrono::Utc::now().fixed_offset();
+    let mut details = Map::new();
+    details.insert("table".into(), table.into());
+    details.insert("rows".into(), info.row_count.into());
+    details.insert("parquet".into(), parquet.to_string_lossy().as_ref().into());
+    if let Some(version) = info.lineage.data_version {
+        details.insert("data_version".into(), version.to_hex().into());
+    }
+    steps.push(ProvenanceStep {
+        name: "export".into(),
+        step_name: "export".into(),
+        timestamp: now,
+        details: Some(details),
+    });
+    let (version, config_hash) = made_by.unwrap_or_else(|| {
+        (
+            env!("CARGO_PKG_VERSION").to_owned(),
+            config.map(PipelineConfig::config_hash).unwrap_or_default(),
+        )
+    });
+    let data_source_versions = match config.map(|c| serde_json::to_value(&c.versions)) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => Map::new(),
+    };
+    let metadata = ProvenanceMetadata {
+        pipeline_version: version,
+        data_source_versions,
+        config_hash,
+        created_at: now,
+        processing_steps: steps,
+    };
+    let sidecar = save_sidecar(&metadata, parquet)?;
+    if as_json {
+        let value = json!({
+            "table": table,
+            "rows": info.row_count,
+            "parquet": parquet,
+            "sidecar": sidecar,
+        });
+        return Ok(Output::new(pretty(&value), 0));
+    }
+    Ok(Output::new(
+        format!(
+            "wrote {} ({} rows) and {}",
+            parquet.display(),
+            info.row_count.unwrap_or_default(),
+            sidecar.display()
+        ),
+        0,
+    ))
+}
+
+/// `gc`: removes what interrupted or superseded work left behind, and reports the space.
+pub fn gc(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
+    let report = store.gc()?;
+    if as_json {
+        let value = json!({
+            "key_rows": report.key_rows,
+            "batch_rows": report.batch_rows,
+            "partial_tables": report.partial_tables,
+            "bytes_before": report.bytes_before,
+            "bytes_after": report.bytes_after,
+        });
+        return Ok(Output::new(pretty(&value), 0));
+    }
+    let mb = |b: u64| b as f64 / 1_048_576.0;
+    Ok(Output::new(
+        format!(
+            "removed {} unused key rows, {} finished batch rows, {} partial tables{}\n\
+             store file {:.1} MiB -> {:.1} MiB",
+            report.key_rows,
+            report.batch_rows,
+            report.partial_tables.len(),
+            if report.partial_tables.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", report.partial_tables.join(", "))
+            },
+            mb(report.bytes_before),
+            mb(report.bytes_after),
+        ),
+        0,
+    ))
+}
