@@ -12,10 +12,14 @@
 //! ```
 //!
 //! The literature step saves its progress in batches: interrupt it (Ctrl-C) and run again, and
-//! it resumes after the last finished batch.
+//! it resumes after the last finished batch. On a terminal a progress bar follows it; `-v`
+//! prints the library's log events.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+#[path = "../runtime/cli/terminal.rs"]
+mod terminal;
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{Pipeline, PipelineConfig, checkpointed};
@@ -90,9 +94,12 @@ fn fetch_literature(
     if done.finished()? > 0 {
         println!("  resuming: {} genes already searched", done.finished()?);
     }
-    let total = pending.len();
-    for (i, batch) in pending.iter().enumerate() {
-        println!("  searching PubMed, batch {}/{total}...", i + 1);
+    // On a terminal a progress bar follows the batches (the pipeline's `with_progress`).
+    println!(
+        "  searching PubMed in {} batches of 5 genes...",
+        pending.len()
+    );
+    for batch in &pending {
         std::thread::sleep(FAKE_DOWNLOAD / 3);
         let mask: BooleanChunked = counts
             .column("gene_id")
@@ -138,10 +145,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(v) => v.parse().map_err(|e| format!("--min-depth {v:?}: {e}"))?,
         None => 20,
     };
+    // -v (or RUST_LOG=usher_pipeline=info) prints the library's log events on stderr.
+    let verbose = std::env::args().filter(|a| a == "-v").count() as u8;
+    terminal::init_logging(verbose);
     let config = PipelineConfig::load(root.join("examples/default.yaml"))?;
     config.scoring.validate_sum()?;
     // Opens the store the config names; USHER_FORCE / USHER_UNKEYED apply from the environment.
-    let pipeline = Pipeline::from_config(&config)?;
+    // Long work (the literature loop) draws a progress bar on a terminal.
+    let pipeline = Pipeline::from_config(&config)?.with_progress(terminal::Bars::new());
     println!(
         "config hash {}  store {}",
         &config.config_hash()[..16],

@@ -471,3 +471,82 @@ fn a_store_written_by_the_python_pipeline_reads_as_unkeyed() {
     assert_eq!(v[0]["version"], "0.9.0-python");
     assert_eq!(v[0]["steps"][0]["name"], "fetch_genes");
 }
+
+// --- Progress on a terminal, silence in a pipe ---------------------------------------------
+
+// The command line's display, as the binary and the example use it (the logging half is
+// not needed here).
+#[allow(dead_code)]
+#[path = "../runtime/cli/terminal.rs"]
+mod terminal;
+
+#[checkpointed(table = "slow_loop", batches = done)]
+fn slow_loop(ctx: &Pipeline, items: Vec<u32>) -> Result<DataFrame, Error> {
+    for batch in done.pending(&items, 2)? {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        done.save(&batch, &df!("item" => batch.as_slice())?)?;
+    }
+    done.finish()
+}
+
+/// Child: a resumable loop with the command line's progress display.
+#[test]
+#[ignore = "a child process of progress_is_drawn_on_a_terminal_and_absent_in_a_pipe"]
+fn child_runs_a_slow_loop() {
+    let Some(dir) = std::env::var_os("USHER_TEST_DIR") else {
+        return;
+    };
+    let p = pipeline_at(Path::new(&dir)).with_progress(terminal::Bars::new());
+    let rows = slow_loop(&p, (0..8).collect()).unwrap();
+    println!("finished with {} rows", rows.height());
+}
+
+#[test]
+fn progress_is_drawn_on_a_terminal_and_absent_in_a_pipe() {
+    // In a pipe (stdout and stderr captured): no bar, only the child's own line.
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::child_test("child_runs_a_slow_loop")
+        .env("USHER_TEST_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("finished with 8 rows"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        !stderr(&o).contains("items"),
+        "no progress in a pipe: {}",
+        stderr(&o)
+    );
+
+    // Under a pseudo-terminal (util-linux `script`): the bar, counting items.
+    if Command::new("script").arg("--version").output().is_err() {
+        if std::env::var_os("CI").is_some() {
+            panic!("`script` (util-linux) is needed to test progress under a terminal");
+        }
+        eprintln!("SKIPPED: no `script` to run the child under a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let command = format!(
+        "{} {}",
+        exe.display(),
+        common::child_args("child_runs_a_slow_loop").join(" ")
+    );
+    let o = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("USHER_TEST_DIR", dir.path())
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{screen}");
+    assert!(screen.contains("finished with 8 rows"), "{screen}");
+    assert!(
+        screen.contains("slow_loop") && screen.contains("/8 items"),
+        "a progress bar on the terminal: {screen:?}"
+    );
+}

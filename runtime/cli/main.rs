@@ -24,8 +24,8 @@ mod inspect;
 mod manage;
 mod output;
 mod query;
+mod terminal;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -170,7 +170,7 @@ fn cli() -> Command {
 
 fn main() -> ExitCode {
     let matches = cli().get_matches();
-    logging(matches.get_count("verbose"));
+    terminal::init_logging(matches.get_count("verbose"));
     match run(&matches) {
         Ok(output) => {
             println!("{}", output.text);
@@ -181,30 +181,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The library's `tracing` events on stderr: `-v` info, `-vv` debug, or `RUST_LOG` as a list
-/// of `target=level` (no `-v`: warnings only). Colour only on a terminal.
-fn logging(verbose: u8) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    let filter = match (verbose, std::env::var("RUST_LOG")) {
-        (0, Ok(spec)) => spec.parse::<Targets>().unwrap_or_else(|e| {
-            eprintln!("warning: RUST_LOG={spec:?} ignored: {e}");
-            Targets::new().with_default(LevelFilter::WARN)
-        }),
-        (0, Err(_)) => Targets::new().with_default(LevelFilter::WARN),
-        (1, _) => Targets::new().with_default(LevelFilter::INFO),
-        _ => Targets::new().with_default(LevelFilter::DEBUG),
-    };
-    let stderr = std::io::stderr();
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(stderr.is_terminal())
-        .with_writer(std::io::stderr);
-    tracing_subscriber::registry()
-        .with(layer)
-        .with(filter)
-        .init();
 }
 
 fn run(matches: &ArgMatches) -> Result<Output, Error> {

@@ -6,12 +6,13 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 use usher_pipeline::{
-    CheckpointStore, Error, LineageGraph, PipelineConfig, PipelineStore, ProvenanceMetadata,
-    ProvenanceStep, save_sidecar,
+    CheckpointStore, Error, LineageGraph, PROGRESS_MIN_ROWS, PipelineConfig, PipelineStore,
+    ProvenanceMetadata, ProvenanceStep, save_sidecar,
 };
 
 use crate::Output;
 use crate::output::pretty;
+use crate::terminal::Bars;
 
 /// `rm TABLE... [--with-dependents] [--dry-run]`: deletes checkpoints (tables, keys, batches,
 /// partial rows) in one transaction. Refuses, naming them, when other checkpoints were made
@@ -91,7 +92,15 @@ pub fn export(
             table: table.to_owned(),
             path: store.path().to_owned(),
         })?;
-    store.export_parquet(table, parquet)?;
+    // A large table takes a while: a spinner on a terminal.
+    let rows = usize::try_from(info.row_count.unwrap_or(0)).unwrap_or(0);
+    let spinner = (rows >= PROGRESS_MIN_ROWS)
+        .then(|| Bars::new().spinner(format!("exporting {table} ({rows} rows)")));
+    let exported = store.export_parquet(table, parquet);
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    exported?;
     // The step that made the table as it is: the last that saved it (not the hits since).
     let mut made: Option<(ProvenanceStep, String, String)> = None;
     for record in store.provenance_rows()? {

@@ -53,6 +53,7 @@ mod graph;
 mod model;
 mod names;
 mod pipeline;
+pub mod progress;
 mod provenance;
 mod python;
 mod status;
@@ -72,6 +73,7 @@ pub use pipeline::{
     Batches, Clock, DefaultStore, FORCE_ENV, Force, Pipeline, PipelineContext, UNKEYED_ENV,
     UnkeyedPolicy,
 };
+pub use progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 pub use provenance::{
     ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, python_isoformat, save_sidecar,
     sidecar_path,

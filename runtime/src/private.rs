@@ -314,7 +314,7 @@ fn plan_and_load<'a, S: CheckpointStore>(
     call: &Call<'_>,
 ) -> Result<std::result::Result<polars::prelude::DataFrame, Compute<'a, S>>> {
     let (outcome, reason) = match pipeline.plan(call)? {
-        Plan::Load(outcome, version) => match pipeline.load(call, outcome, version)? {
+        Plan::Load(outcome, version, rows) => match pipeline.load(call, outcome, version, rows)? {
             Some(frame) => return Ok(Ok(frame)),
             None => (
                 Outcome::Stale,

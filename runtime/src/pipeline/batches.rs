@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
+use crate::progress::ProgressEvent;
 use crate::store::CheckpointStore;
 
 /// The finished batches of a `#[checkpointed(..., batches = name)]` function: each batch is
@@ -41,6 +42,8 @@ pub struct Batches<'a, S> {
     fresh: bool,
     /// Items finished so far; loaded on first use.
     done: Mutex<Option<HashSet<String>>>,
+    /// How many items the loop has, once [`pending`](Self::pending) has seen them.
+    total: Mutex<Option<usize>>,
 }
 
 impl<S> std::fmt::Debug for Batches<'_, S> {
@@ -79,6 +82,7 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
             key,
             fresh,
             done: Mutex::new(None),
+            total: Mutex::new(None),
         }
     }
 
@@ -121,6 +125,13 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
                 .map(|(item, _)| item.clone())
                 .collect()
         })?;
+        let total = items.len();
+        *self.total.lock().unwrap_or_else(PoisonError::into_inner) = Some(total);
+        self.pipeline.report(ProgressEvent::Batches {
+            table: self.table,
+            done: total - todo.len(),
+            total,
+        });
         Ok(todo.chunks(size).map(<[T]>::to_vec).collect())
     }
 
@@ -139,7 +150,17 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
         self.pipeline
             .store()
             .save_batch(self.table, &self.key, &texts, rows)?;
-        self.with_done(|done| done.extend(texts))?;
+        let finished = self.with_done(|done| {
+            done.extend(texts);
+            done.len()
+        })?;
+        if let Some(total) = *self.total.lock().unwrap_or_else(PoisonError::into_inner) {
+            self.pipeline.report(ProgressEvent::Batches {
+                table: self.table,
+                done: finished.min(total),
+                total,
+            });
+        }
         tracing::debug!(
             table = self.table,
             items = items.len(),
@@ -154,6 +175,8 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
     /// refuses).
     pub fn finish(self) -> Result<DataFrame> {
         self.with_done(|_| ())?;
+        self.pipeline
+            .report(ProgressEvent::BatchesFinished { table: self.table });
         Ok(self
             .pipeline
             .store()

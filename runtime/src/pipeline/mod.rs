@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::data_version;
 use crate::model::{CheckpointKey, CheckpointVersion, Lineage};
 use crate::names::validate_table_name;
+use crate::progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 use crate::provenance::{ProvenanceTracker, new_step};
 use crate::status::{CheckpointStatus, stale_reasons, status};
 use crate::store::CheckpointStore;
@@ -152,6 +153,8 @@ pub struct Pipeline<S = DefaultStore> {
     table_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// What time it is, for `max_age` (the system clock unless a test sets one).
     clock: Option<Clock>,
+    /// Where long work reports its progress, if anywhere.
+    progress: Option<Arc<dyn Progress>>,
 }
 
 /// A clock for [`Pipeline::with_clock`]: the current time in UTC.
@@ -180,6 +183,7 @@ impl<S: CheckpointStore> Pipeline<S> {
             forced_done: Mutex::new(HashSet::new()),
             table_locks: Mutex::new(HashMap::new()),
             clock: None,
+            progress: None,
         }
     }
 
@@ -209,6 +213,38 @@ impl<S: CheckpointStore> Pipeline<S> {
     pub fn with_clock(mut self, clock: impl Fn() -> NaiveDateTime + Send + Sync + 'static) -> Self {
         self.clock = Some(Arc::new(clock));
         self
+    }
+
+    /// Reports long work (resumable loops, large saves and loads) to `progress`; without it,
+    /// nothing is reported.
+    pub fn with_progress(mut self, progress: impl Progress + 'static) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
+    }
+
+    /// Sends `event` to the pipeline's [`Progress`], if it has one.
+    pub(crate) fn report(&self, event: ProgressEvent<'_>) {
+        if let Some(progress) = &self.progress {
+            progress.report(event);
+        }
+    }
+
+    /// Runs `transfer` (a save or load of `rows` rows of `table`), announced to the progress
+    /// display when it is large.
+    fn transferring<T>(
+        &self,
+        event: ProgressEvent<'_>,
+        rows: usize,
+        table: &str,
+        transfer: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        if rows < PROGRESS_MIN_ROWS || self.progress.is_none() {
+            return transfer();
+        }
+        self.report(event);
+        let result = transfer();
+        self.report(ProgressEvent::TransferFinished { table });
+        result
     }
 
     /// The current time (UTC) by the pipeline's clock.
@@ -305,7 +341,7 @@ impl<S: CheckpointStore> Pipeline<S> {
                     .map(ToString::to_string),
                 );
                 Ok(if why.is_empty() {
-                    Plan::Load(Outcome::Hit, stored.version())
+                    Plan::Load(Outcome::Hit, stored.version(), stored.row_count)
                 } else {
                     Plan::Compute(Outcome::Stale, Some(why.join("; ")))
                 })
@@ -336,7 +372,11 @@ impl<S: CheckpointStore> Pipeline<S> {
                         .store
                         .adopt_checkpoint(table, stored.created_at, call.key, &lineage)?
                     {
-                        Ok(Plan::Load(Outcome::Adopted, stored.version()))
+                        Ok(Plan::Load(
+                            Outcome::Adopted,
+                            stored.version(),
+                            stored.row_count,
+                        ))
                     } else {
                         Ok(Plan::Compute(
                             Outcome::Stale,
@@ -378,8 +418,17 @@ impl<S: CheckpointStore> Pipeline<S> {
         call: &Call<'_>,
         outcome: Outcome,
         version: CheckpointVersion,
+        row_count: Option<i64>,
     ) -> Result<Option<DataFrame>> {
-        let Some(frame) = self.store.load_checkpoint(call.table)? else {
+        let rows = usize::try_from(row_count.unwrap_or(0)).unwrap_or(0);
+        let loading = ProgressEvent::Loading {
+            table: call.table,
+            rows,
+        };
+        let Some(frame) = self.transferring(loading, rows, call.table, || {
+            self.store.load_checkpoint(call.table)
+        })?
+        else {
             return Ok(None);
         };
         let ms = elapsed_ms(call.started);
@@ -431,8 +480,14 @@ impl<S: CheckpointStore> Pipeline<S> {
         }
         let step = new_step(call.function.to_owned(), Some(details));
         let record = self.provenance.record_of(std::slice::from_ref(&step))?;
-        self.store
-            .save_checkpoint(call.table, frame, &description, call.key, &lineage, &record)?;
+        let saving = ProgressEvent::Saving {
+            table: call.table,
+            rows: frame.height(),
+        };
+        self.transferring(saving, frame.height(), call.table, || {
+            self.store
+                .save_checkpoint(call.table, frame, &description, call.key, &lineage, &record)
+        })?;
         if outcome == Outcome::Forced {
             self.forced_done
                 .lock()
@@ -533,9 +588,10 @@ impl Outcome {
     }
 }
 
-/// Load the checkpoint (of this version), or run the body (with the outcome and why).
+/// Load the checkpoint (of this version and row count), or run the body (with the outcome and
+/// why).
 pub(crate) enum Plan {
-    Load(Outcome, CheckpointVersion),
+    Load(Outcome, CheckpointVersion, Option<i64>),
     Compute(Outcome, Option<String>),
 }
 

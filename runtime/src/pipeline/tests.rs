@@ -382,3 +382,80 @@ fn adoption_records_the_calls_lineage_and_respects_max_age() {
     assert_eq!(how, "stale");
     assert!(why.unwrap().starts_with("expired: saved 8d"));
 }
+
+/// A progress display that writes down what it is told.
+#[derive(Clone, Default)]
+struct Recorded(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl crate::Progress for Recorded {
+    fn report(&self, event: crate::ProgressEvent<'_>) {
+        self.0.lock().unwrap().push(format!("{event:?}"));
+    }
+}
+
+impl Recorded {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+#[checkpointed(table = "progress_loop", skip(fail_at), batches = done)]
+fn progress_loop(
+    ctx: &Pipeline<Arc<MemoryStore>>,
+    items: Vec<u32>,
+    fail_at: Option<u32>,
+) -> Result<DataFrame, Error> {
+    for batch in done.pending(&items, 10)? {
+        if Some(batch[0]) == fail_at {
+            return Err(Error::Format("interrupted".into()));
+        }
+        done.save(&batch, &df!("item" => batch.as_slice())?)?;
+    }
+    done.finish()
+}
+
+#[checkpointed(table = "progress_big")]
+fn progress_big(ctx: &Pipeline<Arc<MemoryStore>>) -> Result<DataFrame, Error> {
+    let n = crate::PROGRESS_MIN_ROWS as u32;
+    Ok(df!("item" => (0..n).collect::<Vec<u32>>())?)
+}
+
+/// Loops report n of m items (earlier runs' included) and large saves and loads are
+/// announced; only to a pipeline given a display.
+#[test]
+fn long_work_reports_its_progress() {
+    let store = Arc::new(MemoryStore::new());
+    let seen = Recorded::default();
+    let items: Vec<u32> = (0..25).collect();
+    let p = run(&store).with_progress(seen.clone());
+    assert!(progress_loop(&p, items.clone(), Some(20)).is_err());
+    let batches = |done, total| {
+        format!("Batches {{ table: \"progress_loop\", done: {done}, total: {total} }}")
+    };
+    assert_eq!(
+        seen.take(),
+        [batches(0, 25), batches(10, 25), batches(20, 25)]
+    );
+    let p = run(&store).with_progress(seen.clone());
+    progress_loop(&p, items, None).unwrap();
+    assert_eq!(
+        seen.take(),
+        [
+            batches(20, 25),
+            batches(25, 25),
+            "BatchesFinished { table: \"progress_loop\" }".to_owned()
+        ]
+    );
+    progress_big(&p).unwrap();
+    progress_big(&p).unwrap();
+    let rows = crate::PROGRESS_MIN_ROWS;
+    assert_eq!(
+        seen.take(),
+        [
+            format!("Saving {{ table: \"progress_big\", rows: {rows} }}"),
+            "TransferFinished { table: \"progress_big\" }".to_owned(),
+            format!("Loading {{ table: \"progress_big\", rows: {rows} }}"),
+            "TransferFinished { table: \"progress_big\" }".to_owned(),
+        ]
+    );
+}
