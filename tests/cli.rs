@@ -225,7 +225,7 @@ fn status_lineage_and_show_describe_a_pipeline_store() {
     let o = run(&with(&["status"]), d);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("4 checkpoints, all valid"),
+        stdout(&o).contains("4 checkpoints: 4 valid"),
         "{}",
         stdout(&o)
     );

@@ -92,15 +92,18 @@ pub fn status(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
             ]
         })
         .collect();
-    let summary = if all_valid {
-        format!("{} checkpoints, all valid", list.len())
-    } else {
-        let recompute = list.iter().filter(|s| !s.is_valid()).count();
-        format!(
-            "{} checkpoints, {recompute} would be recomputed",
-            list.len()
-        )
-    };
+    // "4 checkpoints: 3 valid, 1 stale" (the states that occur, in a fixed order).
+    let counts: Vec<String> = ["valid", "stale", "unkeyed", "partial"]
+        .iter()
+        .filter_map(|word| {
+            let n = list
+                .iter()
+                .filter(|s| state_word(&s.state) == *word)
+                .count();
+            (n > 0).then(|| format!("{n} {word}"))
+        })
+        .collect();
+    let summary = format!("{} checkpoints: {}", list.len(), counts.join(", "));
     let text = table(&["table", "state", "rows", "age", "why"], rows, &[2, 3]);
     Ok(Output::new(format!("{text}\n\n{summary}"), code))
 }
