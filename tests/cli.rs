@@ -422,6 +422,19 @@ fn rm_refuses_dependents_then_deletes_them_and_export_writes_a_sidecar() {
     assert_eq!(v["columns"][0]["name"], "gene_symbol");
     let o = run(&with(&["query", "DROP TABLE go_annotation"]), d);
     assert_eq!(o.status.code(), Some(1), "queries are read-only");
+    let o = run(&with(&["query", "COPY go_annotation TO 'leak.csv'"]), d);
+    assert_eq!(o.status.code(), Some(1), "and confined to the store");
+    assert!(!d.join("leak.csv").exists());
+    let v = json(&run(
+        &with(&["query", "SELECT ? + 1 AS n", "--param", "-5", "--json"]),
+        d,
+    ));
+    assert_eq!(v["rows"][0]["n"], -4, "negative values are values");
+    assert_eq!(
+        json(&run(&with(&["status", "--json"]), d))["checkpoints"][0]["table"],
+        "go_annotation",
+        "still there"
+    );
 
     let v = json(&run(
         &with(&["provenance", "--table", "go_annotation", "--json"]),
@@ -437,7 +450,11 @@ fn rm_refuses_dependents_then_deletes_them_and_export_writes_a_sidecar() {
             .all(|s| s["details"]["table"] == "go_annotation")
     }));
 
+    // The deleted checkpoints' tables are gone with them; nothing is left to collect, and the
+    // file is reported.
     let v = json(&run(&with(&["gc", "--json"]), d));
+    assert_eq!(v["key_rows"], 0);
+    assert_eq!(v["partial_tables"], serde_json::json!([]));
     assert!(v["bytes_after"].as_u64().unwrap() > 0);
 }
 

@@ -533,7 +533,11 @@ fn status_says_what_would_recompute_without_running_anything() {
     assert_eq!(state("hand_made").state, CheckpointState::Unkeyed);
     let literature = state("status_literature");
     assert_eq!(literature.state, CheckpointState::Partial);
-    assert_eq!(literature.pending.as_ref().map(|p| p.items), Some(2));
+    assert_eq!(
+        literature.pending.as_ref().map(|p| (p.items, p.total)),
+        Some((2, Some(3))),
+        "2 of 3 items"
+    );
     assert_eq!(
         status.iter().map(|s| s.table.as_str()).collect::<Vec<_>>(),
         [

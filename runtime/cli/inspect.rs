@@ -41,10 +41,13 @@ fn reasons(status: &CheckpointStatus) -> Vec<String> {
         CheckpointState::Partial => Vec::new(),
     };
     if let Some(pending) = &status.pending {
+        let of = pending
+            .total
+            .map(|t| format!(" of {t}"))
+            .unwrap_or_default();
         why.push(format!(
-            "{} item{} finished in batches of an interrupted call",
-            pending.items,
-            if pending.items == 1 { "" } else { "s" }
+            "{}{of} items finished in batches of an interrupted call",
+            pending.items
         ));
     }
     why
@@ -69,10 +72,15 @@ pub fn status(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
                     "rows": info.and_then(|i| i.row_count),
                     "created_at": iso(info.and_then(|i| i.created_at)),
                     "pending_items": s.pending.as_ref().map(|p| p.items),
+                    "pending_total": s.pending.as_ref().and_then(|p| p.total),
                 })
             })
             .collect();
-        let value = json!({"store": store.path(), "all_valid": all_valid, "checkpoints": rows});
+        let value = json!({
+            "store": store.path().to_string_lossy(),
+            "all_valid": all_valid,
+            "checkpoints": rows,
+        });
         return Ok(Output::new(pretty(&value), code));
     }
     if list.is_empty() {
@@ -138,8 +146,16 @@ fn steps_of<'a>(
         .filter(move |(_, step)| seen.insert(serde_json::to_string(step).unwrap_or_default()))
 }
 
+/// The error for a table the store does not have.
+pub fn not_found(store: &PipelineStore, table: &str) -> Error {
+    Error::TableNotFound {
+        table: table.to_owned(),
+        path: store.path().to_owned(),
+    }
+}
+
 /// `_provenance` rows with their steps parsed.
-fn provenance_history(
+pub fn provenance_history(
     store: &PipelineStore,
 ) -> Result<Vec<(ProvenanceRecord, Vec<ProvenanceStep>)>, Error> {
     store
@@ -174,11 +190,16 @@ pub fn provenance(
 ) -> Result<Output, Error> {
     let history = provenance_history(store)?;
     if as_json {
+        let mut seen = std::collections::HashSet::new();
         let runs: Vec<Value> = history
             .iter()
             .filter_map(|(record, steps)| {
-                let steps: Vec<&ProvenanceStep> =
-                    steps.iter().filter(|step| touches(step, only)).collect();
+                // Each step once, as the text shows them (see `steps_of`).
+                let steps: Vec<&ProvenanceStep> = steps
+                    .iter()
+                    .filter(|step| touches(step, only))
+                    .filter(|step| seen.insert(serde_json::to_string(step).unwrap_or_default()))
+                    .collect();
                 (!steps.is_empty() || only.is_none()).then(|| {
                     json!({
                         "version": record.version,
@@ -229,10 +250,7 @@ pub fn show(store: &PipelineStore, name: &str, as_json: bool) -> Result<Output, 
     let info = list.iter().find(|c| c.table_name == name);
     let head = store.head(name, 5)?;
     let (Some(info), Some(head)) = (info, head) else {
-        return Err(Error::TableNotFound {
-            table: name.to_owned(),
-            path: store.path().to_owned(),
-        });
+        return Err(not_found(store, name));
     };
     let graph = LineageGraph::new(&list);
     let dependents: Vec<&str> = graph.dependents(name).collect();
@@ -383,10 +401,7 @@ pub fn lineage(
     let mut graph = LineageGraph::new(&list);
     if let Some(name) = table_name {
         if !graph.contains(name) {
-            return Err(Error::TableNotFound {
-                table: name.to_owned(),
-                path: store.path().to_owned(),
-            });
+            return Err(not_found(store, name));
         }
         graph = graph.around(name);
     }
@@ -403,8 +418,23 @@ pub fn lineage(
     }
     let present: BTreeSet<&str> = list.iter().map(|c| c.table_name.as_str()).collect();
     let mut out = Vec::new();
-    for source in graph.sources() {
-        tree(&graph, &present, source, "", "", &mut Vec::new(), &mut out);
+    let mut drawn = BTreeSet::new();
+    // Sources first; then any table no source leads to (a cycle of tables made from each
+    // other), so every table is drawn.
+    let starts: Vec<&str> = graph.sources().chain(graph.tables()).collect();
+    for start in starts {
+        if !drawn.contains(start) {
+            tree(
+                &graph,
+                &present,
+                start,
+                "",
+                "",
+                &mut Vec::new(),
+                &mut drawn,
+                &mut out,
+            );
+        }
     }
     if out.is_empty() {
         out.push("no checkpoints".to_owned());
@@ -412,8 +442,10 @@ pub fn lineage(
     Ok(Output::new(out.join("\n"), 0))
 }
 
-/// One table and, indented below it, what was made from it. A table without a checkpoint is
-/// marked `(missing)`.
+/// One table and, indented below it, what was made from it (recorded in `drawn`). A table
+/// without a checkpoint is marked `(missing)`; a table already above it on the path is not
+/// followed again.
+#[allow(clippy::too_many_arguments)]
 fn tree<'a>(
     graph: &'a LineageGraph,
     present: &BTreeSet<&str>,
@@ -421,8 +453,10 @@ fn tree<'a>(
     first: &str,
     rest: &str,
     path: &mut Vec<&'a str>,
+    drawn: &mut BTreeSet<&'a str>,
     out: &mut Vec<String>,
 ) {
+    drawn.insert(table);
     let missing = if present.contains(table) {
         ""
     } else {
@@ -448,6 +482,7 @@ fn tree<'a>(
             &format!("{rest}{branch}"),
             &format!("{rest}{indent}"),
             path,
+            drawn,
             out,
         );
     }

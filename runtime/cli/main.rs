@@ -31,7 +31,7 @@ use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command, value_parser};
 use serde_json::{Value, json};
-use usher_pipeline::{Error, PipelineConfig, PipelineStore};
+use usher_pipeline::{Error, PipelineConfig, PipelineStore, StoreOptions};
 
 /// What a command prints, and its exit code.
 pub struct Output {
@@ -154,6 +154,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("param")
                         .long("param")
+                        .allow_hyphen_values(true)
                         .action(ArgAction::Append)
                         .help("A value for the next ?: null, true, false, a number, else text (text:113 keeps text)"),
                 ),
@@ -205,7 +206,7 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
         "gc" => true,
         _ => false,
     };
-    let store = open(&store_path, writes)?;
+    let store = open(&store_path, writes, name == "query")?;
     match name {
         "status" => inspect::status(&store, as_json),
         "show" => inspect::show(&store, &text("table"), as_json),
@@ -240,7 +241,6 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
             &store,
             &text("table"),
             &path("parquet").unwrap_or_default(),
-            config.as_ref(),
             as_json,
         ),
         "gc" => manage::gc(&store, as_json),
@@ -257,20 +257,22 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
     }
 }
 
-/// The store at `path`: read-only unless the command writes.
-fn open(path: &Path, writes: bool) -> Result<PipelineStore, Error> {
-    if writes {
-        if !path.is_file() {
-            return Err(Error::Open {
-                path: path.to_owned(),
-                kind: usher_pipeline::DuckdbErrorKind::Io,
-                message: "no such database file".to_owned(),
-            });
-        }
-        PipelineStore::open(path)
-    } else {
-        PipelineStore::open_read_only(path)
+/// The store at `path`: read-only unless the command writes; `query` confined to the store
+/// (no files, no network: a read-only store would still let `COPY ... TO` write a file).
+fn open(path: &Path, writes: bool, confined: bool) -> Result<PipelineStore, Error> {
+    if !path.is_file() {
+        return Err(Error::Open {
+            path: path.to_owned(),
+            kind: usher_pipeline::DuckdbErrorKind::Io,
+            message: "no such database file".to_owned(),
+        });
     }
+    let options = StoreOptions {
+        read_only: !writes,
+        external_access: !confined,
+        ..StoreOptions::default()
+    };
+    PipelineStore::open_with(path, &options)
 }
 
 fn info(path: &Path, as_json: bool) -> Result<String, usher_pipeline::Error> {

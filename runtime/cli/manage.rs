@@ -6,11 +6,12 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 use usher_pipeline::{
-    CheckpointStore, Error, LineageGraph, PROGRESS_MIN_ROWS, PipelineConfig, PipelineStore,
-    ProvenanceMetadata, ProvenanceStep, save_sidecar,
+    CheckpointStore, Error, LineageGraph, PROGRESS_MIN_ROWS, PipelineStore, ProvenanceMetadata,
+    ProvenanceStep, save_sidecar, sidecar_path,
 };
 
 use crate::Output;
+use crate::inspect::{not_found, provenance_history};
 use crate::output::pretty;
 use crate::terminal::Bars;
 
@@ -33,10 +34,7 @@ pub fn rm(
         .collect();
     for table in tables {
         if !present.contains(table.as_str()) && !pending.contains(table) {
-            return Err(Error::TableNotFound {
-                table: table.clone(),
-                path: store.path().to_owned(),
-            });
+            return Err(not_found(store, table));
         }
     }
     let graph = LineageGraph::new(&list);
@@ -47,13 +45,10 @@ pub fn rm(
         .filter(|t| !named.contains(t) && present.contains(t.as_str()))
         .collect();
     if !dependents.is_empty() && !with_dependents {
-        return Err(Error::Format(format!(
-            "not deleting {}: checkpoints made from {} would be left stale: {} \
-             (add --with-dependents to delete them too)",
-            list_words(&named),
-            if named.len() == 1 { "it" } else { "them" },
-            list_words(&dependents)
-        )));
+        return Err(Error::HasDependents {
+            tables: named.into_iter().collect(),
+            dependents: dependents.into_iter().collect(),
+        });
     }
     let doomed: BTreeSet<String> = named.union(&dependents).cloned().collect();
     if !dry_run {
@@ -65,15 +60,8 @@ pub fn rm(
         return Ok(Output::new(pretty(&value), 0));
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
-    Ok(Output::new(format!("{verb}: {}", list_words(&doomed)), 0))
-}
-
-fn list_words(tables: &BTreeSet<String>) -> String {
-    tables
-        .iter()
-        .map(|t| format!("`{t}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let names: Vec<String> = doomed.iter().map(|t| format!("`{t}`")).collect();
+    Ok(Output::new(format!("{verb}: {}", names.join(", ")), 0))
 }
 
 /// `export TABLE --parquet PATH`: the table as Parquet and its provenance sidecar, each written
@@ -83,15 +71,24 @@ pub fn export(
     store: &PipelineStore,
     table: &str,
     parquet: &Path,
-    config: Option<&PipelineConfig>,
     as_json: bool,
 ) -> Result<Output, Error> {
     let info = store
         .checkpoint(table)?
-        .ok_or_else(|| Error::TableNotFound {
-            table: table.to_owned(),
-            path: store.path().to_owned(),
-        })?;
+        .ok_or_else(|| not_found(store, table))?;
+    // An old sidecar goes first: a kill between the two files leaves a Parquet file without a
+    // sidecar, never one beside a sidecar that describes other data.
+    let sidecar_path = sidecar_path(parquet)?;
+    match std::fs::remove_file(&sidecar_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::Io {
+                action: "remove the previous sidecar",
+                path: sidecar_path,
+                source: e,
+            });
+        }
+        _ => {}
+    }
     // A large table takes a while: a spinner on a terminal.
     let rows = usize::try_from(info.row_count.unwrap_or(0)).unwrap_or(0);
     let spinner = (rows >= PROGRESS_MIN_ROWS)
@@ -103,10 +100,7 @@ pub fn export(
     exported?;
     // The step that made the table as it is: the last that saved it (not the hits since).
     let mut made: Option<(ProvenanceStep, String, String)> = None;
-    for record in store.provenance_rows()? {
-        let Ok(run_steps) = serde_json::from_str::<Vec<ProvenanceStep>>(&record.steps_json) else {
-            continue;
-        };
+    for (record, run_steps) in provenance_history(store)? {
         for step in run_steps {
             let details = step.details.as_ref();
             let text = |k: &str| details.and_then(|d| d.get(k)).and_then(Value::as_str);
@@ -137,16 +131,12 @@ pub fn export(
         timestamp: now,
         details: Some(details),
     });
-    let (version, config_hash) = made_by.unwrap_or_else(|| {
-        (
-            env!("CARGO_PKG_VERSION").to_owned(),
-            config.map(PipelineConfig::config_hash).unwrap_or_default(),
-        )
-    });
-    let data_source_versions = match config.map(|c| serde_json::to_value(&c.versions)) {
-        Some(Ok(Value::Object(map))) => map,
-        _ => Map::new(),
-    };
+    // What made the table, as recorded; nothing is claimed for a table without a recorded
+    // save (written by the Python pipeline or by hand). The store keeps no data-source
+    // versions: the sidecar has the run's config hash, which names them.
+    let (version, config_hash) =
+        made_by.unwrap_or_else(|| (env!("CARGO_PKG_VERSION").to_owned(), String::new()));
+    let data_source_versions = Map::new();
     let metadata = ProvenanceMetadata {
         pipeline_version: version,
         data_source_versions,
@@ -159,8 +149,8 @@ pub fn export(
         let value = json!({
             "table": table,
             "rows": info.row_count,
-            "parquet": parquet,
-            "sidecar": sidecar,
+            "parquet": parquet.to_string_lossy(),
+            "sidecar": sidecar.to_string_lossy(),
         });
         return Ok(Output::new(pretty(&value), 0));
     }
@@ -181,7 +171,7 @@ pub fn gc(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
     if as_json {
         let value = json!({
             "key_rows": report.key_rows,
-            "batch_rows": report.batch_rows,
+            "total_rows": report.total_rows,
             "partial_tables": report.partial_tables,
             "bytes_before": report.bytes_before,
             "bytes_after": report.bytes_after,
@@ -191,10 +181,10 @@ pub fn gc(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
     let mb = |b: u64| b as f64 / 1_048_576.0;
     Ok(Output::new(
         format!(
-            "removed {} unused key rows, {} finished batch rows, {} partial tables{}\n\
+            "removed {} unused key rows, {} item counts of loops without batches, {} partial tables{}\n\
              store file {:.1} MiB -> {:.1} MiB",
             report.key_rows,
-            report.batch_rows,
+            report.total_rows,
             report.partial_tables.len(),
             if report.partial_tables.is_empty() {
                 String::new()

@@ -104,15 +104,24 @@ fn any_json(value: &AnyValue<'_>) -> Value {
         AnyValue::Float64(v) => float(*v),
         AnyValue::String(s) => json!(s),
         AnyValue::StringOwned(s) => json!(s.as_str()),
-        AnyValue::Date(days) => chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
-            .map_or(Value::Null, |d| json!(d.to_string())),
+        // Out-of-range values (DuckDB's `infinity` dates) are written as polars shows them.
+        AnyValue::Date(days) => days
+            .checked_add(719_163)
+            .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+            .map_or_else(
+                || Value::String(value.to_string()),
+                |d| json!(d.to_string()),
+            ),
         AnyValue::Datetime(v, unit, _) | AnyValue::DatetimeOwned(v, unit, _) => {
             let micros = match unit {
-                TimeUnit::Nanoseconds => v / 1_000,
-                TimeUnit::Microseconds => *v,
-                TimeUnit::Milliseconds => v * 1_000,
+                TimeUnit::Nanoseconds => Some(v / 1_000),
+                TimeUnit::Microseconds => Some(*v),
+                TimeUnit::Milliseconds => v.checked_mul(1_000),
             };
-            iso(chrono::DateTime::from_timestamp_micros(micros).map(|t| t.naive_utc()))
+            match micros.and_then(chrono::DateTime::from_timestamp_micros) {
+                Some(t) => iso(Some(t.naive_utc())),
+                None => Value::String(value.to_string()),
+            }
         }
         AnyValue::List(series) => Value::Array(
             (0..series.len())

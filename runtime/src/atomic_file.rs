@@ -1,7 +1,8 @@
 //! Files that appear whole or not at all: written under a temporary name in the same directory,
 //! flushed to disk, then renamed over the target. A process killed mid-write leaves at most a
-//! hidden temporary file (`.<name>.tmp-<pid>-<n>`), never a truncated file where a user expects
-//! the output.
+//! hidden temporary file (`.<name>.tmp-<host>-<pid>-<n>`), never a truncated file where a user
+//! expects the output; the next write of the same file on the same host removes it once its
+//! process is gone.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,12 +53,22 @@ pub(crate) fn replace_atomically<T>(
     }
 }
 
-/// Removes the temporary files of `path` left by killed processes: those whose process is
-/// gone (Linux: no `/proc/<pid>`). Elsewhere they are left for the user.
+/// This machine's name, as the kernel has it (Linux), so temporary files on a shared
+/// filesystem are told apart by the machine that wrote them.
+fn host() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().replace(['/', '-'], "_"))
+        .filter(|h| !h.is_empty())
+}
+
+/// Removes the temporary files of `path` left by killed processes of this machine: those whose
+/// process is gone (Linux: no `/proc/<pid>`). Files of other machines (a shared filesystem),
+/// and everything on other systems, are left alone.
 fn remove_leftovers(path: &Path) {
-    if !cfg!(target_os = "linux") {
+    let Some(host) = host() else {
         return;
-    }
+    };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return;
     };
@@ -66,7 +77,7 @@ fn remove_leftovers(path: &Path) {
     } else {
         dir
     };
-    let prefix = format!(".{name}.tmp-");
+    let prefix = format!(".{name}.tmp-{host}-");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -86,7 +97,8 @@ fn remove_leftovers(path: &Path) {
     }
 }
 
-/// `.<name>.tmp-<pid>-<n>` beside `path`: unique within the process and across processes.
+/// `.<name>.tmp-<host>-<pid>-<n>` beside `path`: unique within the process, across processes
+/// and across machines sharing the directory.
 fn temporary_path(path: &Path) -> Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = path
@@ -94,7 +106,8 @@ fn temporary_path(path: &Path) -> Result<PathBuf> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::Format(format!("{} has no file name", path.display())))?;
     Ok(path.with_file_name(format!(
-        ".{name}.tmp-{}-{}",
+        ".{name}.tmp-{}-{}-{}",
+        host().unwrap_or_else(|| "host".to_owned()),
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )))
@@ -137,12 +150,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.parquet");
         // No process has pid 4194304 + 1 (above Linux's maximum pid).
-        let dead = dir.path().join(".a.parquet.tmp-4194305-0");
+        let host = host().unwrap();
+        let dead = dir.path().join(format!(".a.parquet.tmp-{host}-4194305-0"));
         let alive = dir
             .path()
-            .join(format!(".a.parquet.tmp-{}-99", std::process::id()));
-        let other = dir.path().join(".b.parquet.tmp-4194305-0");
-        for f in [&dead, &alive, &other] {
+            .join(format!(".a.parquet.tmp-{host}-{}-99", std::process::id()));
+        let other = dir.path().join(format!(".b.parquet.tmp-{host}-4194305-0"));
+        // Another machine's, on a shared filesystem: its pids are not ours to check.
+        let elsewhere = dir.path().join(".a.parquet.tmp-another_machine-4194305-0");
+        for f in [&dead, &alive, &other, &elsewhere] {
             std::fs::write(f, "partial").unwrap();
         }
         replace_atomically(&path, "write", |tmp| {
@@ -150,6 +166,6 @@ mod tests {
         })
         .unwrap();
         assert!(!dead.exists());
-        assert!(alive.exists() && other.exists());
+        assert!(alive.exists() && other.exists() && elsewhere.exists());
     }
 }

@@ -137,6 +137,21 @@ pub enum Error {
         table: String,
     },
 
+    /// Checkpoints were not deleted because other checkpoints were made from them (and would
+    /// be left stale); deleting those too is the caller's choice.
+    #[error(
+        "not deleting {}: checkpoints made from {} would be left stale: {} (delete them too, e.g. with --with-dependents)",
+        quoted(tables),
+        if tables.len() == 1 { "it" } else { "them" },
+        quoted(dependents)
+    )]
+    HasDependents {
+        /// The tables asked for.
+        tables: Vec<String>,
+        /// The checkpoints made from them, directly or not.
+        dependents: Vec<String>,
+    },
+
     /// A `#[checkpointed]` function declares with `reads(...)` a table that has no checkpoint.
     #[error(
         "table {table:?} reads table {input:?} (declared in `reads(...)`), which has no checkpoint: \
@@ -236,6 +251,15 @@ pub enum DuckdbErrorKind {
     Interrupted,
     /// Anything else DuckDB reports (an internal error, a feature it does not implement...).
     Other,
+}
+
+/// `a`, `b` as a message lists table names.
+fn quoted(tables: &[String]) -> String {
+    tables
+        .iter()
+        .map(|t| format!("`{t}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Creates the parent directories of `path` (the store file, a Parquet export, a sidecar).

@@ -157,9 +157,10 @@ pub struct CheckpointStatus {
 }
 
 impl CheckpointStatus {
-    /// Whether the checkpoint would be loaded (as far as the store can tell).
+    /// Whether the checkpoint would be loaded (as far as the store can tell). Pending batches
+    /// beside a valid checkpoint (of a call under other arguments) do not change that.
     pub fn is_valid(&self) -> bool {
-        self.state == CheckpointState::Valid && self.pending.is_none()
+        self.state == CheckpointState::Valid
     }
 }
 

@@ -127,6 +127,9 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
         })?;
         let total = items.len();
         *self.total.lock().unwrap_or_else(PoisonError::into_inner) = Some(total);
+        self.pipeline
+            .store()
+            .record_batch_total(self.table, &self.key, total)?;
         self.pipeline.report(ProgressEvent::Batches {
             table: self.table,
             done: total - todo.len(),
@@ -175,12 +178,26 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
     /// refuses).
     pub fn finish(self) -> Result<DataFrame> {
         self.with_done(|_| ())?;
-        self.pipeline
-            .report(ProgressEvent::BatchesFinished { table: self.table });
         Ok(self
             .pipeline
             .store()
             .load_batches(self.table)?
             .unwrap_or_default())
+    }
+}
+
+/// The loop is over, finished or not (a body that failed or returned early drops its
+/// `Batches` too): its progress display, if it had one, is taken down.
+impl<S> Drop for Batches<'_, S> {
+    fn drop(&mut self) {
+        let started = self
+            .total
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if started {
+            self.pipeline
+                .report(ProgressEvent::BatchesFinished { table: self.table });
+        }
     }
 }

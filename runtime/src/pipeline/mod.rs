@@ -160,6 +160,15 @@ pub struct Pipeline<S = DefaultStore> {
 /// A clock for [`Pipeline::with_clock`]: the current time in UTC.
 pub type Clock = Arc<dyn Fn() -> NaiveDateTime + Send + Sync>;
 
+impl<S> Pipeline<S> {
+    /// Sends `event` to the pipeline's [`Progress`], if it has one.
+    pub(crate) fn report(&self, event: ProgressEvent<'_>) {
+        if let Some(progress) = &self.progress {
+            progress.report(event);
+        }
+    }
+}
+
 impl<S> std::fmt::Debug for Pipeline<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
@@ -220,13 +229,6 @@ impl<S: CheckpointStore> Pipeline<S> {
     pub fn with_progress(mut self, progress: impl Progress + 'static) -> Self {
         self.progress = Some(Arc::new(progress));
         self
-    }
-
-    /// Sends `event` to the pipeline's [`Progress`], if it has one.
-    pub(crate) fn report(&self, event: ProgressEvent<'_>) {
-        if let Some(progress) = &self.progress {
-            progress.report(event);
-        }
     }
 
     /// Runs `transfer` (a save or load of `rows` rows of `table`), announced to the progress

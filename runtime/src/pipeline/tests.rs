@@ -432,9 +432,11 @@ fn long_work_reports_its_progress() {
     let batches = |done, total| {
         format!("Batches {{ table: \"progress_loop\", done: {done}, total: {total} }}")
     };
+    // A loop that fails takes its display down too.
+    let finished = "BatchesFinished { table: \"progress_loop\" }".to_owned();
     assert_eq!(
         seen.take(),
-        [batches(0, 25), batches(10, 25), batches(20, 25)]
+        [batches(0, 25), batches(10, 25), batches(20, 25), finished]
     );
     let p = run(&store).with_progress(seen.clone());
     progress_loop(&p, items, None).unwrap();

@@ -207,9 +207,19 @@ pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore + In
         [crate::store::PendingBatches {
             table: "c".into(),
             key: "k1".into(),
-            items: 3
+            items: 3,
+            total: None,
         }]
     );
+    // With the loop's item count recorded: "3 of 10"; gone with the batches.
+    store.record_batch_total("c", "k1", 10).unwrap();
+    assert_eq!(store.pending_batches().unwrap()[0].total, Some(10));
+    store.discard_batches("c").unwrap();
+    assert!(store.pending_batches().unwrap().is_empty());
+    store
+        .save_batch("c", "k1", &["\"x\"".into()], &genes(1))
+        .unwrap();
+    assert_eq!(store.pending_batches().unwrap()[0].total, None);
 }
 
 pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore + Inspect>(store: &S) {

@@ -25,6 +25,8 @@ struct Inner {
     provenance: Vec<ProvenanceRecord>,
     /// Per table: the key, the finished items, the kept rows.
     batches: BTreeMap<String, (String, Vec<String>, Option<DataFrame>)>,
+    /// Per table: the key and item count of its resumable loop.
+    totals: BTreeMap<String, (String, usize)>,
 }
 
 #[derive(Debug)]
@@ -118,6 +120,7 @@ impl CheckpointStore for MemoryStore {
         validate_columns(table, frame)?;
         let mut inner = self.lock();
         inner.batches.remove(table);
+        inner.totals.remove(table);
         inner.provenance.push(provenance.clone());
         inner.tables.insert(
             table.to_owned(),
@@ -158,6 +161,7 @@ impl CheckpointStore for MemoryStore {
             Some((k, items, _)) if k == key => Ok(items.clone()),
             Some(_) => {
                 inner.batches.remove(table);
+                inner.totals.retain(|t, (k, _)| t != table || k == key);
                 Ok(Vec::new())
             }
             None => Ok(Vec::new()),
@@ -166,7 +170,17 @@ impl CheckpointStore for MemoryStore {
 
     fn discard_batches(&self, table: &str) -> Result<()> {
         validate_writable_table_name(table)?;
-        self.lock().batches.remove(table);
+        let mut inner = self.lock();
+        inner.batches.remove(table);
+        inner.totals.remove(table);
+        Ok(())
+    }
+
+    fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
+        validate_writable_table_name(table)?;
+        self.lock()
+            .totals
+            .insert(table.to_owned(), (key.to_owned(), total));
         Ok(())
     }
 
@@ -227,14 +241,19 @@ impl CheckpointStore for MemoryStore {
     }
 
     fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
-        Ok(self
-            .lock()
+        let inner = self.lock();
+        Ok(inner
             .batches
             .iter()
             .map(|(table, (key, items, _))| PendingBatches {
                 table: table.clone(),
                 key: key.clone(),
                 items: items.len(),
+                total: inner
+                    .totals
+                    .get(table)
+                    .filter(|(k, _)| k == key)
+                    .map(|(_, total)| *total),
             })
             .collect())
     }

@@ -60,6 +60,10 @@ pub trait CheckpointStore: Send + Sync {
     /// Discards every partial batch of `table`.
     fn discard_batches(&self, table: &str) -> Result<()>;
 
+    /// Records that the resumable loop of `table` under `key` has `total` items, so a status
+    /// can say "n of m". Kept until the batches are discarded or the checkpoint saved.
+    fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()>;
+
     /// Saves one finished batch of `table`: `items` (JSON texts) marked done and `frame`'s rows
     /// kept (a frame without columns keeps no rows), all or nothing.
     fn save_batch(&self, table: &str, key: &str, items: &[String], frame: &DataFrame)
@@ -89,6 +93,8 @@ pub struct PendingBatches {
     pub key: String,
     /// How many items are finished.
     pub items: usize,
+    /// How many items the loop has, when it recorded it.
+    pub total: Option<usize>,
 }
 
 /// Newest first, checkpoints without a time last, then by name: as DuckDB's
@@ -163,6 +169,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
     }
     fn discard_batches(&self, table: &str) -> Result<()> {
         (**self).discard_batches(table)
+    }
+    fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
+        (**self).record_batch_total(table, key, total)
     }
     fn save_batch(
         &self,

@@ -19,8 +19,8 @@ pub struct GcReport {
     pub key_rows: usize,
     /// `_partial_<table>` tables without any finished batch recorded.
     pub partial_tables: Vec<String>,
-    /// `_checkpoint_batches` rows of work already saved as the table's checkpoint (same key).
-    pub batch_rows: usize,
+    /// `_checkpoint_batch_totals` rows of loops without any finished batch.
+    pub total_rows: usize,
     /// The database file's size before, in bytes.
     pub bytes_before: u64,
     /// The database file's size after DuckDB's `CHECKPOINT`, in bytes.
@@ -109,8 +109,9 @@ impl PipelineStore {
 
     /// Removes what interrupted or superseded work left behind (see [`GcReport`]) in one
     /// transaction, then runs DuckDB's `CHECKPOINT` so freed blocks can be reused or returned.
-    /// Pending batches of an interrupted call are kept: the next call with the same key
-    /// resumes from them.
+    /// Finished batches are always kept, whatever their key: a call with that key resumes
+    /// from them (also the recomputation of a stale checkpoint, under the same key), and the
+    /// store cannot know which keys will be called again. `delete_checkpoints` drops them.
     pub fn gc(&self) -> Result<GcReport> {
         let context = "collecting garbage";
         self.check_writable(context)?;
@@ -130,19 +131,13 @@ impl PipelineStore {
 /// The garbage collection's deletes, inside the caller's transaction.
 fn collect(conn: &Connection) -> std::result::Result<GcReport, DuckError> {
     let count = |sql: &str| conn.query_i64_cached(sql, &[]).map(|n| n.max(0) as usize);
-    let key_rows = count(
-        "SELECT count(*) FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c \
-         WHERE c.table_name = k.table_name AND c.created_at IS NOT DISTINCT FROM k.checkpoint_created_at)",
-    )?;
-    conn.execute(
-        "DELETE FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c \
-         WHERE c.table_name = k.table_name AND c.created_at IS NOT DISTINCT FROM k.checkpoint_created_at)",
-    )?;
-    // Finished work: a batch under the key the table's checkpoint was saved with.
-    const FINISHED: &str = "FROM _checkpoint_batches b WHERE EXISTS (SELECT 1 FROM _checkpoint_keys k \
-         WHERE k.table_name = b.table_name AND k.key = b.key)";
-    let batch_rows = count(&format!("SELECT count(*) {FINISHED}"))?;
-    conn.execute(&format!("DELETE {FINISHED}"))?;
+    const UNUSED_KEYS: &str = concat!(
+        "FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c WHERE ",
+        key_of_checkpoint!(),
+        ")"
+    );
+    let key_rows = count(&format!("SELECT count(*) {UNUSED_KEYS}"))?;
+    conn.execute(&format!("DELETE {UNUSED_KEYS}"))?;
     let orphans = conn.query_text_rows_cached(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() \
          AND schema_name = current_schema() AND starts_with(table_name, '_partial_') \
@@ -150,6 +145,11 @@ fn collect(conn: &Connection) -> std::result::Result<GcReport, DuckError> {
          ORDER BY table_name",
         &[],
     )?;
+    // Item counts of loops without any finished batch (their next run records them again).
+    const UNUSED_TOTALS: &str = "FROM _checkpoint_batch_totals t WHERE NOT EXISTS \
+         (SELECT 1 FROM _checkpoint_batches b WHERE b.table_name = t.table_name AND b.key = t.key)";
+    let total_rows = count(&format!("SELECT count(*) {UNUSED_TOTALS}"))?;
+    conn.execute(&format!("DELETE {UNUSED_TOTALS}"))?;
     let partial_tables: Vec<String> = orphans
         .into_iter()
         .filter_map(|mut row| row.pop().flatten())
@@ -160,7 +160,7 @@ fn collect(conn: &Connection) -> std::result::Result<GcReport, DuckError> {
     Ok(GcReport {
         key_rows,
         partial_tables,
-        batch_rows,
+        total_rows,
         ..GcReport::default()
     })
 }
@@ -212,15 +212,14 @@ mod tests {
                 &[],
             )
             .unwrap();
-        // Batch rows of work already saved under the same key (a crash between two writes of
-        // an older release could leave them).
+        // Batches of a recomputation under the checkpoint's own key (a stale checkpoint being
+        // recomputed when the run was killed): kept, the next call resumes from them.
         save("done", &key("d"));
         store
-            .query(
-                "INSERT INTO _checkpoint_batches VALUES ('done', ?, '\"x\"'), ('done', ?, '\"y\"')",
-                &[key("d").key.as_str().into(), key("d").key.as_str().into()],
-            )
+            .save_batch("done", &key("d").key, &["\"x\"".into()], &frame())
             .unwrap();
+        // A loop that recorded its item count but finished no batch.
+        store.record_batch_total("started", "k0", 7).unwrap();
         // A partial table without batch rows.
         store
             .query("CREATE TABLE _partial_orphan AS SELECT 1 AS a", &[])
@@ -231,23 +230,27 @@ mod tests {
             .unwrap();
         let report = store.gc().unwrap();
         assert_eq!(report.key_rows, 1);
-        assert_eq!(report.batch_rows, 2);
+        assert_eq!(report.total_rows, 1);
         assert_eq!(report.partial_tables, ["_partial_orphan"]);
         assert!(report.bytes_before > 0 && report.bytes_after > 0);
-        assert_eq!(store.pending_batches().unwrap().len(), 1);
+        assert_eq!(store.pending_batches().unwrap().len(), 2);
+        assert_eq!(
+            store.batch_progress("done", &key("d").key).unwrap(),
+            ["\"x\""]
+        );
         assert_eq!(store.batch_progress("pending", "k1").unwrap(), ["\"x\""]);
         assert!(store.load_batches("pending").unwrap().is_some());
         assert!(store.checkpoint("done").unwrap().unwrap().key.is_some());
         // Nothing left to collect.
         let again = store.gc().unwrap();
         assert_eq!(
-            (again.key_rows, again.batch_rows, again.partial_tables.len()),
+            (again.key_rows, again.total_rows, again.partial_tables.len()),
             (0, 0, 0)
         );
     }
 
     #[test]
-    fn several_checkpoints_are_deleted_together_or_not_at_all() {
+    fn several_checkpoints_are_deleted_together_and_a_bad_name_deletes_none() {
         let store = temp_store();
         for table in ["a", "b", "c"] {
             store.save_dataframe(table, &frame(), "").unwrap();

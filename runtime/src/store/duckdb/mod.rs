@@ -6,6 +6,15 @@
 //! in memory; `capi_shim.cpp` holds DuckDB's own C API calls with what the C API does not
 //! expose (an Arrow batch size, error types, temporary scan views).
 
+/// Whether key row `k` belongs to checkpoint row `c`: the same table, saved at the same time
+/// (a re-save by the Python pipeline changes the time). The one rule, for reading keys and for
+/// collecting the orphans; a macro so SQL constants can be built with `concat!`.
+macro_rules! key_of_checkpoint {
+    () => {
+        "k.table_name = c.table_name AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at"
+    };
+}
+
 mod ffi;
 mod inspect;
 mod meta;
@@ -93,6 +102,14 @@ pub(crate) const BATCHES_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_bat
     item VARCHAR
 )";
 
+/// How many items the resumable loop of a table has under a key (`Batches::pending` records
+/// it), so a status can say "n of m"; removed with the batches.
+pub(crate) const BATCH_TOTALS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_batch_totals (
+    table_name VARCHAR PRIMARY KEY,
+    key VARCHAR,
+    total_items BIGINT
+)";
+
 /// The table holding the rows of `table`'s finished batches.
 fn partial_table(table: &str) -> String {
     quote_ident(&format!("_partial_{table}"))
@@ -122,6 +139,10 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// DuckDB worker threads; `None` lets DuckDB use every core.
     pub threads: Option<usize>,
+    /// Whether SQL may reach files and the network beyond the store (`COPY ... TO`,
+    /// `read_parquet`, `INSTALL`); `false` confines a query to the store (DuckDB's
+    /// `enable_external_access`). Exports need it.
+    pub external_access: bool,
 }
 
 impl Default for StoreOptions {
@@ -130,6 +151,7 @@ impl Default for StoreOptions {
             storage_compatibility_version: Some(DEFAULT_STORAGE_COMPATIBILITY.to_owned()),
             read_only: false,
             threads: None,
+            external_access: true,
         }
     }
 }
@@ -155,8 +177,10 @@ pub struct PipelineStore {
     /// How the checkpoints are read: a read-only store written by Python may lack
     /// `_checkpoint_keys`, one written by release 0.1.0 its lineage columns.
     checkpoints_sql: String,
-    /// Whether `_checkpoint_batches` exists (a read-only store written by Python lacks it).
+    /// Whether `_checkpoint_batches` and `_checkpoint_batch_totals` exist (a read-only store
+    /// written by Python lacks both, one written by release 0.1.0 the second).
     batches_table: bool,
+    totals_table: bool,
     /// The checkpoints, cached for every store on this file in the process.
     meta: Arc<Metadata>,
 }
@@ -226,6 +250,9 @@ impl PipelineStore {
         if let Some(t) = threads.as_deref() {
             settings.push(("threads", t));
         }
+        if !options.external_access {
+            settings.push(("enable_external_access", "false"));
+        }
         let db = Database::open(&path, &settings).map_err(|e| open_error(&path, e))?;
         let db = Arc::new(db);
         let conn = Connection::connect(&db).map_err(|e| open_error(&path, e))?;
@@ -233,10 +260,16 @@ impl PipelineStore {
         // Strings come back as Utf8View, which polars takes without a copy.
         conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
             .map_err(|m| fail("configuring the connection", m))?;
-        let batches_table = !options.read_only
-            || !table_columns(&conn, "_checkpoint_batches")
-                .map_err(|m| fail("looking for _checkpoint_batches", m))?
-                .is_empty();
+        let exists = |table: &str| {
+            Ok::<_, Error>(
+                !options.read_only
+                    || !table_columns(&conn, table)
+                        .map_err(|m| fail(&format!("looking for {table}"), m))?
+                        .is_empty(),
+            )
+        };
+        let batches_table = exists("_checkpoint_batches")?;
+        let totals_table = exists("_checkpoint_batch_totals")?;
         let checkpoints_sql = if options.read_only {
             let columns = |table| {
                 table_columns(&conn, table).map_err(|m| fail(&format!("looking for {table}"), m))
@@ -273,6 +306,7 @@ impl PipelineStore {
             conn: Mutex::new(conn),
             checkpoints_sql,
             batches_table,
+            totals_table,
         })
     }
 
@@ -561,6 +595,7 @@ fn create_or_upgrade(
         CHECKPOINTS_DDL,
         KEYS_DDL,
         BATCHES_DDL,
+        BATCH_TOTALS_DDL,
         PROVENANCE_DDL,
         SCHEMA_DDL,
     ] {
@@ -630,6 +665,10 @@ fn insert_provenance(
 fn delete_batches(conn: &Connection, table: &str) -> std::result::Result<(), DuckError> {
     conn.execute(&format!("DROP TABLE IF EXISTS {}", partial_table(table)))?;
     conn.query_cached(
+        "DELETE FROM _checkpoint_batch_totals WHERE table_name = ?",
+        &[table.into()],
+    )?;
+    conn.query_cached(
         "DELETE FROM _checkpoint_batches WHERE table_name = ?",
         &[table.into()],
     )
@@ -690,8 +729,7 @@ fn checkpoints_sql(columns: KeyColumns) -> String {
 }
 
 /// The join of a checkpoint with its key, valid only for the save it was written with.
-const JOIN_KEYS: &str = "LEFT JOIN _checkpoint_keys k ON k.table_name = c.table_name \
-    AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at";
+const JOIN_KEYS: &str = concat!("LEFT JOIN _checkpoint_keys k ON ", key_of_checkpoint!());
 
 /// The one decoder of a `_checkpoints` row (with its key), as [`checkpoints_sql`] reads it.
 fn checkpoint_row(row: Vec<Option<String>>) -> std::result::Result<CheckpointInfo, String> {
@@ -865,6 +903,21 @@ impl CheckpointStore for PipelineStore {
             .map_err(self.duckdb_error(format!("discarding the batches of {table:?}")))
     }
 
+    fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let context = format!("recording the item count of {table:?}");
+        self.check_writable(&context)?;
+        let total = i64::try_from(total).unwrap_or(i64::MAX);
+        self.lock()
+            .query_cached(
+                "INSERT OR REPLACE INTO _checkpoint_batch_totals (table_name, key, total_items) \
+                 VALUES (?, ?, ?)",
+                &[table.into(), key.into(), Param::Int(total)],
+            )
+            .map(drop)
+            .map_err(self.duckdb_error(context))
+    }
+
     fn save_batch(
         &self,
         table: &str,
@@ -928,20 +981,28 @@ impl CheckpointStore for PipelineStore {
         if !self.batches_table {
             return Ok(Vec::new());
         }
+        let sql = if self.totals_table {
+            "SELECT b.table_name, b.key, CAST(count(*) AS VARCHAR), CAST(any_value(t.total_items) AS VARCHAR) \
+             FROM _checkpoint_batches b LEFT JOIN _checkpoint_batch_totals t \
+             ON t.table_name = b.table_name AND t.key = b.key \
+             GROUP BY b.table_name, b.key ORDER BY b.table_name"
+        } else {
+            "SELECT table_name, key, CAST(count(*) AS VARCHAR), NULL::VARCHAR FROM _checkpoint_batches \
+             GROUP BY table_name, key ORDER BY table_name"
+        };
         let rows = self
             .lock()
-            .query_text_rows_cached(
-                "SELECT table_name, key, CAST(count(*) AS VARCHAR) FROM _checkpoint_batches \
-                 GROUP BY table_name, key ORDER BY table_name",
-                &[],
-            )
+            .query_text_rows_cached(sql, &[])
             .map_err(self.duckdb_error("reading the pending batches"))?;
+        let count = |table: &str, n: &str| {
+            n.parse::<usize>()
+                .map_err(|_| Error::Format(format!("a batch count of {table:?} is {n:?}")))
+        };
         rows.into_iter()
-            .map(|row| match <[Option<String>; 3]>::try_from(row) {
-                Ok([Some(table), Some(key), Some(items)]) => Ok(PendingBatches {
-                    items: items.parse().map_err(|_| {
-                        Error::Format(format!("a batch count of {table:?} is {items:?}"))
-                    })?,
+            .map(|row| match <[Option<String>; 4]>::try_from(row) {
+                Ok([Some(table), Some(key), Some(items), total]) => Ok(PendingBatches {
+                    items: count(&table, &items)?,
+                    total: total.map(|n| count(&table, &n)).transpose()?,
                     table,
                     key,
                 }),
