@@ -143,7 +143,12 @@ fn steps_of<'a>(
                 .filter(move |step| touches(step, table))
                 .map(move |step| (record, step))
         })
-        .filter(move |(_, step)| seen.insert(serde_json::to_string(step).unwrap_or_default()))
+        .filter(move |(_, step)| first_time(&mut seen, step))
+}
+
+/// Whether `step` is seen here for the first time (the rule of `steps_of`).
+fn first_time(seen: &mut std::collections::HashSet<String>, step: &ProvenanceStep) -> bool {
+    seen.insert(serde_json::to_string(step).unwrap_or_default())
 }
 
 /// The error for a table the store does not have.
@@ -198,7 +203,7 @@ pub fn provenance(
                 let steps: Vec<&ProvenanceStep> = steps
                     .iter()
                     .filter(|step| touches(step, only))
-                    .filter(|step| seen.insert(serde_json::to_string(step).unwrap_or_default()))
+                    .filter(|step| first_time(&mut seen, step))
                     .collect();
                 (!steps.is_empty() || only.is_none()).then(|| {
                     json!({

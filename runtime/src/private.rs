@@ -97,12 +97,22 @@ impl KeyBuilder {
 
     /// Adds the argument `name`.
     pub fn arg(&mut self, name: &'static str, value: KeyValue) {
+        Self::add(&mut self.arguments, &mut self.error, name, value);
+    }
+
+    /// Puts `value` into `map` under `name`, or keeps the first error (reported by `finish`).
+    fn add(
+        map: &mut Map<String, Value>,
+        error: &mut Option<(&'static str, String)>,
+        name: &'static str,
+        value: KeyValue,
+    ) {
         match value.0 {
             Ok(v) => {
-                self.arguments.insert(name.to_owned(), v);
+                map.insert(name.to_owned(), v);
             }
             Err(message) => {
-                self.error.get_or_insert((name, message));
+                error.get_or_insert((name, message));
             }
         }
     }
@@ -121,14 +131,7 @@ impl KeyBuilder {
 
     /// Adds the config field at `path` (`versions.gnomad_version`).
     pub fn config(&mut self, path: &'static str, value: KeyValue) {
-        match value.0 {
-            Ok(v) => {
-                self.config.insert(path.to_owned(), v);
-            }
-            Err(message) => {
-                self.error.get_or_insert((path, message));
-            }
-        }
+        Self::add(&mut self.config, &mut self.error, path, value);
     }
 
     /// Notes that the config field at `path` was named but the pipeline has no config.
