@@ -241,7 +241,12 @@ impl Args {
         meta: &ParseNestedMeta<'_>,
         key: &str,
     ) -> syn::Result<Option<LitStr>> {
-        let expr: Expr = meta.value()?.parse()?;
+        let mut expr: Expr = meta.value()?.parse()?;
+        // A literal passed through a `macro_rules!` fragment (`table = $table`) arrives
+        // wrapped in an invisible group.
+        while let Expr::Group(group) = expr {
+            expr = *group.expr;
+        }
         match expr {
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..

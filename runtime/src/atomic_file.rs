@@ -55,7 +55,7 @@ pub(crate) fn replace_atomically<T>(
 
 /// This machine's name, as the kernel has it (Linux), so temporary files on a shared
 /// filesystem are told apart by the machine that wrote them.
-fn host() -> Option<String> {
+pub(crate) fn host() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().replace(['/', '-'], "_"))

@@ -92,6 +92,32 @@ pub enum Error {
         message: String,
     },
 
+    /// The shared store's PostgreSQL catalog refused a statement or could not be reached. The
+    /// store is named without its password, and the message has it scrubbed.
+    #[error("PostgreSQL error at {store} while {context}: {message}")]
+    Postgres {
+        /// The catalog, as `postgres://user@host:port/dbname` (never with a password).
+        store: String,
+        /// What the store was doing (`registering table "genes"`).
+        context: String,
+        /// PostgreSQL's SQLSTATE code (`40P01`, `57P01`...), when the server sent one.
+        code: Option<String>,
+        /// PostgreSQL's (or the client's) message.
+        message: String,
+    },
+
+    /// The shared store's data root is not the one its catalog was made with (another store's
+    /// directory, or a mount missing on this machine).
+    #[error("data root {path} does not belong to the shared store {store}: {message}")]
+    DataRoot {
+        /// The catalog, without its password.
+        store: String,
+        /// The data root this process was given.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
+
     /// A frame or result could not cross between polars and DuckDB.
     #[error("cannot convert {what} between polars and DuckDB: {message}")]
     Arrow {

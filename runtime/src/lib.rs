@@ -86,7 +86,12 @@ pub use store::duckdb::{
     StoreOptions, duckdb_version,
 };
 pub use store::memory::MemoryStore;
-pub use store::{CheckpointStore, PendingBatches};
+#[cfg(feature = "postgres")]
+pub use store::shared::{
+    CATALOG_SCHEMA_VERSION, DATA_ROOT_ENV, STORE_ENV, SharedGcReport, SharedStore,
+    SharedStoreOptions,
+};
+pub use store::{CheckpointStore, LockFuture, PendingBatches, TableLock};
 /// Makes an expensive fetch function restartable and traced.
 ///
 /// ```no_run

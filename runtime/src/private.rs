@@ -5,7 +5,6 @@
 //! non-generic methods of [`Pipeline`] at once.
 
 use std::future::Future;
-use std::sync::PoisonError;
 use std::time::Instant;
 
 use polars::prelude::DataFrame;
@@ -19,7 +18,7 @@ use crate::fingerprint::data_version;
 use crate::model::{CheckpointKey, FRAME_KEY};
 use crate::pipeline::lineage::Recorder;
 use crate::pipeline::{Batches, Call, Outcome, Pipeline, PipelineContext, Plan};
-use crate::store::CheckpointStore;
+use crate::store::{CheckpointStore, TableLock};
 
 /// The attribute's arguments, as the expansion passes them.
 #[derive(Debug)]
@@ -194,9 +193,14 @@ where
     let started = Instant::now();
     let key = key.finish(spec)?;
     let lock = pipeline.table_lock(spec.table);
-    let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    let _held = lock.lock_blocking();
     let call = new_call(spec, &key, started);
-    let compute = match plan_and_load(pipeline, spec, &call)? {
+    let why = match load_or_why(pipeline, &call)? {
+        Ok(frame) => return Ok(T::from_frame(frame)),
+        Err(why) => why,
+    };
+    let store_lock = pipeline.store().lock_table(spec.table)?;
+    let compute = match prepare(pipeline, spec, &call, why, store_lock)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
@@ -217,8 +221,8 @@ where
 }
 
 /// An `async` checkpointed call: as [`run`], awaiting `body`. The returned future is `Send`
-/// when `body` is. Concurrent calls for the same table are not merged: each that misses runs
-/// its body, and the last save wins.
+/// when `body` is. Calls for the same table awaited together run one body; the others wait
+/// (without blocking their thread) and load its result.
 pub async fn run_async<C, T, E, F>(
     context: &C,
     spec: &Spec<'_>,
@@ -250,8 +254,15 @@ where
     let pipeline = context.pipeline();
     let started = Instant::now();
     let key = key.finish(spec)?;
+    let lock = pipeline.table_lock(spec.table);
+    let _held = lock.lock().await;
     let call = new_call(spec, &key, started);
-    let compute = match plan_and_load(pipeline, spec, &call)? {
+    let why = match load_or_why(pipeline, &call)? {
+        Ok(frame) => return Ok(T::from_frame(frame)),
+        Err(why) => why,
+    };
+    let store_lock = pipeline.store().lock_table_async(spec.table).await?;
+    let compute = match prepare(pipeline, spec, &call, why, store_lock)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
@@ -301,30 +312,34 @@ fn check_and_save<S: CheckpointStore>(
     pipeline.save(call, outcome, reason.as_deref(), frame, recorder.inputs())
 }
 
-/// A call that must run its body: why, the batches it resumes from, and the recorder of its
-/// inputs (its declared reads already in).
+/// A call that must run its body: why, the batches it resumes from, the recorder of its
+/// inputs (its declared reads already in), and the store's lock on the table, held until the
+/// result is saved.
 struct Compute<'a, S> {
     outcome: Outcome,
     reason: Option<String>,
     batches: Batches<'a, S>,
     recorder: Recorder,
+    _lock: TableLock,
 }
 
-/// The loaded checkpoint of a hit, or why and how to compute.
-fn plan_and_load<'a, S: CheckpointStore>(
+/// How a call that must run its body does so, holding the store's lock on the table. On a
+/// store other processes share, the checkpoint is looked at again first: what the lock's
+/// previous holder saved is loaded rather than computed twice.
+fn prepare<'a, S: CheckpointStore>(
     pipeline: &'a Pipeline<S>,
     spec: &Spec<'_>,
     call: &Call<'_>,
-) -> Result<std::result::Result<polars::prelude::DataFrame, Compute<'a, S>>> {
-    let (outcome, reason) = match pipeline.plan(call)? {
-        Plan::Load(outcome, version, rows) => match pipeline.load(call, outcome, version, rows)? {
-            Some(frame) => return Ok(Ok(frame)),
-            None => (
-                Outcome::Stale,
-                Some("the checkpoint's table is missing".to_owned()),
-            ),
-        },
-        Plan::Compute(outcome, reason) => (outcome, reason),
+    why: (Outcome, Option<String>),
+    lock: TableLock,
+) -> Result<std::result::Result<DataFrame, Compute<'a, S>>> {
+    let (outcome, reason) = if lock.is_shared() {
+        match load_or_why(pipeline, call)? {
+            Ok(frame) => return Ok(Ok(frame)),
+            Err(why) => why,
+        }
+    } else {
+        why
     };
     let recorder = Recorder::new(pipeline.id(), spec.table, pipeline.declared_inputs(call)?);
     tracing::info!(
@@ -345,7 +360,25 @@ fn plan_and_load<'a, S: CheckpointStore>(
         reason,
         batches,
         recorder,
+        _lock: lock,
     }))
+}
+
+/// The checkpoint of a hit, loaded, or why the body must run.
+fn load_or_why<S: CheckpointStore>(
+    pipeline: &Pipeline<S>,
+    call: &Call<'_>,
+) -> Result<std::result::Result<DataFrame, (Outcome, Option<String>)>> {
+    Ok(match pipeline.plan(call)? {
+        Plan::Load(outcome, version, rows) => match pipeline.load(call, outcome, version, rows)? {
+            Some(frame) => Ok(frame),
+            None => Err((
+                Outcome::Stale,
+                Some("the checkpoint's table is missing".to_owned()),
+            )),
+        },
+        Plan::Compute(outcome, reason) => Err((outcome, reason)),
+    })
 }
 
 /// The call `spec` makes with `key`, started at `started`.

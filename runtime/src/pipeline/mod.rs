@@ -149,8 +149,9 @@ pub struct Pipeline<S = DefaultStore> {
     unkeyed: UnkeyedPolicy,
     /// Forced tables already recomputed by this pipeline.
     forced_done: Mutex<HashSet<String>>,
-    /// One lock per table, so two threads asking for the same missing table run its body once.
-    table_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// One lock per table, so two calls (threads, or `async` calls awaited together) asking
+    /// for the same missing table run its body once.
+    table_locks: Mutex<HashMap<String, Arc<async_lock::Mutex<()>>>>,
     /// What time it is, for `max_age` (the system clock unless a test sets one).
     clock: Option<Clock>,
     /// Where long work reports its progress, if anywhere.
@@ -300,7 +301,7 @@ impl<S: CheckpointStore> Pipeline<S> {
     }
 
     /// The lock of `table`, created on first use.
-    pub(crate) fn table_lock(&self, table: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn table_lock(&self, table: &str) -> Arc<async_lock::Mutex<()>> {
         let mut locks = self
             .table_locks
             .lock()

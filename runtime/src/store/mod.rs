@@ -6,12 +6,23 @@
 //! threads of a run. `conformance.rs` holds the behaviour every store must show, written once
 //! and run against each.
 
+/// Whether key row `k` belongs to checkpoint row `c`: the same table, saved at the same time
+/// (a re-save by the Python pipeline changes the time). The one rule, for reading keys and for
+/// collecting the orphans; a macro so SQL constants can be built with `concat!`.
+macro_rules! key_of_checkpoint {
+    () => {
+        "k.table_name = c.table_name AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at"
+    };
+}
+
 #[cfg(test)]
 #[macro_use]
 mod conformance;
 #[cfg(feature = "duckdb")]
 pub(crate) mod duckdb;
 pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod shared;
 
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
@@ -81,6 +92,64 @@ pub trait CheckpointStore: Send + Sync {
     /// The finished batches waiting in the store, per table (none for a store without batch
     /// progress, such as one written by the Python pipeline).
     fn pending_batches(&self) -> Result<Vec<PendingBatches>>;
+
+    /// Takes the right to compute `table` for every process sharing this store, waiting while
+    /// another process holds it; released when the returned lock is dropped. A pipeline takes
+    /// it when a call must run its body, then looks at the checkpoint again: what the previous
+    /// holder saved is loaded rather than computed twice.
+    ///
+    /// The default is [`TableLock::unshared`]: a store that one process writes (the DuckDB
+    /// file, memory) needs nothing beyond the pipeline's own per-table lock.
+    fn lock_table(&self, table: &str) -> Result<TableLock> {
+        let _ = table;
+        Ok(TableLock::unshared())
+    }
+
+    /// [`lock_table`](Self::lock_table) for an `async` call: waiting for another process
+    /// must not block the caller's thread. The default takes `lock_table`'s answer at once,
+    /// right for stores whose `lock_table` never waits.
+    fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
+        Box::pin(std::future::ready(self.lock_table(table)))
+    }
+}
+
+/// What [`CheckpointStore::lock_table_async`] returns.
+pub type LockFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<TableLock>> + Send + 'a>>;
+
+/// The right to compute one table across the processes sharing a store, from
+/// [`CheckpointStore::lock_table`]; released when dropped.
+#[must_use = "the lock is released as soon as it is dropped"]
+pub struct TableLock {
+    held: Option<Box<dyn Send + Sync>>,
+}
+
+impl TableLock {
+    /// A lock that holds nothing, for a store written by one process only.
+    pub fn unshared() -> Self {
+        Self { held: None }
+    }
+
+    /// A lock that is released by dropping `guard`.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            held: Some(Box::new(guard)),
+        }
+    }
+
+    /// Whether another process could have saved the table while this one waited, so the
+    /// checkpoint must be looked at again.
+    pub fn is_shared(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+impl std::fmt::Debug for TableLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableLock")
+            .field("shared", &self.is_shared())
+            .finish()
+    }
 }
 
 /// Finished batches of a call that has not saved its checkpoint yet (see
@@ -193,5 +262,11 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
     }
     fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
         (**self).pending_batches()
+    }
+    fn lock_table(&self, table: &str) -> Result<TableLock> {
+        (**self).lock_table(table)
+    }
+    fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
+        (**self).lock_table_async(table)
     }
 }

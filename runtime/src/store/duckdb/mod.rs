@@ -6,16 +6,7 @@
 //! in memory; `capi_shim.cpp` holds DuckDB's own C API calls with what the C API does not
 //! expose (an Arrow batch size, error types, temporary scan views).
 
-/// Whether key row `k` belongs to checkpoint row `c`: the same table, saved at the same time
-/// (a re-save by the Python pipeline changes the time). The one rule, for reading keys and for
-/// collecting the orphans; a macro so SQL constants can be built with `concat!`.
-macro_rules! key_of_checkpoint {
-    () => {
-        "k.table_name = c.table_name AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at"
-    };
-}
-
-mod ffi;
+pub(crate) mod ffi;
 mod inspect;
 mod meta;
 
@@ -732,7 +723,9 @@ fn checkpoints_sql(columns: KeyColumns) -> String {
 const JOIN_KEYS: &str = concat!("LEFT JOIN _checkpoint_keys k ON ", key_of_checkpoint!());
 
 /// The one decoder of a `_checkpoints` row (with its key), as [`checkpoints_sql`] reads it.
-fn checkpoint_row(row: Vec<Option<String>>) -> std::result::Result<CheckpointInfo, String> {
+pub(crate) fn checkpoint_row(
+    row: Vec<Option<String>>,
+) -> std::result::Result<CheckpointInfo, String> {
     let mut row = row.into_iter();
     let mut next = || row.next().flatten();
     let table_name = next().ok_or("a _checkpoints row without a table_name")?;

@@ -1,0 +1,555 @@
+//! The shared store's catalog on PostgreSQL: the connection settings (keepalives, the
+//! password kept out of every message), the metadata tables and their creation, and the
+//! per-table advisory locks that make one worker compute a missing table.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use postgres::{Client, Config, NoTls};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// How long a connection may be silent before TCP keepalive probes start, how far apart they
+/// are and how many may go unanswered, on both ends: a worker cut off by the network loses its
+/// locks after about `IDLE + INTERVAL * COUNT` (16 s), not after the kernel's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_COUNT: u32 = 3;
+/// How often the server checks, while a statement runs, that its client is still there
+/// (`client_connection_check_interval`), so a killed worker's query does not hold its locks to
+/// the end.
+const CONNECTION_CHECK_MS: u32 = 1000;
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The catalog's tables. Text where the DuckDB store has VARCHAR, so one decoder reads both;
+/// `_checkpoints` keeps the Python pipeline's four columns.
+const DDL: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS _checkpoints (
+        table_name TEXT PRIMARY KEY,
+        created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+        row_count INTEGER,
+        description TEXT)",
+    "CREATE TABLE IF NOT EXISTS _checkpoint_keys (
+        table_name TEXT PRIMARY KEY,
+        checkpoint_created_at TIMESTAMP,
+        key TEXT,
+        function TEXT,
+        code TEXT,
+        arguments TEXT,
+        config TEXT,
+        data_version TEXT,
+        inputs TEXT,
+        max_age_seconds BIGINT,
+        lineage_created_at TIMESTAMP)",
+    // Where each checkpoint's frame is: a Parquet file, relative to the data root (so each
+    // machine may mount the root where it likes).
+    "CREATE TABLE IF NOT EXISTS _checkpoint_files (
+        table_name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        bytes BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS _checkpoint_batches (
+        table_name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        item TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS _checkpoint_batches_table ON _checkpoint_batches (table_name, key)",
+    // The rows of finished batches, a Parquet file each, in the order they were saved.
+    "CREATE TABLE IF NOT EXISTS _checkpoint_batch_files (
+        seq BIGSERIAL PRIMARY KEY,
+        table_name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        path TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS _checkpoint_batch_totals (
+        table_name TEXT PRIMARY KEY,
+        key TEXT,
+        total_items BIGINT)",
+    "CREATE TABLE IF NOT EXISTS _provenance (
+        version TEXT,
+        config_hash TEXT,
+        created_at TIMESTAMP,
+        steps_json TEXT)",
+    "CREATE TABLE IF NOT EXISTS _usher_schema (
+        name TEXT PRIMARY KEY,
+        value TEXT)",
+];
+
+/// The version of the catalog's tables, recorded in `_usher_schema` as `schema_version`.
+pub const CATALOG_SCHEMA_VERSION: i64 = 1;
+
+/// A PostgreSQL catalog: how to connect, the name it is shown by, and idle connections.
+pub(crate) struct Catalog {
+    config: Config,
+    /// `postgres://user@host:port/dbname`: what errors and logs name.
+    name: String,
+    /// The password's text, to scrub from any message that might quote it.
+    password: Option<String>,
+    /// The schema the tables live in (`current_schema()` of a connection), part of each lock's
+    /// identity so two stores in one database never share locks.
+    schema: String,
+    idle: Mutex<Vec<Client>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("name", &self.name)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// Parses `url` (a `postgres://` URL or a `key=value` string), connects once, and creates
+    /// or checks the catalog's tables, serialised against other workers doing the same.
+    pub fn open(url: &str) -> Result<Self> {
+        let shown = redact(url);
+        let password = password_of(url);
+        let scrub = |message: String| scrub(message, password.as_deref());
+        let mut config: Config = url.parse().map_err(|e: postgres::Error| Error::Postgres {
+            store: shown.clone(),
+            context: "reading the connection URL".to_owned(),
+            code: None,
+            message: scrub(e.to_string()),
+        })?;
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .or(password);
+        let name = display_name(&config);
+        configure(&mut config);
+        let mut catalog = Catalog {
+            config,
+            name,
+            password,
+            schema: String::new(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut client = catalog.connect("connecting")?;
+        catalog.schema = client
+            .query_one("SELECT current_schema()::text", &[])
+            .map_err(catalog.error("reading the current schema"))?
+            .get::<_, Option<String>>(0)
+            .ok_or_else(|| Error::Postgres {
+                store: catalog.name.clone(),
+                context: "reading the current schema".to_owned(),
+                code: None,
+                message: "the connection has no current schema (check search_path)".to_owned(),
+            })?;
+        catalog.create_tables(&mut client)?;
+        catalog.put_back(client);
+        Ok(catalog)
+    }
+
+    /// The catalog as errors name it, without a password.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A new connection of its own (a lock holder's, say), not taken from the idle ones.
+    pub fn connect(&self, context: &str) -> Result<Client> {
+        self.config.connect(NoTls).map_err(self.error(context))
+    }
+
+    /// An idle connection, or a new one.
+    pub fn client(&self, context: &str) -> Result<Pooled<'_>> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let client = match idle {
+            Some(client) if !client.is_closed() => client,
+            _ => self.connect(context)?,
+        };
+        Ok(Pooled {
+            catalog: self,
+            client: Some(client),
+        })
+    }
+
+    /// Keeps `client` for the next caller, unless it is closed or in a transaction it left.
+    pub fn put_back(&self, client: Client) {
+        if !client.is_closed() {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < 8 {
+                idle.push(client);
+            }
+        }
+    }
+
+    /// Turns a client error into [`Error::Postgres`] naming the catalog and `context`, with
+    /// the password scrubbed from the message.
+    pub fn error(&self, context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error + '_ {
+        let context = context.into();
+        move |e| Error::Postgres {
+            store: self.name.clone(),
+            context,
+            code: e.code().map(|c| c.code().to_owned()),
+            message: scrub(error_text(&e), self.password.as_deref()),
+        }
+    }
+
+    /// The advisory-lock key of `table` in this catalog's schema: 64 bits of a SHA-256, so two
+    /// tables never share a lock (a shared lock could deadlock a body that computes one table
+    /// through a nested call of the other). The schema-creation lock is the key of `""`, which
+    /// no table is named.
+    pub fn lock_key(&self, table: &str) -> i64 {
+        let mut hasher = Sha256::new();
+        hasher.update(b"usher-pipeline\0");
+        hasher.update(self.schema.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(table.as_bytes());
+        let digest = hasher.finalize();
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(bytes)
+    }
+
+    /// Creates the tables, or checks their version, under a transaction-scoped advisory lock:
+    /// concurrent `CREATE TABLE IF NOT EXISTS` of several workers is not safe in PostgreSQL
+    /// (they race on the catalog's unique index of type names).
+    fn create_tables(&self, client: &mut Client) -> Result<()> {
+        let context = "creating or checking the catalog tables";
+        let mut tx = client.transaction().map_err(self.error(context))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key("")])
+            .map_err(self.error(context))?;
+        for ddl in DDL {
+            tx.batch_execute(ddl).map_err(self.error(context))?;
+        }
+        let recorded: Option<String> = tx
+            .query_opt(
+                "SELECT value FROM _usher_schema WHERE name = 'schema_version'",
+                &[],
+            )
+            .map_err(self.error(context))?
+            .and_then(|row| row.get(0));
+        match recorded {
+            None => {
+                tx.execute(
+                    "INSERT INTO _usher_schema (name, value) VALUES ('schema_version', $1)",
+                    &[&CATALOG_SCHEMA_VERSION.to_string()],
+                )
+                .map_err(self.error(context))?;
+            }
+            Some(text) => {
+                let found: i64 = text.parse().map_err(|_| Error::Postgres {
+                    store: self.name.clone(),
+                    context: context.to_owned(),
+                    code: None,
+                    message: format!("_usher_schema holds schema_version {text:?}, not a number"),
+                })?;
+                if found > CATALOG_SCHEMA_VERSION {
+                    return Err(Error::NewerStore {
+                        path: self.name.clone().into(),
+                        found,
+                        supported: CATALOG_SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        tx.commit().map_err(self.error(context))
+    }
+}
+
+/// A connection borrowed from the idle ones, given back when dropped.
+pub(crate) struct Pooled<'a> {
+    catalog: &'a Catalog,
+    client: Option<Client>,
+}
+
+impl Pooled<'_> {
+    /// The connection, no longer given back when dropped (a lock holder's).
+    pub fn detach(mut self) -> Client {
+        self.client.take().expect("present until dropped")
+    }
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.catalog.put_back(client);
+        }
+    }
+}
+
+/// The keepalive and liveness settings every connection gets, on the client's socket and
+/// (through `options`) on the server's, and a name in `pg_stat_activity` that says which
+/// machine and process holds a lock.
+fn configure(config: &mut Config) {
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_COUNT);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name(&format!(
+            "usher-pipeline {} pid {}",
+            crate::atomic_file::host().unwrap_or_else(|| "host".to_owned()),
+            std::process::id()
+        ));
+    }
+    let ours = format!(
+        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={} \
+         -c client_connection_check_interval={CONNECTION_CHECK_MS}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_COUNT
+    );
+    let options = match config.get_options() {
+        Some(theirs) if !theirs.trim().is_empty() => format!("{ours} {theirs}"),
+        _ => ours,
+    };
+    config.options(&options);
+}
+
+/// `postgres://user@host:port/dbname` of a parsed config: everything but the password.
+fn display_name(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(
+            config
+                .get_ports()
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(5432)),
+        )
+        .map(|(host, port)| match host {
+            postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+        })
+        .collect();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = config.get_dbname().unwrap_or("");
+    format!("postgres://{user}{}/{db}", hosts.join(","))
+}
+
+/// The message of a client error with its cause (the client's `Display` leaves out what the
+/// server said).
+fn error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {detail}", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+/// `url` without its password, for messages about a URL that did not parse.
+pub(crate) fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{user}@{hosts}")
+            }
+            None => authority.to_owned(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|kv| !kv.to_ascii_lowercase().starts_with("password="))
+                    .collect();
+                if kept.is_empty() {
+                    path.to_owned()
+                } else {
+                    format!("{path}?{}", kept.join("&"))
+                }
+            }
+            None => tail.to_owned(),
+        };
+        format!("{scheme}://{authority}{tail}")
+    } else {
+        redact_key_values(url)
+    }
+}
+
+/// A `key=value` connection string without its `password` pair (values may be quoted, with
+/// `\'` and `\\` escapes, and spaces may surround the `=`).
+fn redact_key_values(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let mut kept = Vec::new();
+    let skip_spaces = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+    };
+    while i < chars.len() {
+        skip_spaces(&mut i);
+        let start = i;
+        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let key: String = chars[start..i].iter().collect();
+        skip_spaces(&mut i);
+        if i < chars.len() && chars[i] == '=' {
+            i += 1;
+        }
+        skip_spaces(&mut i);
+        let value_start = i;
+        if i < chars.len() && chars[i] == '\'' {
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(chars.len());
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() {
+                i += 1;
+            }
+        }
+        let value: String = chars[value_start..i.min(chars.len())].iter().collect();
+        if !key.is_empty() && !key.eq_ignore_ascii_case("password") {
+            kept.push(format!("{key}={value}"));
+        }
+    }
+    kept.join(" ")
+}
+
+/// The password written in `url`, if one can be found without parsing it fully.
+fn password_of(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_owned())
+}
+
+/// `message` with every occurrence of `password` (and its percent-decoded form) replaced.
+fn scrub(message: String, password: Option<&str>) -> String {
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return message;
+    };
+    let mut message = message.replace(password, "***");
+    let decoded = percent_decode(password);
+    if !decoded.is_empty() && decoded != password {
+        message = message.replace(&decoded, "***");
+    }
+    message
+}
+
+fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|&b| hex(b)),
+            bytes.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_passwords() {
+        assert_eq!(
+            redact("postgres://usher:s3cret@db.lab:5433/genes?sslmode=disable&password=x"),
+            "postgres://usher@db.lab:5433/genes?sslmode=disable"
+        );
+        assert_eq!(
+            redact("postgresql://usher:p%40ss@db/genes"),
+            "postgresql://usher@db/genes"
+        );
+        assert_eq!(redact("postgres://db/genes"), "postgres://db/genes");
+        assert_eq!(
+            redact("host=db user=usher password=s3cret dbname=genes"),
+            "host=db user=usher dbname=genes"
+        );
+        assert_eq!(
+            redact("host=db password = s3cret dbname=genes"),
+            "host=db dbname=genes"
+        );
+        assert_eq!(
+            redact("host=db password='a \\' b' user=u"),
+            "host=db user=u"
+        );
+    }
+
+    #[test]
+    fn passwords_are_scrubbed_from_messages() {
+        assert_eq!(
+            password_of("postgres://u:p%40ss@h/d").as_deref(),
+            Some("p%40ss")
+        );
+        assert_eq!(
+            scrub("auth failed for p@ss and p%40ss".to_owned(), Some("p%40ss")),
+            "auth failed for *** and ***"
+        );
+        assert_eq!(scrub("nothing".to_owned(), None), "nothing");
+    }
+
+    #[test]
+    fn a_parsed_config_is_named_without_its_password() {
+        let config: Config = "postgres://usher:s3cret@db.lab:5433/genes".parse().unwrap();
+        assert_eq!(display_name(&config), "postgres://usher@db.lab:5433/genes");
+        let config: Config = "host=db user=u password=s3cret dbname=g".parse().unwrap();
+        assert_eq!(display_name(&config), "postgres://u@db:5432/g");
+    }
+
+    #[test]
+    fn our_options_come_before_the_users() {
+        let mut config: Config = "postgres://u@h/d?options=-c%20search_path%3Dlab"
+            .parse()
+            .unwrap();
+        configure(&mut config);
+        let options = config.get_options().unwrap();
+        assert!(
+            options.starts_with("-c tcp_keepalives_idle=10"),
+            "{options}"
+        );
+        assert!(options.ends_with("-c search_path=lab"), "{options}");
+        assert!(config.get_keepalives());
+    }
+}

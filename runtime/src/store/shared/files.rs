@@ -1,0 +1,259 @@
+//! The shared store's data: one Parquet file (zstd) per checkpoint and per finished batch
+//! under a data root every worker mounts, written and read by the bundled DuckDB (an in-memory
+//! instance: no database file, nothing to lock), so frames cross as Arrow with no second
+//! Arrow implementation.
+//!
+//! Layout: `<root>/tables/<table>/<name>.parquet`, `<root>/batches/<table>/<name>.parquet`,
+//! and `<root>/.usher-store` (the catalog's store id). Names are unique across machines
+//! (time, host, process, counter), so a file is never rewritten: a save writes a new file
+//! (whole or not at all, through a temporary name), the catalog then points at it, and only
+//! then is the old one removed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use polars::prelude::DataFrame;
+
+use crate::atomic_file::{host, replace_atomically};
+use crate::error::{Error, Result};
+use crate::store::duckdb::ffi::{Connection, Database, DuckError, FrameStream};
+use crate::store::duckdb::now_utc;
+
+/// What a data file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A checkpoint's whole frame.
+    Table,
+    /// The rows of one finished batch.
+    Batch,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Table => "tables",
+            Kind::Batch => "batches",
+        }
+    }
+}
+
+/// The data root and the DuckDB instance that reads and writes its files.
+pub(crate) struct DataRoot {
+    root: PathBuf,
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for DataRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataRoot")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataRoot {
+    /// The data root at `root` (created if missing), with `threads` DuckDB threads (all cores
+    /// when `None`).
+    pub fn open(root: &Path, threads: Option<usize>) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|source| Error::Io {
+            action: "create the data root",
+            path: root.to_owned(),
+            source,
+        })?;
+        let threads = threads.map(|t| t.to_string());
+        let mut settings: Vec<(&str, &str)> = vec![("autoinstall_known_extensions", "false")];
+        if let Some(t) = threads.as_deref() {
+            settings.push(("threads", t));
+        }
+        let db = Database::open(Path::new(":memory:"), &settings)
+            .map_err(|e| duck_error(root, "starting DuckDB for the data root", e))?;
+        Ok(Self {
+            root: root.to_owned(),
+            db: Arc::new(db),
+        })
+    }
+
+    /// The data root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The absolute path of a file the catalog names relative to the root.
+    pub fn absolute(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// A connection of the instance, set up as the DuckDB store's (strings as views).
+    pub fn connection(&self) -> std::result::Result<Connection, DuckError> {
+        let conn = Connection::connect(&self.db)?;
+        conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")?;
+        Ok(conn)
+    }
+
+    /// A new, unused relative path for a `kind` file of `table`.
+    pub fn new_file(&self, kind: Kind, table: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "{}/{table}/{}-{}-{}-{}.parquet",
+            kind.dir(),
+            now_utc().format("%Y%m%dT%H%M%S%.6f"),
+            host().unwrap_or_else(|| "host".to_owned()),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Writes `frame` to the relative path `file` as Parquet (zstd), whole or not at all, and
+    /// returns its size in bytes.
+    pub fn write(&self, file: &str, table: &str, frame: &DataFrame) -> Result<u64> {
+        let path = self.absolute(file);
+        let stream = FrameStream::new(frame).map_err(|message| Error::Arrow {
+            what: format!("table {table:?}"),
+            message,
+        })?;
+        replace_atomically(&path, "write data file", |tmp| {
+            let conn = self
+                .connection()
+                .map_err(|e| duck_error(&path, &format!("writing table {table:?}"), e))?;
+            let view = conn
+                .scan(stream)
+                .map_err(|e| duck_error(&path, &format!("writing table {table:?}"), e))?;
+            conn.query(
+                &format!(
+                    "COPY (SELECT * FROM {}) TO ? (FORMAT PARQUET, COMPRESSION ZSTD)",
+                    view.source()
+                ),
+                &[tmp.to_string_lossy().as_ref().into()],
+            )
+            .map(drop)
+            .map_err(|e| duck_error(&path, &format!("writing table {table:?}"), e))
+        })?;
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|source| Error::Io {
+                action: "read the size of",
+                path,
+                source,
+            })
+    }
+
+    /// Reads the relative paths `files` (one checkpoint, or a table's batches in order) as one
+    /// frame, columns matched by name.
+    pub fn read(&self, files: &[String]) -> std::result::Result<DataFrame, DuckError> {
+        let list: Vec<String> = files
+            .iter()
+            .map(|f| quote_literal(&self.absolute(f).to_string_lossy()))
+            .collect();
+        let conn = self.connection()?;
+        // Unprepared, so DuckDB builds the Arrow arrays on every thread; the paths are the
+        // store's own, quoted as literals.
+        conn.query_unprepared(&format!(
+            "SELECT * FROM read_parquet([{}], union_by_name = true)",
+            list.join(", ")
+        ))
+    }
+
+    /// Removes the relative path `file`; one already gone is not an error (another worker's
+    /// gc, say). Best effort: what is left is an orphan for `gc`.
+    pub fn remove(&self, file: &str) {
+        let path = self.absolute(file);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a superseded data file");
+        }
+    }
+
+    /// The tables with a directory of `kind` files.
+    pub fn tables(&self, kind: Kind) -> Result<Vec<String>> {
+        let dir = self.root.join(kind.dir());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "list",
+                    path: dir,
+                    source,
+                });
+            }
+        };
+        let mut tables: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        tables.sort();
+        Ok(tables)
+    }
+
+    /// The `kind` files of `table` on disk, relative to the root, with their sizes and ages:
+    /// finished files and the temporary files of writes in flight or killed.
+    pub fn files(&self, kind: Kind, table: &str) -> Result<Vec<DataFile>> {
+        let dir = self.root.join(kind.dir()).join(table);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "list",
+                    path: dir,
+                    source,
+                });
+            }
+        };
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            files.push(DataFile {
+                relative: format!("{}/{table}/{name}", kind.dir()),
+                bytes: meta.len(),
+            });
+        }
+        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(files)
+    }
+}
+
+/// A file found under the data root.
+#[derive(Debug, Clone)]
+pub(crate) struct DataFile {
+    /// Its path relative to the root, as the catalog names it.
+    pub relative: String,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// `text` as an SQL string literal: `it's` -> `'it''s'`.
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A DuckDB failure on a data file.
+pub(crate) fn duck_error(path: &Path, context: &str, e: DuckError) -> Error {
+    Error::Duckdb {
+        path: path.to_owned(),
+        context: context.to_owned(),
+        kind: e.kind,
+        message: e.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_quoted() {
+        assert_eq!(quote_literal("/data/it's"), "'/data/it''s'");
+    }
+}

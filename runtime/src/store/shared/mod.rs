@@ -1,0 +1,1288 @@
+//! `SharedStore`: the checkpoints of several machines in one place. The catalog (checkpoint
+//! rows, keys and lineage, batch progress, provenance) and the compute locks live in
+//! PostgreSQL; each frame is a Parquet file under a data root that every worker mounts.
+//!
+//! One worker computes a missing table: [`CheckpointStore::lock_table`] takes a per-table
+//! advisory lock on a connection of its own, the pipeline checks the catalog again under it,
+//! and the body's result is registered on that same connection before the lock is released.
+//! A worker whose connection died therefore cannot register what it computed after losing the
+//! lock; the file it wrote is an orphan that [`SharedStore::gc`] removes. Workers waiting on
+//! the lock wake as soon as it is released and load the registered result.
+//!
+//! Every write of a table's files happens under its lock (a hand-made save takes it for the
+//! duration), which is what lets `gc` tell an orphan from a file being written: it only
+//! collects tables whose lock it can take.
+
+mod catalog;
+mod files;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::NaiveDateTime;
+use polars::prelude::DataFrame;
+use postgres::Client;
+
+use crate::atomic_file::replace_atomically;
+use crate::error::{Error, Result};
+use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
+use crate::names::{validate_table_name, validate_writable_table_name};
+use crate::store::duckdb::{Param, checkpoint_row, now_utc, quote_ident};
+use crate::store::{
+    CheckpointStore, LockFuture, PendingBatches, TableLock, newest_first, validate_columns,
+};
+use catalog::Catalog;
+use files::{DataRoot, Kind, duck_error};
+
+pub use catalog::CATALOG_SCHEMA_VERSION;
+
+/// The environment variable naming the shared store's catalog: a PostgreSQL URL
+/// (`postgres://user@host/dbname`) or `key=value` connection string. Read by
+/// [`SharedStore::from_env`] with [`DATA_ROOT_ENV`].
+pub const STORE_ENV: &str = "USHER_STORE";
+
+/// The environment variable naming the shared store's data root: a directory every worker
+/// mounts (NFS, a cluster filesystem), where the Parquet files live.
+pub const DATA_ROOT_ENV: &str = "USHER_DATA_ROOT";
+
+/// The file in the data root that names the catalog it belongs to.
+const STORE_ID_FILE: &str = ".usher-store";
+
+/// How to open a [`SharedStore`].
+#[derive(Debug, Clone, Default)]
+pub struct SharedStoreOptions {
+    /// DuckDB threads for reading and writing Parquet files; `None` uses every core.
+    pub threads: Option<usize>,
+}
+
+/// Checkpoints shared by several machines: catalog and locks on a PostgreSQL server, frames as
+/// Parquet files under a data root every worker mounts. Runs the same `#[checkpointed]`
+/// functions, [`Pipeline`](crate::Pipeline)s and [`Batches`](crate::Batches) as the DuckDB
+/// file store, and each missing table is computed by one worker of all those sharing it.
+///
+/// Cheap to clone (the clones share connections and locks) and shareable across threads by
+/// `&`. The password of the connection URL is kept in the client's settings only: errors,
+/// logs, provenance and [`name`](Self::name) show the catalog as `postgres://user@host:port/db`.
+#[derive(Clone)]
+pub struct SharedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    files: DataRoot,
+    /// The tables this process holds the compute lock of, with the connection holding it:
+    /// their writes go through that connection.
+    held: Mutex<HashMap<String, Arc<Mutex<Client>>>>,
+}
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedStore")
+            .field("catalog", &self.inner.catalog.name())
+            .field("data_root", &self.inner.files.root())
+            .finish()
+    }
+}
+
+/// The catalog's tables as one row per checkpoint, columns in the order
+/// [`checkpoint_row`] decodes, then the data file.
+fn checkpoints_sql(one_table: bool) -> String {
+    let when = |column: &str| {
+        format!(
+            "CASE WHEN k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
+             THEN {column} END"
+        )
+    };
+    let lineage = [
+        "k.config",
+        "k.data_version",
+        "k.inputs",
+        "k.max_age_seconds::text",
+    ]
+    .map(when)
+    .join(", ");
+    format!(
+        "SELECT c.table_name, to_char(c.created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
+         c.row_count::text, c.description, k.key, k.function, k.code, k.arguments, {lineage}, \
+         f.path FROM _checkpoints c \
+         LEFT JOIN _checkpoint_keys k ON {} \
+         LEFT JOIN _checkpoint_files f ON f.table_name = c.table_name{}",
+        key_of_checkpoint!(),
+        if one_table {
+            " WHERE c.table_name = $1"
+        } else {
+            ""
+        }
+    )
+}
+
+/// What [`SharedStore::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedGcReport {
+    /// Data files no catalog row names (left by killed workers or superseded saves).
+    pub files_removed: usize,
+    /// Their size in bytes.
+    pub bytes_removed: u64,
+    /// Tables skipped because a worker holds their lock (computing them now).
+    pub tables_busy: Vec<String>,
+    /// `_checkpoint_keys` rows of checkpoints saved since without a key.
+    pub orphaned_keys: usize,
+}
+
+impl SharedStore {
+    /// Opens the store whose catalog is at `url` and whose files are under `data_root`
+    /// (created if missing). The first open creates the catalog's tables and ties the data
+    /// root to the catalog (`<data_root>/.usher-store`); later opens check that they match.
+    pub fn open(url: &str, data_root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(url, data_root, &SharedStoreOptions::default())
+    }
+
+    /// [`open`](Self::open) with `options`.
+    pub fn open_with(
+        url: &str,
+        data_root: impl AsRef<Path>,
+        options: &SharedStoreOptions,
+    ) -> Result<Self> {
+        let catalog = Catalog::open(url)?;
+        let files = DataRoot::open(data_root.as_ref(), options.threads)?;
+        let store = SharedStore {
+            inner: Arc::new(Inner {
+                catalog,
+                files,
+                held: Mutex::new(HashMap::new()),
+            }),
+        };
+        store.check_data_root()?;
+        Ok(store)
+    }
+
+    /// The store [`STORE_ENV`] and [`DATA_ROOT_ENV`] name, or `None` when `USHER_STORE` is
+    /// not set. Setting one without the other is an [`Error::Setting`].
+    pub fn from_env() -> Result<Option<Self>> {
+        let url = std::env::var(STORE_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let root = std::env::var_os(DATA_ROOT_ENV).filter(|v| !v.is_empty());
+        match (url, root) {
+            (None, None) => Ok(None),
+            (Some(url), Some(root)) => Self::open(&url, PathBuf::from(root)).map(Some),
+            (Some(url), None) => Err(Error::Setting {
+                setting: DATA_ROOT_ENV,
+                value: String::new(),
+                message: format!(
+                    "{STORE_ENV}={} names a shared store, which also needs the directory of its data files",
+                    catalog::redact(&url)
+                ),
+            }),
+            (None, Some(root)) => Err(Error::Setting {
+                setting: STORE_ENV,
+                value: String::new(),
+                message: format!(
+                    "{DATA_ROOT_ENV}={} is set, but no PostgreSQL catalog to go with it",
+                    Path::new(&root).display()
+                ),
+            }),
+        }
+    }
+
+    /// The catalog, as `postgres://user@host:port/dbname` (never with a password).
+    pub fn name(&self) -> &str {
+        self.inner.catalog.name()
+    }
+
+    /// The data root.
+    pub fn data_root(&self) -> &Path {
+        self.inner.files.root()
+    }
+
+    fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    fn pg(&self, context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error + '_ {
+        self.catalog().error(context)
+    }
+
+    /// Ties the data root to the catalog: the catalog's store id (made by the first open) is
+    /// written to `.usher-store` in the root, and must match it there on every later open, so
+    /// a worker given another store's directory (or an unmounted path) stops at once.
+    fn check_data_root(&self) -> Result<()> {
+        let context = "checking the data root";
+        let mut client = self.catalog().client(context)?;
+        let mut tx = client.transaction().map_err(self.pg(context))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&self.catalog().lock_key("")],
+        )
+        .map_err(self.pg(context))?;
+        let recorded: Option<String> = tx
+            .query_opt(
+                "SELECT value FROM _usher_schema WHERE name = 'store_id'",
+                &[],
+            )
+            .map_err(self.pg(context))?
+            .and_then(|row| row.get(0));
+        let marker = self.data_root().join(STORE_ID_FILE);
+        let on_disk = match std::fs::read_to_string(&marker) {
+            Ok(text) => Some(text.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "read",
+                    path: marker,
+                    source,
+                });
+            }
+        };
+        let mismatch = |message: String| Error::DataRoot {
+            store: self.name().to_owned(),
+            path: self.data_root().to_owned(),
+            message,
+        };
+        match (recorded, on_disk) {
+            (Some(id), Some(found)) if id == found => Ok(()),
+            (Some(id), Some(found)) => Err(mismatch(format!(
+                "it holds the files of store {found}, the catalog is store {id}"
+            ))),
+            (Some(id), None) => {
+                let has_files = self.inner.files.tables(Kind::Table)?.len()
+                    + self.inner.files.tables(Kind::Batch)?.len()
+                    > 0;
+                let registered: i64 = tx
+                    .query_one("SELECT count(*) FROM _checkpoint_files", &[])
+                    .map_err(self.pg(context))?
+                    .get(0);
+                if registered > 0 || has_files {
+                    Err(mismatch(format!(
+                        "no {STORE_ID_FILE} there, but the catalog (store {id}) has {registered} \
+                         data files: is the shared directory mounted on this machine?"
+                    )))
+                } else {
+                    write_marker(&marker, &id)
+                }
+            }
+            (None, Some(found)) => Err(mismatch(format!(
+                "it holds the files of store {found}, and this catalog has none"
+            ))),
+            (None, None) => {
+                let id = new_store_id();
+                tx.execute(
+                    "INSERT INTO _usher_schema (name, value) VALUES ('store_id', $1)",
+                    &[&id],
+                )
+                .map_err(self.pg(context))?;
+                write_marker(&marker, &id)?;
+                tx.commit().map_err(self.pg(context))
+            }
+        }
+    }
+
+    /// Runs `work` on the connection that holds `table`'s compute lock: this process's, if
+    /// it holds it (a body computing the table), or one taken for the duration of `work`.
+    fn locked<T>(&self, table: &str, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(table)
+            .cloned();
+        match held {
+            Some(client) => work(&mut client.lock().unwrap_or_else(PoisonError::into_inner)),
+            None => {
+                let _lock = self.lock_table(table)?;
+                let client = self
+                    .inner
+                    .held
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(table)
+                    .cloned()
+                    .ok_or_else(|| Error::Format(format!("the lock of {table:?} was lost")))?;
+                work(&mut client.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+        }
+    }
+
+    /// The data file the catalog registers for `table`.
+    fn registered_file(&self, table: &str) -> Result<Option<String>> {
+        let context = format!("reading the data file of {table:?}");
+        let mut client = self.catalog().client(&context)?;
+        Ok(client
+            .query_opt(
+                "SELECT path FROM _checkpoint_files WHERE table_name = $1",
+                &[&table],
+            )
+            .map_err(self.pg(context))?
+            .map(|row| row.get(0)))
+    }
+
+    /// Every checkpoint with its valid key and lineage, newest first (then by name).
+    pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        let context = "listing checkpoints";
+        let mut client = self.catalog().client(context)?;
+        let rows = client
+            .query(&checkpoints_sql(false), &[])
+            .map_err(self.pg(context))?;
+        let mut list = rows
+            .iter()
+            .map(|row| decode(row).map(|(info, _)| info))
+            .collect::<Result<Vec<_>>>()?;
+        newest_first(&mut list);
+        Ok(list)
+    }
+
+    /// Whether the catalog has a checkpoint of `table`.
+    pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
+        Ok(CheckpointStore::checkpoint(self, table)?.is_some())
+    }
+
+    /// Saves `frame` as `table` without a key (a hand-made checkpoint, as the DuckDB store's
+    /// `save_dataframe`), replacing any previous one.
+    pub fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
+        self.save(table, frame, description, None)
+    }
+
+    /// Loads `table`, or `Ok(None)` if the catalog has no such checkpoint.
+    pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        // A save on another machine may replace the file between reading its name and
+        // opening it: the old one is removed once the new one is registered. Then read the
+        // catalog again.
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let Some(file) = self.registered_file(table)? else {
+                return Ok(None);
+            };
+            match self.inner.files.read(std::slice::from_ref(&file)) {
+                Ok(frame) => return Ok(Some(frame)),
+                Err(e) => {
+                    let replaced = self.registered_file(table)?.as_deref() != Some(file.as_str());
+                    if !replaced || attempt == ATTEMPTS {
+                        return Err(duck_error(
+                            &self.inner.files.absolute(&file),
+                            &format!("loading table {table:?}"),
+                            e,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes `frame` as `table`'s new data file and registers it with the `_checkpoints` row
+    /// (and, for a `#[checkpointed]` save, its key, lineage and provenance row) in one
+    /// transaction on the lock's connection; then removes the files it supersedes.
+    fn save(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        validate_columns(table, frame)?;
+        let rows = i32::try_from(frame.height()).map_err(|_| {
+            Error::Format(format!(
+                "cannot save table {table:?}: {} rows do not fit the INTEGER row_count column of _checkpoints",
+                frame.height()
+            ))
+        })?;
+        self.locked(table, |client| {
+            let files = &self.inner.files;
+            let file = files.new_file(Kind::Table, table);
+            let bytes = files.write(&file, table, frame)?;
+            let context = format!("registering table {table:?}");
+            let registered = register(client, table, &file, bytes, rows, description, key)
+                .map_err(self.pg(&context));
+            match registered {
+                Ok(superseded) => {
+                    for old in superseded {
+                        files.remove(&old);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    // Removed only when surely not registered (a commit whose answer was lost
+                    // may have gone through); otherwise gc decides.
+                    if let Ok(current) = self.registered_file(table)
+                        && current.as_deref() != Some(file.as_str())
+                    {
+                        files.remove(&file);
+                    }
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Removes the checkpoints of `tables` (rows, keys, batches) in one transaction, then
+    /// their files.
+    pub fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
+        for table in tables {
+            validate_table_name(table)?;
+        }
+        let locks = tables
+            .iter()
+            .map(|t| self.lock_unless_held(t))
+            .collect::<Result<Vec<_>>>()?;
+        let context = format!("deleting {tables:?}");
+        let mut client = self.catalog().client(&context)?;
+        let mut tx = client.transaction().map_err(self.pg(&context))?;
+        let mut files = Vec::new();
+        for table in tables {
+            files.extend(delete_table_rows(&mut tx, table, true).map_err(self.pg(&context))?);
+        }
+        tx.commit().map_err(self.pg(&context))?;
+        drop(client);
+        for file in files {
+            self.inner.files.remove(&file);
+        }
+        drop(locks);
+        Ok(())
+    }
+
+    /// Removes `table`'s checkpoint.
+    pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
+        self.delete_checkpoints(&[table])
+    }
+
+    /// Copies `table`'s data file (Parquet, zstd) to `output_path`, whole or not at all.
+    pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
+        validate_table_name(table)?;
+        let Some(file) = self.registered_file(table)? else {
+            return Err(Error::TableNotFound {
+                table: table.to_owned(),
+                path: self.name().into(),
+            });
+        };
+        let source = self.inner.files.absolute(&file);
+        replace_atomically(output_path.as_ref(), "export parquet", |tmp| {
+            std::fs::copy(&source, tmp)
+                .map(drop)
+                .map_err(|source_error| Error::Io {
+                    action: "copy",
+                    path: source.clone(),
+                    source: source_error,
+                })
+        })
+    }
+
+    /// Runs one SQL statement in DuckDB over the checkpoints' Parquet files, each visible as
+    /// a view named after its table, with `?` parameters bound to `params`.
+    pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
+        let checkpoints = self.list_checkpoints_with_files()?;
+        let root = self.data_root();
+        let context = format!("running query {sql:?}");
+        let conn = self
+            .inner
+            .files
+            .connection()
+            .map_err(|e| duck_error(root, &context, e))?;
+        for (table, file) in &checkpoints {
+            conn.execute(&format!(
+                "CREATE TEMP VIEW {} AS SELECT * FROM read_parquet({})",
+                quote_ident(table),
+                files::quote_literal(&self.inner.files.absolute(file).to_string_lossy())
+            ))
+            .map_err(|e| duck_error(root, &context, e))?;
+        }
+        conn.query(sql, params)
+            .map_err(|e| duck_error(root, &context, e))
+    }
+
+    fn list_checkpoints_with_files(&self) -> Result<Vec<(String, String)>> {
+        let context = "listing data files";
+        let mut client = self.catalog().client(context)?;
+        Ok(client
+            .query(
+                "SELECT table_name, path FROM _checkpoint_files ORDER BY table_name",
+                &[],
+            )
+            .map_err(self.pg(context))?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    /// Every `_provenance` row, oldest first (rows of one time in the order appended).
+    pub fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
+        let context = "reading _provenance";
+        let mut client = self.catalog().client(context)?;
+        let rows = client
+            .query(
+                "SELECT version, config_hash, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
+                 steps_json FROM _provenance ORDER BY created_at, ctid",
+                &[],
+            )
+            .map_err(self.pg(context))?;
+        rows.iter()
+            .map(|row| {
+                let created: Option<String> = row.get(2);
+                let created_at = created
+                    .as_deref()
+                    .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
+                    .ok_or_else(|| {
+                        Error::Format(format!("a _provenance row has created_at {created:?}"))
+                    })?;
+                Ok(ProvenanceRecord {
+                    version: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                    config_hash: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                    created_at,
+                    steps_json: row.get::<_, Option<String>>(3).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Removes data files no catalog row names: those of workers killed between writing and
+    /// registering, and superseded files a worker could not remove. A table whose lock is
+    /// held (a worker computing it now) is skipped and reported; so is nothing else, since
+    /// every write of a table's files happens under its lock. Also removes key rows of
+    /// checkpoints re-saved without a key.
+    pub fn gc(&self) -> Result<SharedGcReport> {
+        let mut report = SharedGcReport::default();
+        let mut tables = BTreeSet::new();
+        for kind in [Kind::Table, Kind::Batch] {
+            tables.extend(self.inner.files.tables(kind)?);
+        }
+        for table in tables {
+            if validate_writable_table_name(&table).is_err() {
+                continue;
+            }
+            let Some(_lock) = self.try_lock_table(&table)? else {
+                report.tables_busy.push(table);
+                continue;
+            };
+            let context = format!("collecting the data files of {table:?}");
+            let mut client = self.catalog().client(&context)?;
+            let registered: BTreeSet<String> = client
+                .query(
+                    "SELECT path FROM _checkpoint_files WHERE table_name = $1 \
+                     UNION SELECT path FROM _checkpoint_batch_files WHERE table_name = $1",
+                    &[&table],
+                )
+                .map_err(self.pg(&context))?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            drop(client);
+            for kind in [Kind::Table, Kind::Batch] {
+                for file in self.inner.files.files(kind, &table)? {
+                    if !registered.contains(&file.relative) {
+                        self.inner.files.remove(&file.relative);
+                        report.files_removed += 1;
+                        report.bytes_removed += file.bytes;
+                    }
+                }
+            }
+        }
+        let context = "removing orphaned key rows";
+        let mut client = self.catalog().client(context)?;
+        report.orphaned_keys = client
+            .execute(
+                concat!(
+                    "DELETE FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c WHERE ",
+                    key_of_checkpoint!(),
+                    ")"
+                ),
+                &[],
+            )
+            .map_err(self.pg(context))? as usize;
+        Ok(report)
+    }
+
+    /// `table`'s compute lock, unless this process holds it already (a body of the table
+    /// deleting it, say), which waiting for would never end.
+    fn lock_unless_held(&self, table: &str) -> Result<Option<TableLock>> {
+        let held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(table);
+        if held {
+            Ok(None)
+        } else {
+            self.lock_table(table).map(Some)
+        }
+    }
+
+    /// `table`'s compute lock if no one holds it, else `None`.
+    fn try_lock_table(&self, table: &str) -> Result<Option<TableLock>> {
+        validate_table_name(table)?;
+        let context = format!("locking table {table:?}");
+        let mut client = self.catalog().client(&context)?;
+        let key = self.catalog().lock_key(table);
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(self.pg(&context))?
+            .get(0);
+        if !got {
+            return Ok(None);
+        }
+        Ok(Some(self.hold(table, key, client.detach())))
+    }
+
+    /// Records that this process holds `table`'s lock on `client`; the returned lock releases
+    /// it.
+    fn hold(&self, table: &str, key: i64, client: Client) -> TableLock {
+        let client = Arc::new(Mutex::new(client));
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(table.to_owned(), Arc::clone(&client));
+        TableLock::new(HeldLock {
+            inner: Arc::clone(&self.inner),
+            table: table.to_owned(),
+            key,
+            client: Some(client),
+        })
+    }
+
+    /// Who holds `key` (their `application_name`: host and process), for the waiting message.
+    fn holder(&self, client: &mut Client, key: i64) -> Option<String> {
+        let bits = key as u64;
+        let (class, object) = ((bits >> 32) as i64, (bits & 0xffff_ffff) as i64);
+        client
+            .query_opt(
+                "SELECT a.application_name || ' (' || coalesce(host(a.client_addr), 'local') || ')' \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                 AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.database = \
+                 (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[&class, &object],
+            )
+            .ok()
+            .flatten()
+            .and_then(|row| row.get(0))
+    }
+}
+
+/// A compute lock this process holds: released (and its connection kept for reuse) when
+/// dropped. A connection that died has released it already.
+struct HeldLock {
+    inner: Arc<Inner>,
+    table: String,
+    key: i64,
+    client: Option<Arc<Mutex<Client>>>,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.table);
+        let Some(shared) = self.client.take() else {
+            return;
+        };
+        let released = {
+            let mut client = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            !client.is_closed()
+                && client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+                    .inspect_err(|e| {
+                        tracing::warn!(table = self.table, error = %e,
+                            "cannot release a compute lock: closing its connection");
+                    })
+                    .is_ok()
+        };
+        // Only a connection known to hold no lock any more is used again; dropping any other
+        // closes its session, which releases whatever it held.
+        if released && let Ok(client) = Arc::try_unwrap(shared) {
+            self.inner
+                .catalog
+                .put_back(client.into_inner().unwrap_or_else(PoisonError::into_inner));
+        }
+    }
+}
+
+/// Registers a save: the `_checkpoints` row, the key or its absence, the data file, the
+/// provenance row; removes the table's batches. Returns the files it supersedes.
+fn register(
+    client: &mut Client,
+    table: &str,
+    file: &str,
+    bytes: u64,
+    rows: i32,
+    description: &str,
+    key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
+) -> std::result::Result<Vec<String>, postgres::Error> {
+    let created_at = timestamp_text(now_utc());
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    let mut tx = client.transaction()?;
+    let mut superseded: Vec<String> = tx
+        .query_opt(
+            "SELECT path FROM _checkpoint_files WHERE table_name = $1",
+            &[&table],
+        )?
+        .map(|row| row.get(0))
+        .into_iter()
+        .collect();
+    superseded.extend(delete_batches(&mut tx, table)?);
+    tx.execute(
+        "INSERT INTO _checkpoints (table_name, created_at, row_count, description) \
+         VALUES ($1, $2::text::timestamp, $3, $4) ON CONFLICT (table_name) DO UPDATE SET \
+         created_at = excluded.created_at, row_count = excluded.row_count, \
+         description = excluded.description",
+        &[&table, &created_at, &rows, &description],
+    )?;
+    match key {
+        Some((key, lineage, provenance)) => {
+            write_key(&mut tx, table, Some(&created_at), key, lineage)?;
+            insert_provenance(&mut tx, provenance)?;
+        }
+        None => {
+            tx.execute(
+                "DELETE FROM _checkpoint_keys WHERE table_name = $1",
+                &[&table],
+            )?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO _checkpoint_files (table_name, path, bytes) VALUES ($1, $2, $3) \
+         ON CONFLICT (table_name) DO UPDATE SET path = excluded.path, bytes = excluded.bytes",
+        &[&table, &file, &bytes],
+    )?;
+    tx.commit()?;
+    Ok(superseded)
+}
+
+/// Records `key` and `lineage` for the checkpoint of `table` created at `created_at` (text).
+fn write_key(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    created_at: Option<&str>,
+    key: &CheckpointKey,
+    lineage: &Lineage,
+) -> std::result::Result<(), postgres::Error> {
+    let max_age = lineage
+        .max_age_seconds
+        .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+    tx.execute(
+        "INSERT INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, \
+         arguments, config, data_version, inputs, max_age_seconds, lineage_created_at) \
+         VALUES ($1, $2::text::timestamp, $3, $4, $5, $6, $7, $8, $9, $10, $2::text::timestamp) \
+         ON CONFLICT (table_name) DO UPDATE SET checkpoint_created_at = excluded.checkpoint_created_at, \
+         key = excluded.key, function = excluded.function, code = excluded.code, \
+         arguments = excluded.arguments, config = excluded.config, \
+         data_version = excluded.data_version, inputs = excluded.inputs, \
+         max_age_seconds = excluded.max_age_seconds, lineage_created_at = excluded.lineage_created_at",
+        &[
+            &table,
+            &created_at,
+            &key.key,
+            &key.function,
+            &key.code,
+            &key.arguments_json(),
+            &key.config_json(),
+            &lineage.data_version.map(|v| v.to_hex()),
+            &lineage.inputs_json(),
+            &max_age,
+        ],
+    )
+    .map(drop)
+}
+
+fn insert_provenance(
+    tx: &mut postgres::Transaction<'_>,
+    record: &ProvenanceRecord,
+) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        "INSERT INTO _provenance (version, config_hash, created_at, steps_json) \
+         VALUES ($1, $2, $3::text::timestamp, $4)",
+        &[
+            &record.version,
+            &record.config_hash,
+            &timestamp_text(record.created_at),
+            &record.steps_json,
+        ],
+    )
+    .map(drop)
+}
+
+/// Removes `table`'s batch rows, item count and batch files' rows; returns the files.
+fn delete_batches(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+) -> std::result::Result<Vec<String>, postgres::Error> {
+    tx.execute(
+        "DELETE FROM _checkpoint_batches WHERE table_name = $1",
+        &[&table],
+    )?;
+    tx.execute(
+        "DELETE FROM _checkpoint_batch_totals WHERE table_name = $1",
+        &[&table],
+    )?;
+    Ok(tx
+        .query(
+            "DELETE FROM _checkpoint_batch_files WHERE table_name = $1 RETURNING path",
+            &[&table],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// Removes everything the catalog holds of `table` (with its batches when `batches`);
+/// returns the files to remove once committed.
+fn delete_table_rows(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    batches: bool,
+) -> std::result::Result<Vec<String>, postgres::Error> {
+    let mut files: Vec<String> = tx
+        .query(
+            "DELETE FROM _checkpoint_files WHERE table_name = $1 RETURNING path",
+            &[&table],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    tx.execute("DELETE FROM _checkpoints WHERE table_name = $1", &[&table])?;
+    tx.execute(
+        "DELETE FROM _checkpoint_keys WHERE table_name = $1",
+        &[&table],
+    )?;
+    if batches {
+        files.extend(delete_batches(tx, table)?);
+    }
+    Ok(files)
+}
+
+/// A timestamp as PostgreSQL's `timestamp` reads it, to the microsecond (what both DuckDB and
+/// PostgreSQL keep, so a time written and read back compares equal).
+fn timestamp_text(time: NaiveDateTime) -> String {
+    time.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+/// A catalog row (as [`checkpoints_sql`] selects it) and its data file.
+fn decode(row: &postgres::Row) -> Result<(CheckpointInfo, Option<String>)> {
+    let texts: Vec<Option<String>> = (0..12).map(|i| row.get(i)).collect();
+    let info = checkpoint_row(texts).map_err(Error::Format)?;
+    Ok((info, row.get(12)))
+}
+
+fn write_marker(path: &Path, id: &str) -> Result<()> {
+    replace_atomically(path, "write the store id", |tmp| {
+        std::fs::write(tmp, format!("{id}\n")).map_err(|source| Error::Io {
+            action: "write",
+            path: tmp.to_owned(),
+            source,
+        })
+    })
+}
+
+/// A store id: unique enough to tell two stores' directories apart.
+fn new_store_id() -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{:?} {:?} {} {:?}",
+        std::time::SystemTime::now(),
+        std::time::Instant::now(),
+        std::process::id(),
+        crate::atomic_file::host()
+    );
+    Sha256::digest(seed.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl CheckpointStore for SharedStore {
+    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
+        validate_table_name(table)?;
+        let context = format!("reading the checkpoint of {table:?}");
+        let mut client = self.catalog().client(&context)?;
+        let row = client
+            .query_opt(&checkpoints_sql(true), &[&table])
+            .map_err(self.pg(context))?;
+        row.map(|row| decode(&row).map(|(info, _)| info))
+            .transpose()
+    }
+
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
+        self.load_dataframe(table)
+    }
+
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        lineage: &Lineage,
+        provenance: &ProvenanceRecord,
+    ) -> Result<()> {
+        self.save(table, frame, description, Some((key, lineage, provenance)))
+    }
+
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+        lineage: &Lineage,
+    ) -> Result<bool> {
+        validate_writable_table_name(table)?;
+        let context = format!("adopting the checkpoint of {table:?}");
+        self.locked(table, |client| {
+            let run = |client: &mut Client| {
+                let mut tx = client.transaction()?;
+                let created = created_at.map(timestamp_text);
+                let same: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM _checkpoints WHERE table_name = $1 \
+                         AND created_at IS NOT DISTINCT FROM $2::text::timestamp",
+                        &[&table, &created],
+                    )?
+                    .get(0);
+                if same == 1 {
+                    write_key(&mut tx, table, created.as_deref(), key, lineage)?;
+                }
+                tx.commit()?;
+                Ok(same == 1)
+            };
+            run(client).map_err(self.pg(context))
+        })
+    }
+
+    fn lock_table(&self, table: &str) -> Result<TableLock> {
+        validate_table_name(table)?;
+        let context = format!("locking table {table:?}");
+        let mut client = self.catalog().client(&context)?.detach();
+        let key = self.catalog().lock_key(table);
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(self.pg(&context))?
+            .get(0);
+        if !got {
+            let holder = self
+                .holder(&mut client, key)
+                .unwrap_or_else(|| "another worker".to_owned());
+            tracing::info!(
+                table,
+                holder,
+                "waiting for another worker computing the table"
+            );
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .map_err(self.pg(&context))?;
+        }
+        Ok(self.hold(table, key, client))
+    }
+
+    fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
+        Box::pin(async move {
+            if let Some(lock) = self.try_lock_table(table)? {
+                return Ok(lock);
+            }
+            // Waited for on a thread of its own, so the caller's executor thread is free; a
+            // call dropped while waiting drops the lock as soon as the thread gets it.
+            type Slot = Mutex<Option<Result<TableLock>>>;
+            let cell: Arc<async_lock::OnceCell<Slot>> = Arc::new(async_lock::OnceCell::new());
+            let (store, name, done) = (self.clone(), table.to_owned(), Arc::clone(&cell));
+            std::thread::Builder::new()
+                .name(format!("usher-lock-{table}"))
+                .spawn(move || {
+                    let _ = done.set_blocking(Mutex::new(Some(store.lock_table(&name))));
+                })
+                .map_err(|source| Error::Io {
+                    action: "start a thread to wait for the lock of",
+                    path: PathBuf::from(table),
+                    source,
+                })?;
+            cell.wait()
+                .await
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or_else(|| {
+                    Err(Error::Format(format!(
+                        "the lock of {table:?} was taken twice"
+                    )))
+                })
+        })
+    }
+
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+        validate_writable_table_name(table)?;
+        let context = format!("reading the finished batches of {table:?}");
+        let superseded_and_items = self.locked(table, |client| {
+            let run = |client: &mut Client| {
+                let mut tx = client.transaction()?;
+                let others: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM _checkpoint_batches WHERE table_name = $1 AND key <> $2",
+                        &[&table, &key],
+                    )?
+                    .get(0);
+                let others_files: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM _checkpoint_batch_files WHERE table_name = $1 AND key <> $2",
+                        &[&table, &key],
+                    )?
+                    .get(0);
+                if others + others_files > 0 {
+                    // Made from other arguments or code: not to be mixed in.
+                    let files = delete_batches(&mut tx, table)?;
+                    tx.commit()?;
+                    return Ok((files, Vec::new()));
+                }
+                let items = tx
+                    .query(
+                        "SELECT item FROM _checkpoint_batches WHERE table_name = $1 AND key = $2",
+                        &[&table, &key],
+                    )?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                tx.commit()?;
+                Ok((Vec::new(), items))
+            };
+            run(client).map_err(self.pg(context))
+        })?;
+        let (superseded, items) = superseded_and_items;
+        for file in superseded {
+            self.inner.files.remove(&file);
+        }
+        Ok(items)
+    }
+
+    fn discard_batches(&self, table: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let context = format!("discarding the batches of {table:?}");
+        let files = self.locked(table, |client| {
+            let run = |client: &mut Client| {
+                let mut tx = client.transaction()?;
+                let files = delete_batches(&mut tx, table)?;
+                tx.commit()?;
+                Ok(files)
+            };
+            run(client).map_err(self.pg(context))
+        })?;
+        for file in files {
+            self.inner.files.remove(&file);
+        }
+        Ok(())
+    }
+
+    fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
+        validate_writable_table_name(table)?;
+        let context = format!("recording the item count of {table:?}");
+        let total = i64::try_from(total).unwrap_or(i64::MAX);
+        self.locked(table, |client| {
+            client
+                .execute(
+                    "INSERT INTO _checkpoint_batch_totals (table_name, key, total_items) \
+                     VALUES ($1, $2, $3) ON CONFLICT (table_name) DO UPDATE SET \
+                     key = excluded.key, total_items = excluded.total_items",
+                    &[&table, &key, &total],
+                )
+                .map(drop)
+                .map_err(self.pg(context))
+        })
+    }
+
+    fn save_batch(
+        &self,
+        table: &str,
+        key: &str,
+        items: &[String],
+        frame: &DataFrame,
+    ) -> Result<()> {
+        validate_writable_table_name(table)?;
+        if frame.width() > 0 {
+            validate_columns(table, frame)?;
+        }
+        let context = format!("saving a batch of {table:?}");
+        self.locked(table, |client| {
+            let files = &self.inner.files;
+            let file = if frame.width() > 0 {
+                let file = files.new_file(Kind::Batch, table);
+                files.write(&file, table, frame)?;
+                Some(file)
+            } else {
+                None
+            };
+            let run = |client: &mut Client| {
+                let mut tx = client.transaction()?;
+                if !items.is_empty() {
+                    tx.execute(
+                        "INSERT INTO _checkpoint_batches (table_name, key, item) \
+                         SELECT $1, $2, unnest($3::text[])",
+                        &[&table, &key, &items],
+                    )?;
+                }
+                if let Some(file) = &file {
+                    tx.execute(
+                        "INSERT INTO _checkpoint_batch_files (table_name, key, path) VALUES ($1, $2, $3)",
+                        &[&table, &key, file],
+                    )?;
+                }
+                tx.commit()
+            };
+            run(client).map_err(self.pg(context)).inspect_err(|_| {
+                if let Some(file) = &file {
+                    files.remove(file);
+                }
+            })
+        })
+    }
+
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_writable_table_name(table)?;
+        let context = format!("loading the batches of {table:?}");
+        let mut client = self.catalog().client(&context)?;
+        let files: Vec<String> = client
+            .query(
+                "SELECT path FROM _checkpoint_batch_files WHERE table_name = $1 ORDER BY seq",
+                &[&table],
+            )
+            .map_err(self.pg(&context))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        drop(client);
+        if files.is_empty() {
+            return Ok(None);
+        }
+        self.inner
+            .files
+            .read(&files)
+            .map(Some)
+            .map_err(|e| duck_error(self.data_root(), &context, e))
+    }
+
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+        let context = "saving provenance to _provenance";
+        let mut client = self.catalog().client(context)?;
+        let mut tx = client.transaction().map_err(self.pg(context))?;
+        insert_provenance(&mut tx, record).map_err(self.pg(context))?;
+        tx.commit().map_err(self.pg(context))
+    }
+
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        SharedStore::list_checkpoints(self)
+    }
+
+    fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
+        let context = "reading the pending batches";
+        let mut client = self.catalog().client(context)?;
+        let rows = client
+            .query(
+                "SELECT b.table_name, b.key, count(*), max(t.total_items) \
+                 FROM _checkpoint_batches b LEFT JOIN _checkpoint_batch_totals t \
+                 ON t.table_name = b.table_name AND t.key = b.key \
+                 GROUP BY b.table_name, b.key ORDER BY b.table_name",
+                &[],
+            )
+            .map_err(self.pg(context))?;
+        Ok(rows
+            .iter()
+            .map(|row| PendingBatches {
+                table: row.get(0),
+                key: row.get(1),
+                items: usize::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                total: row
+                    .get::<_, Option<i64>>(3)
+                    .and_then(|n| usize::try_from(n).ok()),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The test server's URL (`USHER_TEST_POSTGRES`, printed by `.ci/postgres start`), or
+    /// `None` with the reason printed. With `USHER_REQUIRE_POSTGRES` set (CI), a missing
+    /// server fails the test instead.
+    pub(crate) fn test_server() -> Option<String> {
+        match std::env::var("USHER_TEST_POSTGRES") {
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var_os("USHER_REQUIRE_POSTGRES").is_none(),
+                    "USHER_REQUIRE_POSTGRES is set but USHER_TEST_POSTGRES is not: start a server with `.ci/postgres start DIR`"
+                );
+                eprintln!(
+                    "skipped: no PostgreSQL server (set USHER_TEST_POSTGRES; `.ci/postgres start DIR` prints one)"
+                );
+                None
+            }
+        }
+    }
+
+    /// `url` with its tables in `schema` (through the connection's `search_path`).
+    pub(crate) fn with_schema(url: &str, schema: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-c%20search_path%3D{schema}")
+    }
+
+    /// A store in a schema and data root of its own, both removed when dropped.
+    pub(crate) struct TempShared {
+        store: Option<SharedStore>,
+        admin: String,
+        schema: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TempShared {
+        type Target = SharedStore;
+        fn deref(&self) -> &SharedStore {
+            self.store.as_ref().expect("present until dropped")
+        }
+    }
+
+    impl Drop for TempShared {
+        fn drop(&mut self) {
+            drop(self.store.take());
+            if let Ok(mut admin) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
+            }
+        }
+    }
+
+    pub(crate) fn temp_shared() -> Option<TempShared> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let admin = test_server()?;
+        let schema = format!(
+            "unit_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SharedStore::open(&with_schema(&admin, &schema), dir.path()).unwrap();
+        Some(TempShared {
+            store: Some(store),
+            admin,
+            schema,
+            _dir: dir,
+        })
+    }
+
+    impl crate::store::conformance::Inspect for SharedStore {
+        fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
+            SharedStore::provenance_rows(self).unwrap()
+        }
+    }
+
+    conformance_suite!(match temp_shared() {
+        Some(store) => store,
+        None => return,
+    });
+}
