@@ -678,3 +678,67 @@ fn two_pipelines_in_one_process_compute_once() {
     });
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+// --- passwords -----------------------------------------------------------------------------
+
+/// The `.ci/postgres` role that logs in with a password.
+const PASSWORD: &str = "s3cret-pw";
+
+/// The test server's URL for the password role, with `password`, in `schema`.
+fn password_url(shared: &Shared, password: &str) -> Option<String> {
+    let (scheme, rest) = shared.admin.split_once("://")?;
+    let (_, host) = rest.split_once('@')?;
+    Some(with_schema(
+        &format!("{scheme}://usher_pw:{password}@{host}"),
+        &shared.schema,
+    ))
+}
+
+/// The password of the catalog's URL reaches neither errors (a refused login, a failed
+/// statement), nor the store's name and `Debug`, nor provenance rows.
+#[test]
+fn passwords_never_reach_errors_names_or_provenance() {
+    let Some(shared) = Shared::new("secret") else {
+        return;
+    };
+    shared
+        .sql()
+        .batch_execute(&format!("GRANT ALL ON SCHEMA {} TO usher_pw", shared.schema))
+        .unwrap();
+    let wrong = "wr0ng-pw-31337";
+    let refused = SharedStore::open(&password_url(&shared, wrong).unwrap(), shared.root())
+        .expect_err("a wrong password is refused");
+    eprintln!("a refused login reads: {refused}");
+    let text = format!("{refused} {refused:?}");
+    assert!(!text.contains(wrong), "{text}");
+    assert!(text.contains("usher_pw@127.0.0.1"), "the store is named: {text}");
+    // Not a URL the client can parse: still no password in the message.
+    let garbled = format!("postgres://usher_pw:{wrong}@127.0.0.1:notaport/db");
+    let text = SharedStore::open(&garbled, shared.root()).unwrap_err().to_string();
+    assert!(!text.contains(wrong), "{text}");
+
+    let store = SharedStore::open(&password_url(&shared, PASSWORD).unwrap(), shared.root())
+        .expect("the right password is accepted");
+    for shown in [store.name().to_owned(), format!("{store:?}")] {
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert!(shown.contains("usher_pw@"), "{shown}");
+    }
+    let failed = store.query("SELECT * FROM no_such_table", &[]).unwrap_err();
+    assert!(!failed.to_string().contains(PASSWORD));
+    let pipeline = Pipeline::new(store.clone(), tracker());
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    shared_once(&pipeline, &calls).unwrap();
+    pipeline.save_provenance().unwrap();
+    let rows = store.provenance_rows().unwrap();
+    assert_eq!(rows.len(), 2, "the step's row and the run's");
+    for row in rows {
+        let all = format!("{row:?}");
+        assert!(!all.contains(PASSWORD), "{all}");
+    }
+    // A connection string in key=value form too.
+    let host_port = shared.admin.split_once('@').unwrap().1.split_once('/').unwrap().0;
+    let (host, port) = host_port.split_once(':').unwrap();
+    let kv = format!("host={host} port={port} user=usher_pw password={wrong} dbname=usher");
+    let text = SharedStore::open(&kv, shared.root()).unwrap_err().to_string();
+    assert!(!text.contains(wrong), "{text}");
+}
