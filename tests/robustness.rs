@@ -70,6 +70,61 @@ fn another_process_holding_the_store_gets_store_in_use() {
     assert!(store.has_checkpoint("held").unwrap());
 }
 
+/// Starts a child holding `path` open and returns it once it has.
+fn holder(path: &std::path::Path) -> std::process::Child {
+    let mut child = common::child_test("child_holds_store_open")
+        .env("USHER_TEST_HOLD_STORE", path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines
+        .map_while(|l| l.ok())
+        .any(|l| l.trim_end().ends_with("ready"));
+    assert!(ready, "the child never opened the store");
+    child
+}
+
+/// A second process may wait for the store instead of failing at once: it opens as soon as
+/// the holder is gone, or fails with `StoreInUse` once its wait is over.
+#[test]
+fn a_second_process_can_wait_for_the_store() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.duckdb");
+    let waiting = |wait: Duration| usher_pipeline::StoreOptions {
+        wait_if_busy: Some(wait),
+        ..Default::default()
+    };
+    let mut child = holder(&path);
+    let started = Instant::now();
+    let err = PipelineStore::open_with(&path, &waiting(Duration::from_millis(300))).unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, Error::StoreInUse { .. }), "{err}");
+    assert!(err.to_string().contains("after waiting"), "{err}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "gave up after {waited:?}"
+    );
+    // The holder goes away half a second into a ten-second wait: the store opens then.
+    let started = Instant::now();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+    let store = PipelineStore::open_with(&path, &waiting(Duration::from_secs(10))).unwrap();
+    let waited = started.elapsed();
+    killer.join().unwrap();
+    assert!(store.has_checkpoint("held").unwrap());
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(5),
+        "opened after {waited:?}"
+    );
+    eprintln!("opened {waited:?} after the holder was asked to go (killed at 500 ms)");
+}
+
 #[test]
 fn garbage_and_truncated_database_files_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -703,7 +703,10 @@ fn passwords_never_reach_errors_names_or_provenance() {
     };
     shared
         .sql()
-        .batch_execute(&format!("GRANT ALL ON SCHEMA {} TO usher_pw", shared.schema))
+        .batch_execute(&format!(
+            "GRANT ALL ON SCHEMA {} TO usher_pw",
+            shared.schema
+        ))
         .unwrap();
     let wrong = "wr0ng-pw-31337";
     let refused = SharedStore::open(&password_url(&shared, wrong).unwrap(), shared.root())
@@ -711,10 +714,15 @@ fn passwords_never_reach_errors_names_or_provenance() {
     eprintln!("a refused login reads: {refused}");
     let text = format!("{refused} {refused:?}");
     assert!(!text.contains(wrong), "{text}");
-    assert!(text.contains("usher_pw@127.0.0.1"), "the store is named: {text}");
+    assert!(
+        text.contains("usher_pw@127.0.0.1"),
+        "the store is named: {text}"
+    );
     // Not a URL the client can parse: still no password in the message.
     let garbled = format!("postgres://usher_pw:{wrong}@127.0.0.1:notaport/db");
-    let text = SharedStore::open(&garbled, shared.root()).unwrap_err().to_string();
+    let text = SharedStore::open(&garbled, shared.root())
+        .unwrap_err()
+        .to_string();
     assert!(!text.contains(wrong), "{text}");
 
     let store = SharedStore::open(&password_url(&shared, PASSWORD).unwrap(), shared.root())
@@ -736,9 +744,18 @@ fn passwords_never_reach_errors_names_or_provenance() {
         assert!(!all.contains(PASSWORD), "{all}");
     }
     // A connection string in key=value form too.
-    let host_port = shared.admin.split_once('@').unwrap().1.split_once('/').unwrap().0;
+    let host_port = shared
+        .admin
+        .split_once('@')
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap()
+        .0;
     let (host, port) = host_port.split_once(':').unwrap();
     let kv = format!("host={host} port={port} user=usher_pw password={wrong} dbname=usher");
-    let text = SharedStore::open(&kv, shared.root()).unwrap_err().to_string();
+    let text = SharedStore::open(&kv, shared.root())
+        .unwrap_err()
+        .to_string();
     assert!(!text.contains(wrong), "{text}");
 }

@@ -82,8 +82,8 @@ pub use python::json as pyjson;
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
-    DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, SaveMode,
-    StoreOptions, duckdb_version,
+    DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, STORE_WAIT_ENV,
+    SaveMode, StoreOptions, duckdb_version,
 };
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]

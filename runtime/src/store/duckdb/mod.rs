@@ -134,6 +134,37 @@ pub struct StoreOptions {
     /// `read_parquet`, `INSTALL`); `false` confines a query to the store (DuckDB's
     /// `enable_external_access`). Exports need it.
     pub external_access: bool,
+    /// How long to wait for a file another process holds before failing with
+    /// [`Error::StoreInUse`]; `None` (the default) fails at once. `from_config` reads it from
+    /// [`STORE_WAIT_ENV`].
+    pub wait_if_busy: Option<std::time::Duration>,
+}
+
+/// The environment variable that lets [`PipelineStore::from_config`] wait for a store file
+/// another process holds: seconds (`30`), or with a unit (`500ms`, `30s`, `10m`, `2h`).
+pub const STORE_WAIT_ENV: &str = "USHER_STORE_WAIT";
+
+/// Parses a [`STORE_WAIT_ENV`] value.
+fn parse_wait(value: &str) -> Result<std::time::Duration> {
+    let text = value.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => f64::NAN,
+    };
+    let total = number.parse::<f64>().unwrap_or(f64::NAN) * seconds;
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| Error::Setting {
+        setting: STORE_WAIT_ENV,
+        value: value.to_owned(),
+        message: "expected a duration: seconds (`30`) or with a unit (`500ms`, `30s`, `10m`, `2h`)"
+            .to_owned(),
+    })
 }
 
 impl Default for StoreOptions {
@@ -143,6 +174,7 @@ impl Default for StoreOptions {
             read_only: false,
             threads: None,
             external_access: true,
+            wait_if_busy: None,
         }
     }
 }
@@ -196,9 +228,20 @@ impl PipelineStore {
         Self::open_with(path, &StoreOptions::default())
     }
 
-    /// Opens the store at `config.duckdb_path`.
+    /// Opens the store at `config.duckdb_path`, waiting for another process that holds it for
+    /// as long as [`STORE_WAIT_ENV`] says (not at all when it is unset).
     pub fn from_config(config: &PipelineConfig) -> Result<Self> {
-        Self::open(&config.duckdb_path)
+        let wait_if_busy = match std::env::var(STORE_WAIT_ENV) {
+            Ok(value) if !value.trim().is_empty() => Some(parse_wait(&value)?),
+            _ => None,
+        };
+        Self::open_with(
+            &config.duckdb_path,
+            &StoreOptions {
+                wait_if_busy,
+                ..StoreOptions::default()
+            },
+        )
     }
 
     /// Opens an existing store for inspection only. Several processes may do this at once,
@@ -244,8 +287,7 @@ impl PipelineStore {
         if !options.external_access {
             settings.push(("enable_external_access", "false"));
         }
-        let db = Database::open(&path, &settings).map_err(|e| open_error(&path, e))?;
-        let db = Arc::new(db);
+        let db = Arc::new(open_waiting(&path, &settings, options.wait_if_busy)?);
         let conn = Connection::connect(&db).map_err(|e| open_error(&path, e))?;
         let fail = |context: &str, e: DuckError| duckdb_error(&path, context, e);
         // Strings come back as Utf8View, which polars takes without a copy.
@@ -1017,6 +1059,44 @@ impl CheckpointStore for PipelineStore {
     }
 }
 
+/// Opens the database, retrying while another process holds the file, up to `wait`.
+fn open_waiting(
+    path: &Path,
+    settings: &[(&str, &str)],
+    wait: Option<std::time::Duration>,
+) -> Result<Database> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    let mut told = false;
+    loop {
+        match Database::open(path, settings) {
+            Ok(db) => return Ok(db),
+            Err(e) if e.kind == DuckdbErrorKind::LockConflict => {
+                let Some(wait) = wait else {
+                    return Err(open_error(path, e));
+                };
+                let waited = started.elapsed();
+                if waited >= wait {
+                    return Err(Error::StoreInUse {
+                        path: path.to_owned(),
+                        message: format!(
+                            "still held after waiting {:.1} s: {}",
+                            waited.as_secs_f64(),
+                            e.message
+                        ),
+                    });
+                }
+                if !std::mem::replace(&mut told, true) {
+                    tracing::info!(path = %path.display(), wait_s = wait.as_secs_f64(), "the store is in use by another process: waiting");
+                }
+                std::thread::sleep(pause.min(wait - waited));
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            Err(e) => return Err(open_error(path, e)),
+        }
+    }
+}
+
 /// A failure to open the store: another process holding it is [`Error::StoreInUse`].
 fn open_error(path: &Path, e: DuckError) -> Error {
     if e.kind == DuckdbErrorKind::LockConflict {
@@ -1115,6 +1195,20 @@ mod tests {
     /// Release 0.1.0 writing to an upgraded store re-saves a checkpoint and rewrites only the
     /// six key columns it knows: the lineage left from the previous save is not taken for the
     /// new data's.
+    #[test]
+    fn store_waits_are_parsed() {
+        use std::time::Duration;
+        assert_eq!(parse_wait("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_wait("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_wait("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_wait(" 10m ").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_wait("2h").unwrap(), Duration::from_secs(7200));
+        for bad in ["", "soon", "-1", "5 days", "1e400"] {
+            let e = parse_wait(bad).unwrap_err();
+            assert!(e.to_string().contains("USHER_STORE_WAIT"), "{e}");
+        }
+    }
+
     #[test]
     fn lineage_left_behind_by_an_older_writer_is_ignored() {
         let store = temp_store();
