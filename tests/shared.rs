@@ -759,3 +759,27 @@ fn passwords_never_reach_errors_names_or_provenance() {
         .to_string();
     assert!(!text.contains(wrong), "{text}");
 }
+
+/// A worker given a directory that is not the store's data root (the share not mounted, or
+/// another store's files) stops at once with `Error::DataRoot`, before anything is written.
+#[test]
+fn a_wrong_data_root_is_refused() {
+    let (Some(one), Some(other)) = (Shared::new("root_a"), Shared::new("root_b")) else {
+        return;
+    };
+    drop(one.store());
+    drop(other.store());
+    let unmounted = one.dir.path().join("not-mounted");
+    let err = SharedStore::open(&one.url, &unmounted).unwrap_err();
+    assert!(matches!(err, Error::DataRoot { .. }), "{err}");
+    assert!(err.to_string().contains("mounted"), "{err}");
+    assert!(
+        !unmounted.join("tables").exists(),
+        "nothing written to the wrong root"
+    );
+    let err = SharedStore::open(&one.url, other.root()).unwrap_err();
+    assert!(matches!(err, Error::DataRoot { .. }), "{err}");
+    eprintln!("{err}");
+    // The right root still opens.
+    drop(one.store());
+}

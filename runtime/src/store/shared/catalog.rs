@@ -305,9 +305,13 @@ fn configure(config: &mut Config) {
             std::process::id()
         ));
     }
+    // A lock wait lasts as long as the other worker's body, and a lock holder's connection
+    // sits idle while its body runs for hours: no timeout of the database's defaults may cut
+    // either short (the user's own `options`, which come after these, still can).
     let ours = format!(
         "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={} \
-         -c client_connection_check_interval={CONNECTION_CHECK_MS}",
+         -c client_connection_check_interval={CONNECTION_CHECK_MS} \
+         -c statement_timeout=0 -c lock_timeout=0 -c idle_session_timeout=0",
         KEEPALIVE_IDLE.as_secs(),
         KEEPALIVE_INTERVAL.as_secs(),
         KEEPALIVE_COUNT

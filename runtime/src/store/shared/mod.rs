@@ -246,23 +246,13 @@ impl SharedStore {
             (Some(id), Some(found)) => Err(mismatch(format!(
                 "it holds the files of store {found}, the catalog is store {id}"
             ))),
-            (Some(id), None) => {
-                let has_files = self.inner.files.tables(Kind::Table)?.len()
-                    + self.inner.files.tables(Kind::Batch)?.len()
-                    > 0;
-                let registered: i64 = tx
-                    .query_one("SELECT count(*) FROM _checkpoint_files", &[])
-                    .map_err(self.pg(context))?
-                    .get(0);
-                if registered > 0 || has_files {
-                    Err(mismatch(format!(
-                        "no {STORE_ID_FILE} there, but the catalog (store {id}) has {registered} \
-                         data files: is the shared directory mounted on this machine?"
-                    )))
-                } else {
-                    write_marker(&marker, &id)
-                }
-            }
+            // The first open wrote the marker in the same locked transaction that recorded
+            // the id: a root without it is another directory (the share not mounted here).
+            (Some(id), None) => Err(mismatch(format!(
+                "no {STORE_ID_FILE} there, but the catalog is store {id}: is the shared directory \
+                 mounted on this machine? (If this is the store's directory and the file was \
+                 deleted, write `{id}` into {STORE_ID_FILE} there.)"
+            ))),
             (None, Some(found)) => Err(mismatch(format!(
                 "it holds the files of store {found}, and this catalog has none"
             ))),
