@@ -415,7 +415,11 @@ impl SharedStore {
         for table in tables {
             validate_table_name(table)?;
         }
-        let locks = tables
+        // In name order, so two processes deleting overlapping sets cannot each hold a lock
+        // the other waits for (locks on separate connections escape the server's deadlock
+        // detection).
+        let ordered: BTreeSet<&str> = tables.iter().copied().collect();
+        let locks = ordered
             .iter()
             .map(|t| self.lock_unless_held(t))
             .collect::<Result<Vec<_>>>()?;
