@@ -27,18 +27,9 @@ use usher_pipeline::{
     SharedStore, checkpointed,
 };
 
-/// The frame of `bench_store`: string id, string symbol, f64 with 5% nulls, i64, bool.
-fn frame(n: usize) -> DataFrame {
-    let ids: Vec<String> = (0..n).map(|i| format!("ENSG{i:011}")).collect();
-    let symbols: Vec<String> = (0..n).map(|i| format!("SYM{}", i % 50_000)).collect();
-    let values: Vec<Option<f64>> = (0..n)
-        .map(|i| (i % 20 != 0).then_some(i as f64 / 7.0))
-        .collect();
-    let counts: Vec<i64> = (0..n as i64).map(|i| i * 3).collect();
-    let flags: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
-    df!("id" => ids, "symbol" => symbols, "value" => values, "n" => counts, "flag" => flags)
-        .expect("valid frame")
-}
+#[path = "common/frame.rs"]
+mod bench_frame;
+use bench_frame::frame;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -168,16 +168,8 @@ impl DataRoot {
     /// The tables with a directory of `kind` files.
     pub fn tables(&self, kind: Kind) -> Result<Vec<String>> {
         let dir = self.root.join(kind.dir());
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(Error::Io {
-                    action: "list",
-                    path: dir,
-                    source,
-                });
-            }
+        let Some(entries) = read_dir_if_any(&dir)? else {
+            return Ok(Vec::new());
         };
         let mut tables: Vec<String> = entries
             .flatten()
@@ -192,16 +184,8 @@ impl DataRoot {
     /// finished files and the temporary files of writes in flight or killed.
     pub fn files(&self, kind: Kind, table: &str) -> Result<Vec<DataFile>> {
         let dir = self.root.join(kind.dir()).join(table);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(Error::Io {
-                    action: "list",
-                    path: dir,
-                    source,
-                });
-            }
+        let Some(entries) = read_dir_if_any(&dir)? else {
+            return Ok(Vec::new());
         };
         let mut files = Vec::new();
         for entry in entries.flatten() {
@@ -221,6 +205,19 @@ impl DataRoot {
         }
         files.sort_by(|a, b| a.relative.cmp(&b.relative));
         Ok(files)
+    }
+}
+
+/// The entries of `dir`, or `None` when it does not exist (nothing written there yet).
+fn read_dir_if_any(dir: &Path) -> Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            action: "list",
+            path: dir.to_owned(),
+            source,
+        }),
     }
 }
 

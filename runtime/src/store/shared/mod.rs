@@ -272,28 +272,37 @@ impl SharedStore {
     /// Runs `work` on the connection that holds `table`'s compute lock: this process's, if
     /// it holds it (a body computing the table), or one taken for the duration of `work`.
     fn locked<T>(&self, table: &str, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let held = self
-            .inner
+        let _taken = match self.held_client(table) {
+            Some(_) => None,
+            None => Some(self.lock_table(table)?),
+        };
+        let client = self
+            .held_client(table)
+            .ok_or_else(|| Error::Format(format!("the lock of {table:?} was lost")))?;
+        work(&mut client.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The data files `sql` (one `$1` for `table`) names, on an idle connection; `doing`
+    /// says what for in errors ("loading the batches of").
+    fn paths_of(&self, table: &str, sql: &str, doing: &str) -> Result<Vec<String>> {
+        let context = format!("{doing} {table:?}");
+        let mut client = self.catalog().client(&context)?;
+        Ok(client
+            .query(sql, &[&table])
+            .map_err(self.pg(context))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    /// The connection holding `table`'s compute lock, if this process holds it.
+    fn held_client(&self, table: &str) -> Option<Arc<Mutex<Client>>> {
+        self.inner
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(table)
-            .cloned();
-        match held {
-            Some(client) => work(&mut client.lock().unwrap_or_else(PoisonError::into_inner)),
-            None => {
-                let _lock = self.lock_table(table)?;
-                let client = self
-                    .inner
-                    .held
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(table)
-                    .cloned()
-                    .ok_or_else(|| Error::Format(format!("the lock of {table:?} was lost")))?;
-                work(&mut client.lock().unwrap_or_else(PoisonError::into_inner))
-            }
-        }
+            .cloned()
     }
 
     /// The data file the catalog registers for `table`.
@@ -428,7 +437,7 @@ impl SharedStore {
         let mut tx = client.transaction().map_err(self.pg(&context))?;
         let mut files = Vec::new();
         for table in tables {
-            files.extend(delete_table_rows(&mut tx, table, true).map_err(self.pg(&context))?);
+            files.extend(delete_table_rows(&mut tx, table).map_err(self.pg(&context))?);
         }
         tx.commit().map_err(self.pg(&context))?;
         drop(client);
@@ -551,19 +560,15 @@ impl SharedStore {
                 report.tables_busy.push(table);
                 continue;
             };
-            let context = format!("collecting the data files of {table:?}");
-            let mut client = self.catalog().client(&context)?;
-            let registered: BTreeSet<String> = client
-                .query(
+            let registered: BTreeSet<String> = self
+                .paths_of(
+                    &table,
                     "SELECT path FROM _checkpoint_files WHERE table_name = $1 \
                      UNION SELECT path FROM _checkpoint_batch_files WHERE table_name = $1",
-                    &[&table],
-                )
-                .map_err(self.pg(&context))?
-                .iter()
-                .map(|row| row.get(0))
+                    "collecting the data files of",
+                )?
+                .into_iter()
                 .collect();
-            drop(client);
             for kind in [Kind::Table, Kind::Batch] {
                 for file in self.inner.files.files(kind, &table)? {
                     if !registered.contains(&file.relative) {
@@ -592,16 +597,9 @@ impl SharedStore {
     /// `table`'s compute lock, unless this process holds it already (a body of the table
     /// deleting it, say), which waiting for would never end.
     fn lock_unless_held(&self, table: &str) -> Result<Option<TableLock>> {
-        let held = self
-            .inner
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(table);
-        if held {
-            Ok(None)
-        } else {
-            self.lock_table(table).map(Some)
+        match self.held_client(table) {
+            Some(_) => Ok(None),
+            None => self.lock_table(table).map(Some),
         }
     }
 
@@ -824,12 +822,11 @@ fn delete_batches(
         .collect())
 }
 
-/// Removes everything the catalog holds of `table` (with its batches when `batches`);
-/// returns the files to remove once committed.
+/// Removes everything the catalog holds of `table`, batches included; returns the files to
+/// remove once committed.
 fn delete_table_rows(
     tx: &mut postgres::Transaction<'_>,
     table: &str,
-    batches: bool,
 ) -> std::result::Result<Vec<String>, postgres::Error> {
     let mut files: Vec<String> = tx
         .query(
@@ -844,9 +841,7 @@ fn delete_table_rows(
         "DELETE FROM _checkpoint_keys WHERE table_name = $1",
         &[&table],
     )?;
-    if batches {
-        files.extend(delete_batches(tx, table)?);
-    }
+    files.extend(delete_batches(tx, table)?);
     Ok(files)
 }
 
@@ -1133,18 +1128,12 @@ impl CheckpointStore for SharedStore {
 
     fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
         validate_writable_table_name(table)?;
+        let files = self.paths_of(
+            table,
+            "SELECT path FROM _checkpoint_batch_files WHERE table_name = $1 ORDER BY seq",
+            "loading the batches of",
+        )?;
         let context = format!("loading the batches of {table:?}");
-        let mut client = self.catalog().client(&context)?;
-        let files: Vec<String> = client
-            .query(
-                "SELECT path FROM _checkpoint_batch_files WHERE table_name = $1 ORDER BY seq",
-                &[&table],
-            )
-            .map_err(self.pg(&context))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        drop(client);
         if files.is_empty() {
             return Ok(None);
         }
