@@ -156,7 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "config hash {}  store {}",
         &config.config_hash()[..16],
-        pipeline.store().path().display()
+        pipeline.store().name()
     );
 
     let data = root.join("examples/data");

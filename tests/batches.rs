@@ -71,7 +71,10 @@ fn pipeline(dir: &tempfile::TempDir) -> Pipeline {
         dir.path().join("c.yaml"),
     )
     .unwrap();
-    Pipeline::new(store, ProvenanceTracker::from_config(&config, Some("test")))
+    Pipeline::new(
+        store.into(),
+        ProvenanceTracker::from_config(&config, Some("test")),
+    )
 }
 
 fn sorted(df: &DataFrame) -> DataFrame {

@@ -37,7 +37,10 @@ fn config(dir: &std::path::Path) -> PipelineConfig {
 fn pipeline(dir: &tempfile::TempDir) -> Pipeline {
     let config = config(dir.path());
     let store = PipelineStore::from_config(&config).unwrap();
-    Pipeline::new(store, ProvenanceTracker::from_config(&config, Some("test")))
+    Pipeline::new(
+        store.into(),
+        ProvenanceTracker::from_config(&config, Some("test")),
+    )
 }
 
 fn constraint(min_depth: i64) -> DataFrame {
@@ -440,7 +443,7 @@ struct App {
 }
 
 impl PipelineContext for App {
-    type Store = PipelineStore;
+    type Store = usher_pipeline::AnyStore;
     fn pipeline(&self) -> &Pipeline {
         &self.pipeline
     }

@@ -8,10 +8,19 @@ use std::process::{Command, Output};
 use usher_pipeline::PipelineStore;
 use usher_pipeline::polars::prelude::*;
 
+/// Runs the binary in `cwd`, with no shared store named by the environment.
 fn run(args: &[&str], cwd: &Path) -> Output {
+    run_with_env(args, cwd, &[])
+}
+
+/// [`run`] with `env` set.
+fn run_with_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_usher-pipeline"))
         .args(args)
         .current_dir(cwd)
+        .env_remove("USHER_STORE")
+        .env_remove("USHER_DATA_ROOT")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -192,7 +201,7 @@ fn pipeline_at(dir: &Path) -> Pipeline {
     );
     std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
     let config = PipelineConfig::load(dir.join("pipeline.yaml")).unwrap();
-    Pipeline::with_config(PipelineStore::from_config(&config).unwrap(), &config).unwrap()
+    Pipeline::with_config(PipelineStore::from_config(&config).unwrap().into(), &config).unwrap()
 }
 
 /// Runs the pipeline with `min_depth`, then closes the store (the command line needs it).
@@ -208,6 +217,17 @@ fn run_pipeline(dir: &Path, min_depth: i64) {
 /// `args` on the store of a test's directory.
 fn on_store(args: &[&'static str]) -> Vec<&'static str> {
     [args, &["--store", "store.duckdb"][..]].concat()
+}
+
+/// The names of a sidecar's processing steps.
+fn sidecar_steps(path: &Path) -> Vec<String> {
+    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    sidecar["processing_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -338,15 +358,7 @@ fn rm_refuses_dependents_then_deletes_them_and_export_writes_a_sidecar() {
         d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let sidecar: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("out/candidates.provenance.json")).unwrap())
-            .unwrap();
-    let steps: Vec<&str> = sidecar["processing_steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = sidecar_steps(&d.join("out/candidates.provenance.json"));
     assert_eq!(
         steps,
         ["score", "export"],
@@ -566,4 +578,205 @@ fn progress_is_drawn_on_a_terminal_and_absent_in_a_pipe() {
         screen.contains("slow_loop") && screen.contains("/8 items"),
         "a progress bar on the terminal: {screen:?}"
     );
+}
+
+// --- The same commands on a shared store ---------------------------------------------------
+
+/// The pipeline above, unchanged, run on a shared store; then every command on it, named by
+/// `--store URL --data-root DIR`, by `USHER_STORE` / `USHER_DATA_ROOT`, and through a config.
+#[test]
+fn the_commands_read_a_shared_store() {
+    let Some(shared) = common::shared::Shared::new("cli") else {
+        return;
+    };
+    let d = shared.dir.path();
+    let root = shared.root();
+    let root_arg = root.to_str().unwrap();
+    {
+        let local = pipeline_at(d); // writes pipeline.yaml; its DuckDB file is not used below
+        let config = local.config().unwrap().clone();
+        drop(local);
+        std::fs::remove_file(d.join("store.duckdb")).unwrap();
+        let p = Pipeline::with_config(shared.store().into(), &config).unwrap();
+        fetch_constraint(&p, 20).unwrap();
+        fetch_annotation(&p).unwrap();
+        score(&p).unwrap();
+        report(&p).unwrap();
+        p.save_provenance().unwrap();
+    }
+    let url = shared.url.as_str();
+    let with = |args: &[&'static str]| -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string())
+            .chain(["--store", url, "--data-root", root_arg].map(String::from))
+            .collect()
+    };
+    let go = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, d)
+    };
+
+    let o = go(with(&["status"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("4 checkpoints: 4 valid"),
+        "{}",
+        stdout(&o)
+    );
+    let o = go(with(&["lineage"]));
+    assert_eq!(
+        stdout(&o).trim_end(),
+        "gnomad_constraint\n└── candidates\n    └── report\ngo_annotation\n└── candidates\n    └── report",
+        "{}",
+        stderr(&o)
+    );
+    let v = json(&go(with(&["show", "candidates", "--json"])));
+    assert_eq!(v["dependents"], serde_json::json!(["report"]));
+    assert_eq!(v["head"]["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(v["head"]["rows"][0]["gene_symbol"], "MYO7A");
+
+    // Named by the environment alone, and through a config: the config's DuckDB file is not
+    // opened (it does not exist), the shared store is.
+    let env = [("USHER_STORE", url), ("USHER_DATA_ROOT", root_arg)];
+    for args in [
+        &["status", "--json"][..],
+        &["status", "--json", "--config", "pipeline.yaml"],
+    ] {
+        let o = run_with_env(args, d, &env);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v = json(&o);
+        assert_eq!(v["checkpoints"].as_array().unwrap().len(), 4);
+        assert!(
+            v["store"].as_str().unwrap().starts_with("postgres://"),
+            "{v}"
+        );
+    }
+    assert!(!d.join("store.duckdb").exists());
+
+    // Queries run over the Parquet files, values bound; only SELECTs.
+    let v = json(&go(with(&[
+        "query",
+        "SELECT gene_symbol FROM candidates WHERE score > ? ORDER BY 1",
+        "--param",
+        "0.5",
+        "--json",
+    ])));
+    assert_eq!(
+        v["rows"],
+        serde_json::json!([{"gene_symbol": "MYO7A"}, {"gene_symbol": "USH2A"}])
+    );
+    let o = go(with(&["query", "COPY candidates TO 'leak.csv'"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("only a SELECT"), "{}", stderr(&o));
+    assert!(!d.join("leak.csv").exists());
+
+    let o = go(with(&[
+        "export",
+        "candidates",
+        "--parquet",
+        "out/candidates.parquet",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let steps = sidecar_steps(&d.join("out/candidates.provenance.json"));
+    assert_eq!(steps, ["score", "export"]);
+    let back = PipelineStore::open(d.join("check.duckdb"))
+        .unwrap()
+        .query(
+            "SELECT gene_symbol, score FROM read_parquet(?) ORDER BY score DESC",
+            &[d.join("out/candidates.parquet")
+                .to_string_lossy()
+                .as_ref()
+                .into()],
+        )
+        .unwrap();
+    common::assert_frames_equal(
+        &back,
+        &df!("gene_symbol" => ["MYO7A", "USH2A"], "score" => [0.88, 0.59]).unwrap(),
+    );
+
+    // A changed input makes what was made from it stale.
+    {
+        let config = PipelineConfig::load(d.join("pipeline.yaml")).unwrap();
+        let p = Pipeline::with_config(shared.store().into(), &config).unwrap();
+        fetch_constraint(&p, 30).unwrap();
+    }
+    let o = go(with(&["status"]));
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+
+    let o = go(with(&["rm", "gnomad_constraint"]));
+    assert_eq!(o.status.code(), Some(1), "dependents refuse");
+    let o = go(with(&["rm", "gnomad_constraint", "--with-dependents"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let left: Vec<String> = json(&go(with(&["checkpoints", "--json"])))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["table_name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, ["go_annotation"]);
+    let parquet_files = |dir: &Path| -> usize {
+        fn walk(dir: &Path, n: &mut usize) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, n);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    *n += 1;
+                }
+            }
+        }
+        let mut n = 0;
+        walk(dir, &mut n);
+        n
+    };
+    assert_eq!(
+        parquet_files(&root),
+        1,
+        "the deleted tables' files are gone"
+    );
+
+    // An orphan (a worker killed between writing and registering) is collected.
+    let orphan = root.join("tables/go_annotation/killed-worker.parquet");
+    std::fs::copy(d.join("out/candidates.parquet"), &orphan).unwrap();
+    let v = json(&go(with(&["gc", "--json"])));
+    assert_eq!(v["files_removed"], 1, "{v}");
+    assert_eq!(v["tables_busy"], serde_json::json!([]));
+    assert!(!orphan.exists());
+    let v = json(&go(with(&[
+        "provenance",
+        "--table",
+        "go_annotation",
+        "--json",
+    ])));
+    assert!(!v.as_array().unwrap().is_empty());
+
+    // Looking never creates: a database without a catalog, or a data root that is not there,
+    // is an error and stays as it was.
+    let empty = common::shared::Shared::new("cli_empty").unwrap();
+    let o = run(
+        &["status", "--store", &empty.url, "--data-root", root_arg],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no usher-pipeline catalog"),
+        "{}",
+        stderr(&o)
+    );
+    let tables: i64 = empty
+        .sql()
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&empty.schema],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
+    let o = run(&["status", "--store", url, "--data-root", "not-mounted"], d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not-mounted"), "{}", stderr(&o));
+    assert!(!d.join("not-mounted").exists());
+    let o = run(&["status", "--store", url], d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--data-root"), "{}", stderr(&o));
 }

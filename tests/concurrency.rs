@@ -57,8 +57,10 @@ fn threads_share_one_pipeline_without_loss_duplication_or_deadlock() {
         dir.path().join("c.yaml"),
     )
     .unwrap();
-    let p = Pipeline::new(
-        PipelineStore::open(dir.path().join("p.duckdb")).unwrap(),
+    let p: Pipeline = Pipeline::new(
+        PipelineStore::open(dir.path().join("p.duckdb"))
+            .unwrap()
+            .into(),
         ProvenanceTracker::from_config(&config, None),
     );
     std::thread::scope(|s| {

@@ -232,7 +232,7 @@ fn python_resave_of_a_keyed_checkpoint_is_not_trusted() {
     let config = write_config(d);
     let open = || {
         Pipeline::new(
-            PipelineStore::open(d.join("keyed.duckdb")).unwrap(),
+            PipelineStore::open(d.join("keyed.duckdb")).unwrap().into(),
             ProvenanceTracker::from_config(&config, None),
         )
     };

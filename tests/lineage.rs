@@ -54,7 +54,7 @@ fn run(dir: &Path) -> Pipeline {
 
 fn run_with(dir: &Path, gnomad_version: &str) -> Pipeline {
     let config = config(dir, gnomad_version);
-    Pipeline::with_config(PipelineStore::from_config(&config).unwrap(), &config).unwrap()
+    Pipeline::with_config(PipelineStore::from_config(&config).unwrap().into(), &config).unwrap()
 }
 
 // --- The scoring scenario of the issue -------------------------------------------------------
@@ -267,7 +267,7 @@ fn a_config_field_in_the_key_recomputes_when_it_changes() {
     );
     // Without a config there is nothing to key on: a typed error, the body not run.
     let bare = Pipeline::new(
-        PipelineStore::open(dir.join("bare.duckdb")).unwrap(),
+        PipelineStore::open(dir.join("bare.duckdb")).unwrap().into(),
         ProvenanceTracker::from_config(&config(dir, "v4.1"), None),
     );
     match fetch_gnomad(&bare) {

@@ -13,7 +13,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -23,96 +22,7 @@ use usher_pipeline::{
     CheckpointStore, Error, Pipeline, ProvenanceTracker, SharedStore, checkpointed, data_version,
 };
 
-// --- the server and a schema per test ---------------------------------------------------
-
-/// The test server, or `None` (printed) on a machine without one; CI requires it.
-fn server() -> Option<String> {
-    match std::env::var("USHER_TEST_POSTGRES") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("USHER_REQUIRE_POSTGRES").is_none(),
-                "USHER_REQUIRE_POSTGRES is set but USHER_TEST_POSTGRES is not: start a server with `.ci/postgres start DIR`"
-            );
-            eprintln!(
-                "SKIPPED: no PostgreSQL server (set USHER_TEST_POSTGRES; `.ci/postgres start DIR` prints one)"
-            );
-            None
-        }
-    }
-}
-
-fn with_schema(url: &str, schema: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
-}
-
-/// A schema and a data root of the test's own; the schema is dropped at the end.
-struct Shared {
-    admin: String,
-    schema: String,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Shared {
-    fn new(name: &str) -> Option<Self> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let admin = server()?;
-        let schema = format!(
-            "{name}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap()
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .unwrap();
-        Some(Shared {
-            url: with_schema(&admin, &schema),
-            admin,
-            schema,
-            dir: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn runs(&self) -> PathBuf {
-        self.dir.path().join("runs")
-    }
-
-    fn store(&self) -> SharedStore {
-        SharedStore::open(&self.url, self.root()).unwrap()
-    }
-
-    /// A worker: this test binary running the ignored test `name` on this store.
-    fn spawn(&self, name: &str, extra: &[(&str, String)]) -> (Child, mpsc::Receiver<String>) {
-        let mut command = common::child_test(name);
-        command
-            .env("USHER_TEST_STORE", &self.url)
-            .env("USHER_TEST_ROOT", self.root())
-            .env("USHER_TEST_RUNS", self.runs());
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        common::spawn_with_lines(&mut command)
-    }
-
-    fn sql(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
-        }
-    }
-}
+use common::shared::{Shared, with_schema};
 
 /// The store and run directory a worker was started with.
 fn worker_env() -> Option<(SharedStore, PathBuf)> {
@@ -782,4 +692,113 @@ fn a_wrong_data_root_is_refused() {
     eprintln!("{err}");
     // The right root still opens.
     drop(one.store());
+}
+
+// --- the store chosen by the environment --------------------------------------------------
+
+/// A step written for the single-file store (`&Pipeline`), unchanged.
+#[checkpointed(table = "env_genes")]
+fn env_genes(ctx: &Pipeline, n: i64) -> Result<DataFrame, Error> {
+    count_run(
+        Path::new(&std::env::var_os("USHER_TEST_RUNS").expect("a worker")),
+        "env_genes",
+    );
+    Ok(df!("gene" => ["USH2A", "MYO7A", "CDH23"], "n" => [n, n + 1, n + 2])?)
+}
+
+/// The child half of `the_environment_picks_the_shared_store`: `Pipeline::from_config` with
+/// whatever `USHER_STORE` and `USHER_DATA_ROOT` the parent set.
+#[test]
+#[ignore = "a child process of the_environment_picks_the_shared_store"]
+fn child_from_config() {
+    let Some(dir) = std::env::var_os("USHER_TEST_DIR") else {
+        return;
+    };
+    let config =
+        usher_pipeline::PipelineConfig::load(Path::new(&dir).join("pipeline.yaml")).unwrap();
+    say("ready");
+    match Pipeline::from_config(&config) {
+        Ok(p) => {
+            let frame = env_genes(&p, 7).unwrap();
+            say(format!("store {}", p.store().name()));
+            say(format!("rows {}", frame.height()));
+        }
+        Err(e) => say(format!("error {e}")),
+    }
+}
+
+/// `Pipeline::from_config` opens the shared store when `USHER_STORE` names one: a function
+/// taking `&Pipeline` computes once across two processes, and the config's DuckDB file is never
+/// made. `USHER_STORE` without `USHER_DATA_ROOT` is a setting error, not the local file.
+#[test]
+fn the_environment_picks_the_shared_store() {
+    let Some(shared) = Shared::new("env") else {
+        return;
+    };
+    let d = shared.dir.path();
+    std::fs::write(
+        d.join("pipeline.yaml"),
+        format!(
+            "data_dir: {p}/data\ncache_dir: {p}/cache\nduckdb_path: {p}/local.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
+            p = d.display()
+        ),
+    )
+    .unwrap();
+    let root = shared.root().to_string_lossy().into_owned();
+    std::fs::create_dir_all(shared.runs()).unwrap();
+    let child = |with_root: bool| -> Vec<String> {
+        let mut command = common::child_test("child_from_config");
+        command
+            .env("USHER_TEST_DIR", d)
+            .env("USHER_TEST_RUNS", shared.runs())
+            .env("USHER_STORE", &shared.url)
+            .env_remove("USHER_DATA_ROOT");
+        if with_root {
+            command.env("USHER_DATA_ROOT", &root);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                l.starts_with("store ") || l.starts_with("rows ") || l.starts_with("error ")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    for _ in 0..2 {
+        let lines = child(true);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("store postgres://usher@"), "{lines:?}");
+        assert_eq!(lines[1], "rows 3");
+    }
+    assert_eq!(
+        runs_of(&shared.runs())["env_genes"],
+        1,
+        "the second run was a hit"
+    );
+    assert!(
+        !d.join("local.duckdb").exists(),
+        "the config's file store was not opened"
+    );
+    let stored = shared.store().load_dataframe("env_genes").unwrap().unwrap();
+    common::assert_frames_equal(
+        &stored,
+        &df!("gene" => ["USH2A", "MYO7A", "CDH23"], "n" => [7i64, 8, 9]).unwrap(),
+    );
+
+    let lines = child(false);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("error ") && lines[0].contains("USHER_DATA_ROOT"),
+        "{lines:?}"
+    );
+    assert!(
+        !d.join("local.duckdb").exists(),
+        "no fallback to the local file"
+    );
 }

@@ -104,7 +104,7 @@ fn config(dir: &Path) -> PipelineConfig {
 fn pipeline(path: &Path) -> Pipeline {
     let config = config(path.parent().unwrap());
     Pipeline::new(
-        PipelineStore::open(path).unwrap(),
+        PipelineStore::open(path).unwrap().into(),
         ProvenanceTracker::from_config(&config, Some("0.1.0")),
     )
 }
@@ -234,8 +234,8 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
             .unwrap();
         assert_eq!(python.height(), 3);
         // A new checkpoint gets a data version.
-        let p = Pipeline::new(
-            store,
+        let p: Pipeline = Pipeline::new(
+            store.into(),
             ProvenanceTracker::from_config(&config(dir.path()), None),
         );
         fetch_tissues(&p, "retina").unwrap();

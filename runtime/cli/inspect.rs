@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 use usher_pipeline::{
-    CheckpointInfo, CheckpointState, CheckpointStatus, Error, LineageGraph, PipelineStore,
+    AnyStore, CheckpointInfo, CheckpointState, CheckpointStatus, Error, LineageGraph,
     ProvenanceRecord, ProvenanceStep, StaleReason, status as store_status,
 };
 
@@ -55,7 +55,7 @@ fn reasons(status: &CheckpointStatus) -> Vec<String> {
 
 /// `status`: every checkpoint with its state and why; exit code [`NOT_ALL_VALID`] when one
 /// would be recomputed.
-pub fn status(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
+pub fn status(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
     let now = now();
     let list = store_status(store, now)?;
     let all_valid = list.iter().all(CheckpointStatus::is_valid);
@@ -77,7 +77,7 @@ pub fn status(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
             })
             .collect();
         let value = json!({
-            "store": store.path().to_string_lossy(),
+            "store": store.name(),
             "all_valid": all_valid,
             "checkpoints": rows,
         });
@@ -152,16 +152,16 @@ fn first_time(seen: &mut std::collections::HashSet<String>, step: &ProvenanceSte
 }
 
 /// The error for a table the store does not have.
-pub fn not_found(store: &PipelineStore, table: &str) -> Error {
+pub fn not_found(store: &AnyStore, table: &str) -> Error {
     Error::TableNotFound {
         table: table.to_owned(),
-        path: store.path().to_owned(),
+        path: store.name().into(),
     }
 }
 
 /// `_provenance` rows with their steps parsed.
 pub fn provenance_history(
-    store: &PipelineStore,
+    store: &AnyStore,
 ) -> Result<Vec<(ProvenanceRecord, Vec<ProvenanceStep>)>, Error> {
     store
         .provenance_rows()?
@@ -188,11 +188,7 @@ fn detail(step: &ProvenanceStep, key: &str) -> String {
 }
 
 /// `provenance [--table T]`: the runs and steps of `_provenance`.
-pub fn provenance(
-    store: &PipelineStore,
-    only: Option<&str>,
-    as_json: bool,
-) -> Result<Output, Error> {
+pub fn provenance(store: &AnyStore, only: Option<&str>, as_json: bool) -> Result<Output, Error> {
     let history = provenance_history(store)?;
     if as_json {
         let mut seen = std::collections::HashSet::new();
@@ -250,7 +246,7 @@ pub fn provenance(
 }
 
 /// `show TABLE`: what made it, what was made from it, its schema and first rows.
-pub fn show(store: &PipelineStore, name: &str, as_json: bool) -> Result<Output, Error> {
+pub fn show(store: &AnyStore, name: &str, as_json: bool) -> Result<Output, Error> {
     let list = store.list_checkpoints()?;
     let info = list.iter().find(|c| c.table_name == name);
     let head = store.head(name, 5)?;
@@ -397,7 +393,7 @@ fn or_none(text: String) -> String {
 /// `lineage [TABLE] [--dot]`: the graph of checkpoints as a tree (sources first, what was made
 /// from each below it), or in Graphviz's DOT language.
 pub fn lineage(
-    store: &PipelineStore,
+    store: &AnyStore,
     table_name: Option<&str>,
     dot: bool,
     as_json: bool,
@@ -495,7 +491,7 @@ fn tree<'a>(
 }
 
 /// `checkpoints`: the `_checkpoints` rows, newest first, with the seed's four fields in JSON.
-pub fn checkpoints(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
+pub fn checkpoints(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
     let list = store.list_checkpoints()?;
     if as_json {
         let rows: Vec<Value> = list

@@ -1,8 +1,10 @@
 //! `usher-pipeline`: the command line of the library, the stable outside interface.
 //!
-//! Every store command takes `--store PATH` or `--config FILE` (the config's `duckdb_path`) and
-//! `--json` (stable, documented output), and opens the store read-only unless it writes
-//! (`rm`, `gc`):
+//! Every store command takes `--store PATH` or `--config FILE` (the config's `duckdb_path`), or
+//! a shared store: `--store postgres://...` with `--data-root DIR`, or `USHER_STORE` and
+//! `USHER_DATA_ROOT` in the environment (which a `--config` defers to, as
+//! `Pipeline::from_config` does). Each takes `--json` (stable, documented output) and opens a
+//! file store read-only unless it writes (`rm`, `gc`):
 //!
 //! - `info --config FILE`: the validated config and its full hash.
 //! - `status`: every checkpoint with its state (valid, stale, unkeyed, partial) and why; exit
@@ -31,7 +33,10 @@ use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command, value_parser};
 use serde_json::{Value, json};
-use usher_pipeline::{Error, PipelineConfig, PipelineStore, StoreOptions};
+use usher_pipeline::{
+    AnyStore, DATA_ROOT_ENV, Error, PipelineConfig, PipelineStore, STORE_ENV, SharedStore,
+    SharedStoreOptions, StoreOptions,
+};
 
 /// What a command prints, and its exit code.
 pub struct Output {
@@ -62,20 +67,24 @@ fn cli() -> Command {
             .value_parser(value_parser!(PathBuf))
             .help(help)
     };
-    // The store of a command: a file, or the one a config names.
+    // The store of a command: a file or a shared store's catalog, the one a config names, or
+    // the shared store of USHER_STORE.
     let store_command = |name: &'static str, about: &'static str| {
         Command::new(name)
             .about(about)
-            .arg(path("store", "The DuckDB store file"))
+            .arg(path(
+                "store",
+                "The DuckDB store file, or a shared store's PostgreSQL URL (postgres://user@host/db)",
+            ))
             .arg(path(
                 "config",
-                "A YAML config whose duckdb_path is the store",
+                "A YAML config whose duckdb_path is the store (USHER_STORE, when set, names a shared store instead)",
             ))
-            .group(
-                ArgGroup::new("source")
-                    .args(["store", "config"])
-                    .required(true),
-            )
+            .arg(path(
+                "data-root",
+                "The shared store's data directory (default: USHER_DATA_ROOT)",
+            ))
+            .group(ArgGroup::new("source").args(["store", "config"]))
     };
     let table = |help: &'static str| Arg::new("table").required(true).help(help);
     Command::new("usher-pipeline")
@@ -195,18 +204,13 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
         let config = path("config").unwrap_or_default();
         return info(&config, as_json).map(|text| Output::new(text, 0));
     }
-    let config = path("config").map(PipelineConfig::load).transpose()?;
-    let store_path = match (&config, path("store")) {
-        (_, Some(store)) => store,
-        (Some(config), None) => config.duckdb_path.clone(),
-        (None, None) => return Err(Error::Format("give --store or --config".to_owned())),
-    };
     let writes = match name {
         "rm" => !m.get_flag("dry-run"),
         "gc" => true,
         _ => false,
     };
-    let store = open(&store_path, writes, name == "query")?;
+    let source = source(path("store"), path("config"), path("data-root"))?;
+    let store = open(&source, writes, name == "query")?;
     match name {
         "status" => inspect::status(&store, as_json),
         "show" => inspect::show(&store, &text("table"), as_json),
@@ -257,9 +261,78 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
     }
 }
 
-/// The store at `path`: read-only unless the command writes; `query` confined to the store
-/// (no files, no network: a read-only store would still let `COPY ... TO` write a file).
-fn open(path: &Path, writes: bool, confined: bool) -> Result<PipelineStore, Error> {
+/// Where a command's store is.
+enum Source {
+    /// A DuckDB store file.
+    File(PathBuf),
+    /// A shared store: its catalog's URL and its data root.
+    Shared(String, PathBuf),
+}
+
+/// Whether `--store` names a PostgreSQL catalog rather than a file.
+fn is_catalog(store: &Path) -> bool {
+    // A key=value string starts with a keyword (`host=`, `dbname=`); `./a=b.duckdb` is a file.
+    store.to_str().is_some_and(|s| {
+        s.starts_with("postgres://")
+            || s.starts_with("postgresql://")
+            || s.split_once('=').is_some_and(|(keyword, _)| {
+                !keyword.is_empty()
+                    && keyword
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+    })
+}
+
+/// The store from `--store`, `--config` (the config's file unless `USHER_STORE` names a
+/// shared store) or the environment alone; a shared store's data root from `--data-root` or
+/// `USHER_DATA_ROOT`.
+fn source(
+    store: Option<PathBuf>,
+    config: Option<PathBuf>,
+    data_root: Option<PathBuf>,
+) -> Result<Source, Error> {
+    let env = |name: &'static str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let root = || {
+        data_root.clone().or_else(|| env(DATA_ROOT_ENV).map(PathBuf::from)).ok_or_else(|| {
+            Error::Setting {
+                setting: DATA_ROOT_ENV,
+                value: String::new(),
+                message: "a shared store needs its data directory: give --data-root or set USHER_DATA_ROOT".to_owned(),
+            }
+        })
+    };
+    let env_store = || env(STORE_ENV).map(|url| url.to_string_lossy().into_owned());
+    match (store, config) {
+        (Some(store), _) if is_catalog(&store) => Ok(Source::Shared(
+            store.to_string_lossy().into_owned(),
+            root()?,
+        )),
+        (Some(store), _) => Ok(Source::File(store)),
+        (None, config) => match (env_store(), config) {
+            (Some(url), _) => Ok(Source::Shared(url, root()?)),
+            (None, Some(config)) => Ok(Source::File(PipelineConfig::load(config)?.duckdb_path)),
+            (None, None) => Err(Error::Format(
+                "give --store or --config (or set USHER_STORE to a shared store)".to_owned(),
+            )),
+        },
+    }
+}
+
+/// The store of `source`: read-only unless the command writes; `query` confined to the store
+/// (no files, no network: a read-only store would still let `COPY ... TO` write a file; a
+/// shared store's queries are always `SELECT`s). A shared store must exist already.
+fn open(source: &Source, writes: bool, confined: bool) -> Result<AnyStore, Error> {
+    let path = match source {
+        Source::File(path) => path,
+        Source::Shared(url, root) => {
+            let options = SharedStoreOptions {
+                must_exist: true,
+                ..SharedStoreOptions::default()
+            };
+            return SharedStore::open_with(url, root, &options).map(AnyStore::from);
+        }
+    };
     if !path.is_file() {
         return Err(Error::Open {
             path: path.to_owned(),
@@ -272,7 +345,7 @@ fn open(path: &Path, writes: bool, confined: bool) -> Result<PipelineStore, Erro
         external_access: !confined,
         ..StoreOptions::default()
     };
-    PipelineStore::open_with(path, &options)
+    PipelineStore::open_with(path, &options).map(AnyStore::from)
 }
 
 fn info(path: &Path, as_json: bool) -> Result<String, usher_pipeline::Error> {

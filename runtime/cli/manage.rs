@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 use usher_pipeline::{
-    CheckpointStore, Error, LineageGraph, PROGRESS_MIN_ROWS, PipelineStore, ProvenanceMetadata,
-    ProvenanceStep, save_sidecar, sidecar_path,
+    AnyStore, CheckpointStore, Error, GcReport, LineageGraph, PROGRESS_MIN_ROWS,
+    ProvenanceMetadata, ProvenanceStep, SharedGcReport, save_sidecar, sidecar_path,
 };
 
 use crate::Output;
@@ -19,7 +19,7 @@ use crate::terminal::Bars;
 /// partial rows) in one transaction. Refuses, naming them, when other checkpoints were made
 /// from the tables, unless `--with-dependents` deletes those too.
 pub fn rm(
-    store: &PipelineStore,
+    store: &AnyStore,
     tables: &[String],
     with_dependents: bool,
     dry_run: bool,
@@ -68,7 +68,7 @@ pub fn rm(
 /// whole or not at all. The sidecar holds the `_provenance` step that made the table as it is
 /// (with that run's version and config hash) and the export itself.
 pub fn export(
-    store: &PipelineStore,
+    store: &AnyStore,
     table: &str,
     parquet: &Path,
     as_json: bool,
@@ -166,8 +166,22 @@ pub fn export(
 }
 
 /// `gc`: removes what interrupted or superseded work left behind, and reports the space.
-pub fn gc(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
-    let report = store.gc()?;
+pub fn gc(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
+    match (store.as_file(), store.as_shared()) {
+        (Some(file), _) => gc_file(&file.gc()?, as_json),
+        (None, Some(shared)) => gc_shared(&shared.gc()?, as_json),
+        (None, None) => Err(Error::Format(format!(
+            "gc does not know the store {}",
+            store.name()
+        ))),
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+fn gc_file(report: &GcReport, as_json: bool) -> Result<Output, Error> {
     if as_json {
         let value = json!({
             "key_rows": report.key_rows,
@@ -178,7 +192,6 @@ pub fn gc(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
         });
         return Ok(Output::new(pretty(&value), 0));
     }
-    let mb = |b: u64| b as f64 / 1_048_576.0;
     Ok(Output::new(
         format!(
             "removed {} unused key rows, {} item counts of loops without batches, {} partial tables{}\n\
@@ -186,14 +199,43 @@ pub fn gc(store: &PipelineStore, as_json: bool) -> Result<Output, Error> {
             report.key_rows,
             report.total_rows,
             report.partial_tables.len(),
-            if report.partial_tables.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", report.partial_tables.join(", "))
-            },
+            listed(&report.partial_tables),
             mb(report.bytes_before),
             mb(report.bytes_after),
         ),
         0,
     ))
+}
+
+fn gc_shared(report: &SharedGcReport, as_json: bool) -> Result<Output, Error> {
+    if as_json {
+        let value = json!({
+            "files_removed": report.files_removed,
+            "bytes_removed": report.bytes_removed,
+            "key_rows": report.orphaned_keys,
+            "tables_busy": report.tables_busy,
+        });
+        return Ok(Output::new(pretty(&value), 0));
+    }
+    Ok(Output::new(
+        format!(
+            "removed {} data files no checkpoint names ({:.1} MiB) and {} unused key rows\n\
+             skipped {} tables being computed now{}",
+            report.files_removed,
+            mb(report.bytes_removed),
+            report.orphaned_keys,
+            report.tables_busy.len(),
+            listed(&report.tables_busy),
+        ),
+        0,
+    ))
+}
+
+/// ` (a, b)` after a count, or nothing for none.
+fn listed(tables: &[String]) -> String {
+    if tables.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", tables.join(", "))
+    }
 }

@@ -1,7 +1,7 @@
 //! `query SQL [--param V]...`: a read-only query, values bound, printed as a table or JSON.
 
 use usher_pipeline::polars::prelude::{AnyValue, DataFrame};
-use usher_pipeline::{Error, Param, PipelineStore};
+use usher_pipeline::{AnyStore, Error, Param};
 
 use crate::Output;
 use crate::output::{frame_json, pretty, table};
@@ -26,7 +26,7 @@ pub fn parse_param(value: &str) -> Param {
 
 /// Runs `sql` on the store (opened read-only, so a statement that writes fails).
 pub fn query(
-    store: &PipelineStore,
+    store: &AnyStore,
     sql: &str,
     params: &[Param],
     as_json: bool,

@@ -81,16 +81,15 @@ pub use provenance::{
 pub use python::json as pyjson;
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 #[cfg(feature = "duckdb")]
+pub use store::any::{AnyStore, DATA_ROOT_ENV, STORE_ENV};
+#[cfg(feature = "duckdb")]
 pub use store::duckdb::{
     DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, STORE_WAIT_ENV,
     SaveMode, StoreOptions, duckdb_version,
 };
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use store::shared::{
-    CATALOG_SCHEMA_VERSION, DATA_ROOT_ENV, STORE_ENV, SharedGcReport, SharedStore,
-    SharedStoreOptions,
-};
+pub use store::shared::{CATALOG_SCHEMA_VERSION, SharedGcReport, SharedStore, SharedStoreOptions};
 pub use store::{CheckpointStore, LockFuture, PendingBatches, TableLock};
 /// Makes an expensive fetch function restartable and traced.
 ///
@@ -137,7 +136,8 @@ pub use store::{CheckpointStore, LockFuture, PendingBatches, TableLock};
 ///   reason names what changed (`argument `min_depth` changed (20 -> 30)`,
 ///   `input `gnomad_constraint` changed (data 3f2a1b2c4d5e -> data 9c1d0e7a6b5f)`);
 /// - **force**: the table is forced ([`Force`], or `USHER_FORCE=all` / `USHER_FORCE=t1,t2`):
-///   recomputed once per `Pipeline`;
+///   recomputed once per run (a checkpoint saved since the `Pipeline` was made, by this run or
+///   by another worker of a shared store, counts);
 /// - a checkpoint **without a key** (written by the Python pipeline or by hand): refused by
 ///   default, with a message saying how to choose `USHER_UNKEYED=adopt` or `recompute`
 ///   ([`UnkeyedPolicy`]).

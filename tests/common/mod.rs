@@ -2,6 +2,9 @@
 //! comparison, and the Python environments of `.ci/python-env`.
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub mod shared;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::fingerprint::data_version;
-use crate::model::{CheckpointKey, CheckpointVersion, Lineage};
+use crate::model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage};
 use crate::names::validate_table_name;
 use crate::progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 use crate::provenance::{ProvenanceTracker, new_step};
@@ -26,15 +26,16 @@ mod tests;
 
 pub use batches::Batches;
 
-/// The store a [`Pipeline`] runs over when none is named: the DuckDB
-/// [`PipelineStore`](crate::PipelineStore) with the default `duckdb` feature, the
-/// [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
+/// The store a [`Pipeline`] runs over when none is named: [`AnyStore`](crate::AnyStore) (the
+/// DuckDB file, or the shared store `USHER_STORE` names) with the default `duckdb` feature,
+/// the [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
 /// compile-fail tests build so, to stay clear of DuckDB's C++).
 #[cfg(feature = "duckdb")]
-pub type DefaultStore = crate::store::duckdb::PipelineStore;
-/// The store a [`Pipeline`] runs over when none is named: the DuckDB `PipelineStore` with the
-/// default `duckdb` feature, the [`MemoryStore`](crate::MemoryStore) in a build without a
-/// file-backed store (the compile-fail tests build so, to stay clear of DuckDB's C++).
+pub type DefaultStore = crate::store::any::AnyStore;
+/// The store a [`Pipeline`] runs over when none is named: `AnyStore` (the DuckDB file, or the
+/// shared store `USHER_STORE` names) with the default `duckdb` feature, the
+/// [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
+/// compile-fail tests build so, to stay clear of DuckDB's C++).
 #[cfg(not(feature = "duckdb"))]
 pub type DefaultStore = crate::store::memory::MemoryStore;
 
@@ -49,8 +50,10 @@ pub const UNKEYED_ENV: &str = "USHER_UNKEYED";
 
 /// Which checkpoints to recompute even when they are valid.
 ///
-/// A forced table is recomputed once per [`Pipeline`]: a second call in the same run loads
-/// what the first one saved.
+/// A forced table is recomputed once per run: a second call of the same [`Pipeline`] loads what
+/// the first one saved, and a table whose checkpoint was saved (with a key) after the pipeline
+/// was made counts as recomputed, so workers of a shared store all started with
+/// `USHER_FORCE=t` recompute `t` once between them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Force {
     /// Use valid checkpoints (the default).
@@ -137,7 +140,7 @@ impl UnkeyedPolicy {
 /// settings. `#[checkpointed]` functions take it as `&Pipeline`; it is `Sync`, so one context
 /// serves every thread of a run.
 ///
-/// `Pipeline` alone is this type over the [`DefaultStore`] (DuckDB's `PipelineStore`);
+/// `Pipeline` alone is this type over the [`DefaultStore`] (the DuckDB file or the shared store);
 /// `Pipeline<MemoryStore>` keeps checkpoints in memory (tests, dry runs).
 ///
 /// [`MemoryStore`]: crate::MemoryStore
@@ -149,6 +152,9 @@ pub struct Pipeline<S = DefaultStore> {
     unkeyed: UnkeyedPolicy,
     /// Forced tables already recomputed by this pipeline.
     forced_done: Mutex<HashSet<String>>,
+    /// When the pipeline was made (UTC, system clock): a forced table whose keyed checkpoint
+    /// was saved since counts as recomputed for this run.
+    started_at: NaiveDateTime,
     /// One lock per table, so two calls (threads, or `async` calls awaited together) asking
     /// for the same missing table run its body once.
     table_locks: Mutex<HashMap<String, Arc<async_lock::Mutex<()>>>>,
@@ -191,6 +197,7 @@ impl<S: CheckpointStore> Pipeline<S> {
             force: Force::None,
             unkeyed: UnkeyedPolicy::default(),
             forced_done: Mutex::new(HashSet::new()),
+            started_at: chrono::Utc::now().naive_utc(),
             table_locks: Mutex::new(HashMap::new()),
             clock: None,
             progress: None,
@@ -317,16 +324,11 @@ impl<S: CheckpointStore> Pipeline<S> {
     /// Decides between loading the checkpoint and running the body.
     pub(crate) fn plan(&self, call: &Call<'_>) -> Result<Plan> {
         let table = call.table;
-        if self.force.includes(table)
-            && !self
-                .forced_done
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(table)
-        {
+        let stored = self.store.checkpoint(table)?;
+        if self.force.includes(table) && !self.recomputed_in_this_run(table, stored.as_ref()) {
             return Ok(Plan::Compute(Outcome::Forced, Some("forced".to_owned())));
         }
-        let Some(stored) = self.store.checkpoint(table)? else {
+        let Some(stored) = stored else {
             return Ok(Plan::Compute(Outcome::Miss, None));
         };
         match &stored.key {
@@ -389,6 +391,23 @@ impl<S: CheckpointStore> Pipeline<S> {
                 }
             },
         }
+    }
+
+    /// Whether a forced `table` needs no recomputing in this run: this pipeline recomputed it,
+    /// or its keyed checkpoint was saved after the pipeline was made (by another worker of a
+    /// shared store that was forced too, or by an earlier call of this run). Such a checkpoint
+    /// is then planned like any other: a hit when its key and inputs match. Only keyed
+    /// checkpoints count: their times are this library's UTC, while the Python pipeline
+    /// records local time.
+    fn recomputed_in_this_run(&self, table: &str, stored: Option<&CheckpointInfo>) -> bool {
+        let done = self
+            .forced_done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(table);
+        done || stored.is_some_and(|info| {
+            info.key.is_some() && info.created_at.is_some_and(|t| t >= self.started_at)
+        })
     }
 
     /// Every checkpoint of the store with what its next call would do, by the pipeline's clock

@@ -163,6 +163,56 @@ fn a_forced_table_is_recomputed_once_per_pipeline() {
     assert_eq!(runs(&FORCED_RUNS) - before, 3);
 }
 
+static SHARED_FORCE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[checkpointed(table = "forced_once")]
+fn fetch_forced_once(ctx: &Pipeline<Arc<MemoryStore>>, n: i64) -> Result<DataFrame, Error> {
+    SHARED_FORCE_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("n" => [n])?)
+}
+
+/// Several workers forced at once (pipelines made before any recomputed the table) recompute
+/// it once: a keyed checkpoint saved after a pipeline was made counts as this run's. A
+/// pipeline made later forces again; a checkpoint of other arguments is still stale.
+#[test]
+fn a_forced_table_saved_since_the_pipeline_began_counts_as_recomputed() {
+    let store = Arc::new(MemoryStore::new());
+    let before = runs(&SHARED_FORCE_RUNS);
+    fetch_forced_once(&run(&store), 1).unwrap();
+    let force = || run(&store).with_force(Force::tables(["forced_once"]));
+    let (a, b) = (force(), force());
+    fetch_forced_once(&a, 1).unwrap();
+    fetch_forced_once(&b, 1).unwrap();
+    assert_eq!(
+        runs(&SHARED_FORCE_RUNS) - before,
+        2,
+        "once before, once forced"
+    );
+    assert_eq!(outcomes(&b), [outcome("hit")]);
+    fetch_forced_once(&b, 2).unwrap();
+    assert_eq!(
+        runs(&SHARED_FORCE_RUNS) - before,
+        3,
+        "other arguments: stale"
+    );
+    assert_eq!(outcomes(&b)[1].0, "stale");
+    let later = force();
+    fetch_forced_once(&later, 2).unwrap();
+    assert_eq!(
+        runs(&SHARED_FORCE_RUNS) - before,
+        4,
+        "a later run forces again"
+    );
+    // An unkeyed checkpoint saved since does not count: its time may be another clock's.
+    let c = force();
+    store
+        .save_unkeyed("forced_once", &df!("n" => [9i64]).unwrap())
+        .unwrap();
+    fetch_forced_once(&c, 2).unwrap();
+    assert_eq!(runs(&SHARED_FORCE_RUNS) - before, 5);
+    assert_eq!(outcomes(&c)[0].0, "force");
+}
+
 static UNKEYED_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 #[checkpointed(table = "unkeyed")]

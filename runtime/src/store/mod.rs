@@ -9,12 +9,15 @@
 /// Whether key row `k` belongs to checkpoint row `c`: the same table, saved at the same time
 /// (a re-save by the Python pipeline changes the time). The one rule, for reading keys and for
 /// collecting the orphans; a macro so SQL constants can be built with `concat!`.
+#[cfg(feature = "duckdb")]
 macro_rules! key_of_checkpoint {
     () => {
         "k.table_name = c.table_name AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at"
     };
 }
 
+#[cfg(feature = "duckdb")]
+pub(crate) mod any;
 #[cfg(test)]
 #[macro_use]
 mod conformance;

@@ -26,7 +26,6 @@ use crate::error::{Error, Result, create_parent_dir};
 use crate::fingerprint::DataVersion;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, PendingBatches, newest_first, validate_columns};
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
@@ -834,15 +833,6 @@ pub(crate) fn checkpoint_row(
         key,
         lineage,
     })
-}
-
-impl Pipeline<PipelineStore> {
-    /// Opens the store at `config.duckdb_path`, starts a provenance tracker for the config and
-    /// applies the command-line settings of the environment ([`FORCE_ENV`](crate::FORCE_ENV),
-    /// [`UNKEYED_ENV`](crate::UNKEYED_ENV)).
-    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
-        Self::with_config(PipelineStore::from_config(config)?, config)
-    }
 }
 
 impl CheckpointStore for PipelineStore {

@@ -102,7 +102,7 @@ impl std::fmt::Debug for Catalog {
 impl Catalog {
     /// Parses `url` (a `postgres://` URL or a `key=value` string), connects once, and creates
     /// or checks the catalog's tables, serialised against other workers doing the same.
-    pub fn open(url: &str) -> Result<Self> {
+    pub fn open(url: &str, create: bool) -> Result<Self> {
         let shown = redact(url);
         let password = password_of(url);
         let scrub = |message: String| scrub(message, password.as_deref());
@@ -136,6 +136,24 @@ impl Catalog {
                 code: None,
                 message: "the connection has no current schema (check search_path)".to_owned(),
             })?;
+        if !create {
+            let context = "opening the catalog";
+            let exists: bool = client
+                .query_one("SELECT to_regclass('_usher_schema') IS NOT NULL", &[])
+                .map_err(catalog.error(context))?
+                .get(0);
+            if !exists {
+                return Err(Error::Postgres {
+                    store: catalog.name.clone(),
+                    context: context.to_owned(),
+                    code: None,
+                    message: format!(
+                        "no usher-pipeline catalog in schema {:?}: nothing was ever stored here",
+                        catalog.schema
+                    ),
+                });
+            }
+        }
         catalog.create_tables(&mut client)?;
         catalog.put_back(client);
         Ok(catalog)

@@ -53,14 +53,22 @@ impl std::fmt::Debug for DataRoot {
 }
 
 impl DataRoot {
-    /// The data root at `root` (created if missing), with `threads` DuckDB threads (all cores
+    /// The data root at `root` (created if missing and `create`), with `threads` DuckDB threads (all cores
     /// when `None`).
-    pub fn open(root: &Path, threads: Option<usize>) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|source| Error::Io {
-            action: "create the data root",
-            path: root.to_owned(),
-            source,
-        })?;
+    pub fn open(root: &Path, threads: Option<usize>, create: bool) -> Result<Self> {
+        if create {
+            std::fs::create_dir_all(root).map_err(|source| Error::Io {
+                action: "create the data root",
+                path: root.to_owned(),
+                source,
+            })?;
+        } else if !root.is_dir() {
+            return Err(Error::Io {
+                action: "open the data root",
+                path: root.to_owned(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
         let threads = threads.map(|t| t.to_string());
         let mut settings: Vec<(&str, &str)> = vec![("autoinstall_known_extensions", "false")];
         if let Some(t) = threads.as_deref() {

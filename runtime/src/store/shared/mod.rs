@@ -28,6 +28,7 @@ use crate::atomic_file::replace_atomically;
 use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
+use crate::store::any::{DATA_ROOT_ENV, STORE_ENV};
 use crate::store::duckdb::{Param, checkpoint_row, now_utc, quote_ident};
 use crate::store::{
     CheckpointStore, LockFuture, PendingBatches, TableLock, newest_first, validate_columns,
@@ -37,15 +38,6 @@ use files::{DataRoot, Kind, duck_error};
 
 pub use catalog::CATALOG_SCHEMA_VERSION;
 
-/// The environment variable naming the shared store's catalog: a PostgreSQL URL
-/// (`postgres://user@host/dbname`) or `key=value` connection string. Read by
-/// [`SharedStore::from_env`] with [`DATA_ROOT_ENV`].
-pub const STORE_ENV: &str = "USHER_STORE";
-
-/// The environment variable naming the shared store's data root: a directory every worker
-/// mounts (NFS, a cluster filesystem), where the Parquet files live.
-pub const DATA_ROOT_ENV: &str = "USHER_DATA_ROOT";
-
 /// The file in the data root that names the catalog it belongs to.
 const STORE_ID_FILE: &str = ".usher-store";
 
@@ -54,6 +46,10 @@ const STORE_ID_FILE: &str = ".usher-store";
 pub struct SharedStoreOptions {
     /// DuckDB threads for reading and writing Parquet files; `None` uses every core.
     pub threads: Option<usize>,
+    /// Open only a store that exists (the catalog's tables in the database, the data root
+    /// with its marker) and create nothing: for looking at a store, where a mistyped URL or
+    /// path must not leave an empty store behind.
+    pub must_exist: bool,
 }
 
 /// Checkpoints shared by several machines: catalog and locks on a PostgreSQL server, frames as
@@ -145,8 +141,8 @@ impl SharedStore {
         data_root: impl AsRef<Path>,
         options: &SharedStoreOptions,
     ) -> Result<Self> {
-        let catalog = Catalog::open(url)?;
-        let files = DataRoot::open(data_root.as_ref(), options.threads)?;
+        let catalog = Catalog::open(url, !options.must_exist)?;
+        let files = DataRoot::open(data_root.as_ref(), options.threads, !options.must_exist)?;
         let store = SharedStore {
             inner: Arc::new(Inner {
                 catalog,
@@ -372,6 +368,30 @@ impl SharedStore {
         Ok(None)
     }
 
+    /// The first `rows` rows of `table`, or `None` if the catalog has no such checkpoint.
+    pub fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let Some(file) = self.registered_file(table)? else {
+            return Ok(None);
+        };
+        let path = self.inner.files.absolute(&file);
+        let context = format!("reading the first rows of {table:?}");
+        let conn = self
+            .inner
+            .files
+            .connection()
+            .map_err(|e| duck_error(&path, &context, e))?;
+        conn.query(
+            &format!(
+                "SELECT * FROM read_parquet({}) LIMIT ?",
+                files::quote_literal(&path.to_string_lossy())
+            ),
+            &[Param::Int(i64::try_from(rows).unwrap_or(i64::MAX))],
+        )
+        .map(Some)
+        .map_err(|e| duck_error(&path, &context, e))
+    }
+
     /// Writes `frame` as `table`'s new data file and registers it with the `_checkpoints` row
     /// (and, for a `#[checkpointed]` save, its key, lineage and provenance row) in one
     /// transaction on the lock's connection; then removes the files it supersedes.
@@ -474,8 +494,11 @@ impl SharedStore {
         })
     }
 
-    /// Runs one SQL statement in DuckDB over the checkpoints' Parquet files, each visible as
-    /// a view named after its table, with `?` parameters bound to `params`.
+    /// Runs one `SELECT` in DuckDB over the checkpoints' Parquet files, each visible as a view
+    /// named after its table, with `?` parameters bound to `params`. Only queries run: the
+    /// store changes through its own calls, whose writes hold the table's lock, so a statement
+    /// that writes (`COPY ... TO`, `CREATE`, `ATTACH`...) is an [`Error::Duckdb`] of kind
+    /// `InvalidInput`.
     pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
         let checkpoints = self.list_checkpoints_with_files()?;
         let root = self.data_root();
@@ -493,7 +516,7 @@ impl SharedStore {
             ))
             .map_err(|e| duck_error(root, &context, e))?;
         }
-        conn.query(sql, params)
+        conn.query_select(sql, params)
             .map_err(|e| duck_error(root, &context, e))
     }
 

@@ -91,6 +91,21 @@ impl Connection {
             .into_frame()
     }
 
+    #[cfg(feature = "postgres")]
+    /// [`query`](Self::query) for a statement that only reads: anything but a `SELECT`
+    /// (`COPY ... TO`, `CREATE`, `ATTACH`, `SET`, `EXPLAIN ANALYZE`...) is refused before it
+    /// runs.
+    pub fn query_select(&self, sql: &str, params: &[Param]) -> Result<DataFrame, DuckError> {
+        let statement = Statement::prepare(self.raw, sql)?;
+        if !statement.is_select() {
+            return Err(DuckError::new(
+                DuckdbErrorKind::InvalidInput,
+                "only a SELECT statement can run here: the query reads the store and changes nothing",
+            ));
+        }
+        statement.execute_arrow(params)?.into_frame()
+    }
+
     /// Runs `sql`, one statement of the crate's own making without parameters, unprepared, and
     /// returns the result as a polars frame. For large results: DuckDB builds the Arrow arrays
     /// of an unprepared query on every thread, those of a prepared one on a single thread.

@@ -57,6 +57,15 @@ impl Statement {
         Ok(statement)
     }
 
+    #[cfg(feature = "postgres")]
+    /// Whether the statement is a query (`SELECT`, `WITH ... SELECT`, `VALUES`, `FROM t`): one
+    /// that reads and changes nothing, not even files.
+    pub(super) fn is_select(&self) -> bool {
+        // SAFETY: the statement was prepared successfully (prepare returned it) and is alive.
+        let kind = unsafe { sys::duckdb_prepared_statement_type(self.raw) };
+        kind == sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_SELECT
+    }
+
     /// Binds every parameter, after checking their number.
     fn bind_all(&self, params: &[Param]) -> Result<(), DuckError> {
         // SAFETY: `raw` is a successfully prepared statement (`prepare` returns no other).

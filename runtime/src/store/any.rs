@@ -1,0 +1,250 @@
+//! `AnyStore`: the store a run opens from its config and environment, the DuckDB file or the
+//! shared store, so the same `fn step(ctx: &Pipeline)` runs on either.
+
+use std::path::Path;
+
+use chrono::NaiveDateTime;
+use polars::prelude::DataFrame;
+
+use crate::config::PipelineConfig;
+#[cfg(not(feature = "postgres"))]
+use crate::error::Error;
+use crate::error::Result;
+use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
+use crate::pipeline::Pipeline;
+use crate::store::duckdb::{Param, PipelineStore};
+#[cfg(feature = "postgres")]
+use crate::store::shared::SharedStore;
+use crate::store::{CheckpointStore, LockFuture, PendingBatches, TableLock};
+
+/// The environment variable naming a shared store's catalog: a PostgreSQL URL
+/// (`postgres://user@host/dbname`) or `key=value` connection string. When it is set,
+/// [`AnyStore::from_config`] (and so `Pipeline::from_config` and the command line's `--config`)
+/// open the shared store it names, with [`DATA_ROOT_ENV`], instead of the config's DuckDB file.
+pub const STORE_ENV: &str = "USHER_STORE";
+
+/// The environment variable naming a shared store's data root: a directory every worker mounts
+/// (NFS, a cluster filesystem), where the Parquet files live.
+pub const DATA_ROOT_ENV: &str = "USHER_DATA_ROOT";
+
+/// The store of a [`Pipeline`] made by [`Pipeline::from_config`]: the config's DuckDB file, or
+/// the shared store [`STORE_ENV`] names. It is the [`DefaultStore`](crate::DefaultStore), so a
+/// `#[checkpointed]` function taking `&Pipeline` runs unchanged on either.
+///
+/// Offers what both stores offer (saving, loading, listing, deleting, exporting and querying
+/// tables); [`as_file`](Self::as_file) and `as_shared` reach the rest.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// A DuckDB database file, written by one process at a time.
+    File(PipelineStore),
+    /// Catalog and locks on PostgreSQL, Parquet files under a shared data root (`postgres`
+    /// feature).
+    #[cfg(feature = "postgres")]
+    Shared(SharedStore),
+}
+
+/// Runs `$body` with `$s` bound to the store inside `$store`, whichever it is.
+macro_rules! each {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            AnyStore::File($s) => $body,
+            #[cfg(feature = "postgres")]
+            AnyStore::Shared($s) => $body,
+        }
+    };
+}
+
+impl AnyStore {
+    /// The shared store when [`STORE_ENV`] is set (with [`DATA_ROOT_ENV`]), otherwise the
+    /// DuckDB file at `config.duckdb_path` (see [`PipelineStore::from_config`]). The YAML
+    /// config keeps the Python pipeline's schema, so where the checkpoints live across
+    /// machines is a setting of the environment, not of the config.
+    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
+        #[cfg(feature = "postgres")]
+        if let Some(shared) = SharedStore::from_env()? {
+            return Ok(AnyStore::Shared(shared));
+        }
+        #[cfg(not(feature = "postgres"))]
+        if std::env::var_os(STORE_ENV).is_some_and(|v| !v.is_empty()) {
+            // Falling back to the local file would let every worker compute every table.
+            return Err(Error::Setting {
+                setting: STORE_ENV,
+                value: String::new(),
+                message: "names a shared store, but this build of usher-pipeline has none: \
+                          enable its `postgres` feature"
+                    .to_owned(),
+            });
+        }
+        PipelineStore::from_config(config).map(AnyStore::File)
+    }
+
+    /// Where the store is, for messages: the DuckDB file's path, or the catalog as
+    /// `postgres://user@host:port/db` (never with a password).
+    pub fn name(&self) -> String {
+        match self {
+            AnyStore::File(s) => s.path().display().to_string(),
+            #[cfg(feature = "postgres")]
+            AnyStore::Shared(s) => s.name().to_owned(),
+        }
+    }
+
+    /// The DuckDB file store, if this is one.
+    pub fn as_file(&self) -> Option<&PipelineStore> {
+        match self {
+            AnyStore::File(s) => Some(s),
+            #[cfg(feature = "postgres")]
+            AnyStore::Shared(_) => None,
+        }
+    }
+
+    /// The shared store, if this is one.
+    #[cfg(feature = "postgres")]
+    pub fn as_shared(&self) -> Option<&SharedStore> {
+        match self {
+            AnyStore::Shared(s) => Some(s),
+            AnyStore::File(_) => None,
+        }
+    }
+
+    /// Saves `df` as `table` without a key, replacing any previous one (a hand-made
+    /// checkpoint: a `#[checkpointed]` call asks what to do with it, see
+    /// [`UnkeyedPolicy`](crate::UnkeyedPolicy)).
+    pub fn save_dataframe(&self, table: &str, df: &DataFrame, description: &str) -> Result<()> {
+        each!(self, s => s.save_dataframe(table, df, description))
+    }
+
+    /// Loads `table`, or `Ok(None)` if there is no such checkpoint.
+    pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+        each!(self, s => s.load_dataframe(table))
+    }
+
+    /// The first `rows` rows of `table`, or `None` if there is no such table.
+    pub fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
+        each!(self, s => s.head(table, rows))
+    }
+
+    /// Whether the store has a checkpoint of `table`.
+    pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
+        each!(self, s => s.has_checkpoint(table))
+    }
+
+    /// Every checkpoint with its valid key and lineage, newest first (then by name).
+    pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        each!(self, s => s.list_checkpoints())
+    }
+
+    /// Removes `table`'s checkpoint (data, row, key, batches).
+    pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
+        each!(self, s => s.delete_checkpoint(table))
+    }
+
+    /// Removes the checkpoints of `tables` in one transaction: all are deleted, or none.
+    pub fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
+        each!(self, s => s.delete_checkpoints(tables))
+    }
+
+    /// Writes `table` as a Parquet file at `output_path`, whole or not at all.
+    pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
+        each!(self, s => s.export_parquet(table, output_path))
+    }
+
+    /// Runs one SQL statement over the store's tables (in DuckDB, for both stores), `?`
+    /// placeholders bound to `params`.
+    pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
+        each!(self, s => s.query(sql, params))
+    }
+
+    /// Every `_provenance` row, oldest first.
+    pub fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
+        each!(self, s => s.provenance_rows())
+    }
+}
+
+impl From<PipelineStore> for AnyStore {
+    fn from(store: PipelineStore) -> Self {
+        AnyStore::File(store)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<SharedStore> for AnyStore {
+    fn from(store: SharedStore) -> Self {
+        AnyStore::Shared(store)
+    }
+}
+
+impl Pipeline<AnyStore> {
+    /// Opens the store of `config` (the shared store [`STORE_ENV`] names, or else the DuckDB
+    /// file at `config.duckdb_path`; see [`AnyStore::from_config`]), starts a provenance
+    /// tracker for the config and applies the command-line settings of the environment
+    /// ([`FORCE_ENV`](crate::FORCE_ENV), [`UNKEYED_ENV`](crate::UNKEYED_ENV)).
+    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
+        Self::with_config(AnyStore::from_config(config)?, config)
+    }
+}
+
+impl CheckpointStore for AnyStore {
+    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
+        each!(self, s => s.checkpoint(table))
+    }
+    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
+        each!(self, s => s.load_checkpoint(table))
+    }
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        lineage: &Lineage,
+        provenance: &ProvenanceRecord,
+    ) -> Result<()> {
+        each!(self, s => s.save_checkpoint(table, frame, description, key, lineage, provenance))
+    }
+    fn adopt_checkpoint(
+        &self,
+        table: &str,
+        created_at: Option<NaiveDateTime>,
+        key: &CheckpointKey,
+        lineage: &Lineage,
+    ) -> Result<bool> {
+        each!(self, s => s.adopt_checkpoint(table, created_at, key, lineage))
+    }
+    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+        each!(self, s => s.batch_progress(table, key))
+    }
+    fn discard_batches(&self, table: &str) -> Result<()> {
+        each!(self, s => s.discard_batches(table))
+    }
+    fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
+        each!(self, s => s.record_batch_total(table, key, total))
+    }
+    fn save_batch(
+        &self,
+        table: &str,
+        key: &str,
+        items: &[String],
+        frame: &DataFrame,
+    ) -> Result<()> {
+        each!(self, s => s.save_batch(table, key, items, frame))
+    }
+    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+        each!(self, s => s.load_batches(table))
+    }
+    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+        each!(self, s => s.append_provenance(record))
+    }
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        each!(self, s => CheckpointStore::list_checkpoints(s))
+    }
+    fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
+        each!(self, s => s.pending_batches())
+    }
+    fn lock_table(&self, table: &str) -> Result<TableLock> {
+        each!(self, s => s.lock_table(table))
+    }
+    fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
+        each!(self, s => s.lock_table_async(table))
+    }
+}

@@ -1,0 +1,99 @@
+//! A real PostgreSQL server for the shared store's tests: `USHER_TEST_POSTGRES` (`.ci/postgres
+//! start DIR` prints it), and a schema and data root per test.
+
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use usher_pipeline::SharedStore;
+
+/// The test server, or `None` (printed) on a machine without one; CI requires it.
+pub fn server() -> Option<String> {
+    match std::env::var("USHER_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("USHER_REQUIRE_POSTGRES").is_none(),
+                "USHER_REQUIRE_POSTGRES is set but USHER_TEST_POSTGRES is not: start a server with `.ci/postgres start DIR`"
+            );
+            eprintln!(
+                "SKIPPED: no PostgreSQL server (set USHER_TEST_POSTGRES; `.ci/postgres start DIR` prints one)"
+            );
+            None
+        }
+    }
+}
+
+/// `url` with `schema` as its search path.
+pub fn with_schema(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A schema and a data root of the test's own; the schema is dropped at the end.
+pub struct Shared {
+    pub admin: String,
+    pub schema: String,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Shared {
+    pub fn new(name: &str) -> Option<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let admin = server()?;
+        let schema = format!(
+            "{name}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap()
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .unwrap();
+        Some(Shared {
+            url: with_schema(&admin, &schema),
+            admin,
+            schema,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.dir.path().join("runs")
+    }
+
+    pub fn store(&self) -> SharedStore {
+        SharedStore::open(&self.url, self.root()).unwrap()
+    }
+
+    /// A worker: this test binary running the ignored test `name` on this store.
+    pub fn spawn(&self, name: &str, extra: &[(&str, String)]) -> (Child, mpsc::Receiver<String>) {
+        let mut command = super::child_test(name);
+        command
+            .env("USHER_TEST_STORE", &self.url)
+            .env("USHER_TEST_ROOT", self.root())
+            .env("USHER_TEST_RUNS", self.runs());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        super::spawn_with_lines(&mut command)
+    }
+
+    pub fn sql(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
+        }
+    }
+}
