@@ -719,6 +719,13 @@ fn child_from_config() {
     say("ready");
     match Pipeline::from_config(&config) {
         Ok(p) => {
+            // Workers of one forced run: each made its pipeline before any computes.
+            if let Some(go) = std::env::var_os("USHER_TEST_GO") {
+                say("made");
+                while !Path::new(&go).exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             let frame = env_genes(&p, 7).unwrap();
             say(format!("store {}", p.store().name()));
             say(format!("rows {}", frame.height()));
@@ -789,6 +796,40 @@ fn the_environment_picks_the_shared_store() {
     common::assert_frames_equal(
         &stored,
         &df!("gene" => ["USH2A", "MYO7A", "CDH23"], "n" => [7i64, 8, 9]).unwrap(),
+    );
+
+    // Four workers of one run with USHER_FORCE=env_genes: one recomputes, the others load
+    // what it saved since their pipelines were made.
+    let go = d.join("go");
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            shared.spawn(
+                "child_from_config",
+                &[
+                    ("USHER_TEST_DIR", d.to_string_lossy().into_owned()),
+                    ("USHER_STORE", shared.url.clone()),
+                    ("USHER_DATA_ROOT", root.clone()),
+                    ("USHER_FORCE", "env_genes".to_owned()),
+                    ("USHER_TEST_GO", go.to_string_lossy().into_owned()),
+                ],
+            )
+        })
+        .collect();
+    for (_, lines) in &workers {
+        assert!(wait_for(lines, "made", Duration::from_secs(60)).is_some());
+    }
+    std::fs::write(&go, b"").unwrap();
+    for (mut child, lines) in workers {
+        assert_eq!(
+            wait_for(&lines, "rows", Duration::from_secs(60)).as_deref(),
+            Some("rows 3")
+        );
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(
+        runs_of(&shared.runs())["env_genes"],
+        2,
+        "forced once across the four workers"
     );
 
     let lines = child(false);
