@@ -23,6 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 use postgres::Client;
+// The hot lookups (a hit reads a checkpoint row and its file) name their parameters' types, so
+// each is one round trip instead of three (prepare, execute, close).
+use postgres::types::Type;
 
 use crate::atomic_file::replace_atomically;
 use crate::error::{Error, Result};
@@ -306,9 +309,9 @@ impl SharedStore {
         let context = format!("reading the data file of {table:?}");
         let mut client = self.catalog().client(&context)?;
         Ok(client
-            .query_opt(
+            .query_typed_opt(
                 "SELECT path FROM _checkpoint_files WHERE table_name = $1",
-                &[&table],
+                &[(&table, Type::TEXT)],
             )
             .map_err(self.pg(context))?
             .map(|row| row.get(0)))
@@ -374,22 +377,13 @@ impl SharedStore {
         let Some(file) = self.registered_file(table)? else {
             return Ok(None);
         };
-        let path = self.inner.files.absolute(&file);
-        let context = format!("reading the first rows of {table:?}");
-        let conn = self
-            .inner
-            .files
-            .connection()
-            .map_err(|e| duck_error(&path, &context, e))?;
-        conn.query(
-            &format!(
-                "SELECT * FROM read_parquet({}) LIMIT ?",
-                files::quote_literal(&path.to_string_lossy())
-            ),
-            &[Param::Int(i64::try_from(rows).unwrap_or(i64::MAX))],
-        )
-        .map(Some)
-        .map_err(|e| duck_error(&path, &context, e))
+        self.inner.files.head(&file, rows).map(Some).map_err(|e| {
+            duck_error(
+                &self.inner.files.absolute(&file),
+                &format!("reading the first rows of {table:?}"),
+                e,
+            )
+        })
     }
 
     /// Writes `frame` as `table`'s new data file and registers it with the `_checkpoints` row
@@ -914,7 +908,7 @@ impl CheckpointStore for SharedStore {
         let context = format!("reading the checkpoint of {table:?}");
         let mut client = self.catalog().client(&context)?;
         let row = client
-            .query_opt(&checkpoints_sql(true), &[&table])
+            .query_typed_opt(&checkpoints_sql(true), &[(&table, Type::TEXT)])
             .map_err(self.pg(context))?;
         row.map(|row| decode(&row).map(|(info, _)| info))
             .transpose()
