@@ -79,22 +79,24 @@ fn handover(ctx: &Pipeline<SharedStore>, round: u32) -> Result<DataFrame, Error>
     Ok(frame)
 }
 
+/// The median of 200 runs of `f`, in milliseconds.
+fn median_ms(f: impl Fn() -> Result<(), Error>) -> Result<f64, Error> {
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(&mut times))
+}
+
 /// The median time a call takes once its checkpoint is valid.
 fn hit_ms<S: CheckpointStore>(
     pipeline: &Pipeline<S>,
     call: impl Fn(&Pipeline<S>) -> Result<DataFrame, Error>,
 ) -> Result<f64, Error> {
     call(pipeline)?;
-    let mut times: Vec<f64> = (0..200)
-        .map(|_| {
-            let t = Instant::now();
-            call(pipeline).map(|f| {
-                assert_eq!(f.height(), 1_000);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(median(&mut times))
+    median_ms(|| call(pipeline).map(|f| assert_eq!(f.height(), 1_000)))
 }
 
 /// Child: one side of a handover (`compute` or `wait`); the waiter prints when it got the
@@ -200,18 +202,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (fh, sh) = (hit_ms(&file, hit)?, hit_ms(&shared, hit)?);
     println!("hit of a 1,000-row table: file {fh:.3} ms, shared {sh:.3} ms (median of 200)");
     // Its two parts on the shared store: the catalog lookup, and the load (file name, read).
-    let part = |f: &dyn Fn() -> Result<(), Error>| -> Result<f64, Error> {
-        let mut times = Vec::new();
-        for _ in 0..200 {
-            let t = Instant::now();
-            f()?;
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        Ok(median(&mut times))
-    };
     let store = shared.store();
-    let lookup = part(&|| store.checkpoint("hit").map(drop))?;
-    let load = part(&|| store.load_checkpoint("hit").map(drop))?;
+    let lookup = median_ms(|| store.checkpoint("hit").map(drop))?;
+    let load = median_ms(|| store.load_checkpoint("hit").map(drop))?;
     println!("  of which: catalog lookup {lookup:.3} ms, load {load:.3} ms");
 
     // Handovers between two processes.

@@ -302,20 +302,18 @@ fn source(
             }
         })
     };
-    let env_store = || env(STORE_ENV).map(|url| url.to_string_lossy().into_owned());
-    match (store, config) {
-        (Some(store), _) if is_catalog(&store) => Ok(Source::Shared(
+    let env_store = env(STORE_ENV).map(|url| url.to_string_lossy().into_owned());
+    match (store, env_store, config) {
+        (Some(store), _, _) if is_catalog(&store) => Ok(Source::Shared(
             store.to_string_lossy().into_owned(),
             root()?,
         )),
-        (Some(store), _) => Ok(Source::File(store)),
-        (None, config) => match (env_store(), config) {
-            (Some(url), _) => Ok(Source::Shared(url, root()?)),
-            (None, Some(config)) => Ok(Source::File(PipelineConfig::load(config)?.duckdb_path)),
-            (None, None) => Err(Error::Format(
-                "give --store or --config (or set USHER_STORE to a shared store)".to_owned(),
-            )),
-        },
+        (Some(store), _, _) => Ok(Source::File(store)),
+        (None, Some(url), _) => Ok(Source::Shared(url, root()?)),
+        (None, None, Some(config)) => Ok(Source::File(PipelineConfig::load(config)?.duckdb_path)),
+        (None, None, None) => Err(Error::Format(
+            "give --store or --config (or set USHER_STORE to a shared store)".to_owned(),
+        )),
     }
 }
 

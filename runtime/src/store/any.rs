@@ -27,6 +27,14 @@ pub const STORE_ENV: &str = "USHER_STORE";
 /// (NFS, a cluster filesystem), where the Parquet files live.
 pub const DATA_ROOT_ENV: &str = "USHER_DATA_ROOT";
 
+/// The catalog [`STORE_ENV`] names, `None` when it is unset or blank: the one rule for whether
+/// the environment names a shared store.
+pub(crate) fn store_env() -> Option<String> {
+    std::env::var(STORE_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// The store of a [`Pipeline`] made by [`Pipeline::from_config`]: the config's DuckDB file, or
 /// the shared store [`STORE_ENV`] names. It is the [`DefaultStore`](crate::DefaultStore), so a
 /// `#[checkpointed]` function taking `&Pipeline` runs unchanged on either.
@@ -66,7 +74,7 @@ impl AnyStore {
             return Ok(AnyStore::Shared(shared));
         }
         #[cfg(not(feature = "postgres"))]
-        if std::env::var_os(STORE_ENV).is_some_and(|v| !v.is_empty()) {
+        if store_env().is_some() {
             // Falling back to the local file would let every worker compute every table.
             return Err(Error::Setting {
                 setting: STORE_ENV,

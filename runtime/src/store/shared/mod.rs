@@ -31,7 +31,7 @@ use crate::atomic_file::replace_atomically;
 use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::any::{DATA_ROOT_ENV, STORE_ENV};
+use crate::store::any::{DATA_ROOT_ENV, STORE_ENV, store_env};
 use crate::store::duckdb::{Param, checkpoint_row, now_utc, quote_ident};
 use crate::store::{
     CheckpointStore, LockFuture, PendingBatches, TableLock, newest_first, validate_columns,
@@ -50,8 +50,8 @@ pub struct SharedStoreOptions {
     /// DuckDB threads for reading and writing Parquet files; `None` uses every core.
     pub threads: Option<usize>,
     /// Open only a store that exists (the catalog's tables in the database, the data root
-    /// with its marker) and create nothing: for looking at a store, where a mistyped URL or
-    /// path must not leave an empty store behind.
+    /// with its marker) and never make a new one: for looking at a store, where a mistyped URL
+    /// or path must not leave an empty store behind.
     pub must_exist: bool,
 }
 
@@ -160,9 +160,7 @@ impl SharedStore {
     /// The store [`STORE_ENV`] and [`DATA_ROOT_ENV`] name, or `None` when `USHER_STORE` is
     /// not set. Setting one without the other is an [`Error::Setting`].
     pub fn from_env() -> Result<Option<Self>> {
-        let url = std::env::var(STORE_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty());
+        let url = store_env();
         let root = std::env::var_os(DATA_ROOT_ENV).filter(|v| !v.is_empty());
         match (url, root) {
             (None, None) => Ok(None),
