@@ -90,7 +90,7 @@ pub use store::duckdb::{
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::shared::{CATALOG_SCHEMA_VERSION, SharedGcReport, SharedStore, SharedStoreOptions};
-pub use store::{CheckpointStore, LockFuture, PendingBatches, TableLock};
+pub use store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock};
 /// Makes an expensive fetch function restartable and traced.
 ///
 /// ```no_run

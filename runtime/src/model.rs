@@ -187,6 +187,15 @@ impl CheckpointInfo {
             _ => CheckpointVersion::Saved(self.created_at),
         }
     }
+
+    /// Whether `other` describes the same saved checkpoint as `self`: the same table, save
+    /// time, key and lineage (an adoption or a re-save changes one of them).
+    pub fn same_checkpoint(&self, other: &CheckpointInfo) -> bool {
+        self.table_name == other.table_name
+            && self.created_at == other.created_at
+            && self.key.as_ref().map(|k| &k.key) == other.key.as_ref().map(|k| &k.key)
+            && self.lineage == other.lineage
+    }
 }
 
 /// What a keyed checkpoint holds and what it was made from besides its key, recorded when it is

@@ -15,7 +15,7 @@ use crate::pipeline::Pipeline;
 use crate::store::duckdb::{Param, PipelineStore};
 #[cfg(feature = "postgres")]
 use crate::store::shared::SharedStore;
-use crate::store::{CheckpointStore, LockFuture, PendingBatches, TableLock};
+use crate::store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock};
 
 /// The environment variable naming a shared store's catalog: a PostgreSQL URL
 /// (`postgres://user@host/dbname`) or `key=value` connection string. When it is set,
@@ -198,6 +198,9 @@ impl CheckpointStore for AnyStore {
     }
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
         each!(self, s => s.load_checkpoint(table))
+    }
+    fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
+        each!(self, s => s.load_judged(judged))
     }
     fn save_checkpoint(
         &self,

@@ -44,6 +44,22 @@ pub trait CheckpointStore: Send + Sync {
     /// The table's data, or `None` if the table does not exist.
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>>;
 
+    /// The data of exactly the checkpoint `judged` (as [`checkpoint`](Self::checkpoint)
+    /// returned it), provided it is still the table's current one: a hit loads what it judged,
+    /// never a checkpoint another thread or worker saved in between. A store overrides this to
+    /// make the check and the read one consistent step; the default checks, then loads.
+    fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
+        let table = judged.table_name.as_str();
+        match self.checkpoint(table)? {
+            Some(now) if now.same_checkpoint(judged) => {}
+            _ => return Ok(JudgedLoad::Replaced),
+        }
+        Ok(match self.load_checkpoint(table)? {
+            Some(frame) => JudgedLoad::Loaded(frame),
+            None => JudgedLoad::TableMissing,
+        })
+    }
+
     /// Saves `frame` as `table` with its `_checkpoints` row, `key`, `lineage` and the
     /// `_provenance` row of the step that made it, and removes the table's partial batches,
     /// all or nothing.
@@ -114,6 +130,18 @@ pub trait CheckpointStore: Send + Sync {
     fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
         Box::pin(std::future::ready(self.lock_table(table)))
     }
+}
+
+/// What [`CheckpointStore::load_judged`] found.
+#[derive(Debug)]
+pub enum JudgedLoad {
+    /// The judged checkpoint's data.
+    Loaded(DataFrame),
+    /// The table has another checkpoint now (saved, adopted or deleted since it was judged):
+    /// the caller judges again.
+    Replaced,
+    /// The checkpoint row is still the judged one, but its table (or data file) is gone.
+    TableMissing,
 }
 
 /// What [`CheckpointStore::lock_table_async`] returns.
@@ -215,6 +243,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
     }
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
         (**self).load_checkpoint(table)
+    }
+    fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
+        (**self).load_judged(judged)
     }
     fn save_checkpoint(
         &self,
