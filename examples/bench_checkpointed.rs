@@ -1,7 +1,9 @@
 //! Overhead of a `#[checkpointed]` hit on a 1,000-row table, against the same hit written by
-//! hand with the store (`has_checkpoint` + `load_dataframe`), on one open store; and of a hit
+//! hand with the store (`has_checkpoint` + `load_dataframe`), on one open store; of a hit
 //! that also checks lineage: two declared inputs (`reads(...)`) and a 1,000-row `DataFrame`
-//! argument (fingerprinted on every call).
+//! argument (fingerprinted on every call); and of the last step of a 10-deep chain (each step
+//! reads the one before), whose hit judges every step above it (staleness is transitive),
+//! beside a step with a single input.
 //!
 //! ```sh
 //! cargo run --release --example bench_checkpointed -- --calls 2000
@@ -26,6 +28,54 @@ fn fetch_genes(ctx: &Pipeline, release: u32) -> Result<DataFrame, usher_pipeline
 #[checkpointed(table = "scores", reads(genes, by_hand))]
 fn score_genes(ctx: &Pipeline, constraint: &DataFrame) -> Result<DataFrame, usher_pipeline::Error> {
     Ok(constraint.head(Some(1_000)))
+}
+
+/// One input: the hit compares `genes` and judges it (it has no inputs of its own).
+#[checkpointed(table = "single", reads(genes))]
+fn single(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 1))
+}
+
+// A chain of ten: `deep_10`'s hit judges all nine steps above it.
+#[checkpointed(table = "deep_1", reads(genes))]
+fn deep_1(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 1))
+}
+#[checkpointed(table = "deep_2", reads(deep_1))]
+fn deep_2(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 2))
+}
+#[checkpointed(table = "deep_3", reads(deep_2))]
+fn deep_3(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 3))
+}
+#[checkpointed(table = "deep_4", reads(deep_3))]
+fn deep_4(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 4))
+}
+#[checkpointed(table = "deep_5", reads(deep_4))]
+fn deep_5(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 5))
+}
+#[checkpointed(table = "deep_6", reads(deep_5))]
+fn deep_6(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 6))
+}
+#[checkpointed(table = "deep_7", reads(deep_6))]
+fn deep_7(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 7))
+}
+#[checkpointed(table = "deep_8", reads(deep_7))]
+fn deep_8(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 8))
+}
+#[checkpointed(table = "deep_9", reads(deep_8))]
+fn deep_9(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 9))
+}
+#[checkpointed(table = "deep_10", reads(deep_9))]
+fn deep_10(ctx: &Pipeline) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(frame(1_000, 10))
 }
 
 fn frame(n: usize, release: u32) -> DataFrame {
@@ -66,10 +116,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fetch_genes(&pipeline, 113)?; // the miss that saves the checkpoint
     let constraint = frame(1_000, 4);
     score_genes(&pipeline, &constraint)?;
+    single(&pipeline)?;
+    for step in [
+        deep_1, deep_2, deep_3, deep_4, deep_5, deep_6, deep_7, deep_8, deep_9, deep_10,
+    ] {
+        step(&pipeline)?;
+    }
 
     let mut by_hand = Vec::with_capacity(calls);
     let mut attribute = Vec::with_capacity(calls);
     let mut lineage = Vec::with_capacity(calls);
+    let mut one_input = Vec::with_capacity(calls);
+    let mut chain = Vec::with_capacity(calls);
     let store = pipeline.store();
     for i in 0..calls + 50 {
         let t = Instant::now();
@@ -90,11 +148,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let df = score_genes(&pipeline, &constraint)?;
         let with_lineage = t.elapsed().as_secs_f64() * 1e6;
         assert_eq!(df.height(), 1_000);
+
+        let t = Instant::now();
+        let df = single(&pipeline)?;
+        let one = t.elapsed().as_secs_f64() * 1e6;
+        assert_eq!(df.height(), 1_000);
+
+        let t = Instant::now();
+        let df = deep_10(&pipeline)?;
+        let deep = t.elapsed().as_secs_f64() * 1e6;
+        assert_eq!(df.height(), 1_000);
         if i >= 50 {
             // The first 50 warm caches (prepared statements, allocator).
             by_hand.push(hand);
             attribute.push(attr);
             lineage.push(with_lineage);
+            one_input.push(one);
+            chain.push(deep);
         }
     }
     let hits = pipeline
@@ -103,10 +173,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .filter(|s| s.details.as_ref().is_some_and(|d| d["outcome"] == "hit"))
         .count();
-    assert_eq!(hits, 2 * (calls + 50), "every timed call was a hit");
-    by_hand.sort_by(f64::total_cmp);
-    attribute.sort_by(f64::total_cmp);
-    lineage.sort_by(f64::total_cmp);
+    assert_eq!(hits, 4 * (calls + 50), "every timed call was a hit");
+    for timings in [
+        &mut by_hand,
+        &mut attribute,
+        &mut lineage,
+        &mut one_input,
+        &mut chain,
+    ] {
+        timings.sort_by(f64::total_cmp);
+    }
     let (h50, a50) = (percentile(&by_hand, 0.5), percentile(&attribute, 0.5));
     println!("calls={calls} rows=1000");
     println!(
@@ -124,5 +200,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&lineage, 0.9)
     );
     println!("lineage_vs_checkpointed ratio={:.2}", l50 / a50);
+    let (o50, d50) = (percentile(&one_input, 0.5), percentile(&chain, 0.5));
+    println!(
+        "single_input_hit_us median={o50:.0} p90={:.0} (reads 1 table)",
+        percentile(&one_input, 0.9)
+    );
+    println!(
+        "chain_10_hit_us median={d50:.0} p90={:.0} (last of 10 steps, each reading the one before)",
+        percentile(&chain, 0.9)
+    );
+    println!("chain_vs_single ratio={:.2}", d50 / o50);
     Ok(())
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_frames_equal, genes};
 use usher_pipeline::polars::prelude::*;
-use usher_pipeline::{Error, Param, PipelineStore, SaveMode};
+use usher_pipeline::{DuckdbErrorKind, Error, Param, PipelineStore, SaveMode};
 
 fn store() -> (tempfile::TempDir, PipelineStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -333,7 +333,11 @@ fn a_failed_save_keeps_the_previous_checkpoint() {
     store.save_dataframe("t", &df, "good").unwrap();
     // Appending a frame with a column the table lacks fails inside the transaction.
     let bad = df!("other" => [1i64]).unwrap();
-    assert!(store.save("t", &bad, "bad", SaveMode::Append).is_err());
+    let err = store.save("t", &bad, "bad", SaveMode::Append).unwrap_err();
+    assert!(
+        matches!(err, Error::Duckdb { ref context, .. } if context.contains("\"t\"")),
+        "{err}"
+    );
     assert_frames_equal(&store.load_dataframe("t").unwrap().unwrap(), &df);
     let cp = &store.list_checkpoints().unwrap()[0];
     assert_eq!(
@@ -433,21 +437,25 @@ fn checkpoint_lookups_see_every_write_of_the_process() {
 
     a.save_dataframe("t", &frame, "again").unwrap();
     assert!(b.has_checkpoint("t").unwrap());
-    b.query(
-        "DELETE FROM _checkpoints WHERE table_name = ?",
-        &["t".into()],
-    )
-    .unwrap();
+    // A write through SQL is seen by every store on the file: a dropped checkpoint table
+    // takes its checkpoint with it.
+    assert_eq!(b.execute("DROP TABLE t", &[]).unwrap(), ["t"]);
     assert!(!a.has_checkpoint("t").unwrap());
-    a.query(
-        "INSERT INTO _checkpoints (table_name, row_count, description) VALUES (?, 2, 'by hand')",
-        &["t".into()],
-    )
-    .unwrap();
+    a.save_dataframe("t", &frame, "by hand").unwrap();
     assert!(b.has_checkpoint("t").unwrap());
 
     // A failed statement still invalidates: the lookup after it reads the table again.
-    assert!(a.query("DELETE FROM no_such_table", &[]).is_err());
+    let err = a.execute("DELETE FROM no_such_table", &[]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Duckdb {
+                kind: DuckdbErrorKind::Catalog,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(b.has_checkpoint("t").unwrap());
     drop((a, b));
 
@@ -513,7 +521,7 @@ fn results_of_every_duckdb_type_are_frames_or_typed_errors() {
     );
     // A stored table with such a column: the load names the table and the column.
     store
-        .query(
+        .execute(
             "CREATE TABLE totals AS SELECT 'BRCA1' AS gene, sum(range) AS total FROM range(3)",
             &[],
         )

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
-    CheckpointState, CheckpointStore, Error, Lineage, Pipeline, PipelineConfig, PipelineStore,
-    ProvenanceTracker, checkpointed,
+    CheckpointState, CheckpointStore, DuckdbErrorKind, Error, Lineage, Pipeline, PipelineConfig,
+    PipelineStore, ProvenanceTracker, checkpointed,
 };
 
 static CONSTRAINT_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -143,9 +143,28 @@ fn a_0_1_0_store_keeps_its_hits_and_resumes_its_batches() {
     let dir = tempfile::tempdir().unwrap();
     let path = unpack(dir.path());
     let p = pipeline(&path);
+    let code = |p: &Pipeline| {
+        let info = p.store().checkpoint("gnomad_constraint").unwrap().unwrap();
+        info.key.unwrap().code
+    };
+    // Keyed with 0.1.0's code hash (of the pretty-printed tokens): recognised once, hit, and
+    // re-keyed with today's hash (of the canonical token walk).
+    let old_code = code(&p);
     let constraint = fetch_constraint(&p, 20).unwrap();
     fetch_go(&p).unwrap();
     assert_eq!(CONSTRAINT_RUNS.load(Ordering::SeqCst), 0, "a hit");
+    let new_code = code(&p);
+    assert_ne!(old_code, new_code, "re-keyed");
+    assert!(new_code.starts_with("tokens:"), "{new_code}");
+    drop(p);
+    let p = pipeline(&path);
+    fetch_constraint(&p, 20).unwrap();
+    assert_eq!(
+        CONSTRAINT_RUNS.load(Ordering::SeqCst),
+        0,
+        "a hit under the new key"
+    );
+    assert_eq!(code(&p), new_code);
     assert_eq!(GO_RUNS.load(Ordering::SeqCst), 0, "a hit");
     assert_eq!(constraint.height(), 3);
     let literature = fetch_literature(&p, &genes(), None).unwrap();
@@ -175,7 +194,17 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
         let info = store.checkpoint("gnomad_constraint").unwrap().unwrap();
         assert!(info.key.is_some());
         assert_eq!(info.lineage, Lineage::default());
-        assert!(store.query("SELECT * FROM _usher_schema", &[]).is_err());
+        let err = store.query("SELECT * FROM _usher_schema", &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Duckdb {
+                    kind: DuckdbErrorKind::Catalog,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // Status reads it as it is.
         let status = usher_pipeline::status(&store, chrono::Utc::now().naive_utc()).unwrap();
         let states: Vec<_> = status
@@ -257,7 +286,7 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
     assert!(tissues.lineage.data_version.is_some());
     // A store marked by a newer release is refused for writing, readable for inspection.
     store
-        .query(
+        .execute(
             "UPDATE _usher_schema SET value = '3' WHERE name = 'schema_version'",
             &[],
         )

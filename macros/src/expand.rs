@@ -17,9 +17,15 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
     } = func;
     let table = args.table.as_ref().expect("validated");
     let function = sig.ident.to_string();
-    let code = match &args.version {
-        Some(v) => format!("version:{}{}", v.value(), declared_inputs_and_checks(args)),
-        None => format!("tokens:{}", code_hash(func, args)),
+    let (code, legacy_code) = match &args.version {
+        Some(v) => (
+            format!("version:{}{}", v.value(), declared_inputs_and_checks(args)),
+            None,
+        ),
+        None => (
+            format!("tokens:{}", code_hash(func, args)),
+            Some(format!("tokens:{}", legacy_code_hash(func, args))),
+        ),
     };
     let context = &checked.context;
     let ret = &checked.ret;
@@ -48,6 +54,9 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
     // Only what the attribute sets is written out; the rest comes from `Spec::DEFAULT`, so a
     // plain function's expansion stays three fields.
     let mut optional = Vec::new();
+    if let Some(legacy) = &legacy_code {
+        optional.push(quote!(legacy_code: ::core::option::Option::Some(#legacy),));
+    }
     if !args.reads.is_empty() {
         let reads = args.reads.iter().map(|r| r.to_string());
         optional.push(quote!(reads: &[#(#reads),*],));
@@ -153,13 +162,65 @@ fn declared_inputs_and_checks(args: &Args) -> String {
     text
 }
 
-/// FNV-1a over the function's signature and body tokens (attributes, docs included, left out)
-/// and its declared inputs and checks: stable across builds for the same source, changed by
-/// any edit to the code.
+/// FNV-1a over a canonical walk of the function's signature and body tokens (attributes, docs
+/// included, left out) and its declared inputs and checks: stable across builds and compiler
+/// releases for the same source, changed by any edit to the code. The walk writes what the
+/// tokens are (identifiers, literal text, punctuation with its spacing, delimiters), never the
+/// compiler's pretty-printed `to_string()`, whose spacing has changed between Rust releases.
 fn code_hash(func: &ItemFn, args: &Args) -> String {
     let sig = &func.sig;
     let block = &func.block;
-    let text = quote!(#sig #block).to_string() + &declared_inputs_and_checks(args);
+    let mut text = String::new();
+    canonical(quote!(#sig #block), &mut text);
+    fnv1a(&(text + &declared_inputs_and_checks(args)))
+}
+
+/// The hash releases before 0.2.0 computed (of the pretty-printed tokens), recognised once so
+/// their checkpoints keep their hits and are re-keyed with [`code_hash`].
+fn legacy_code_hash(func: &ItemFn, args: &Args) -> String {
+    let sig = &func.sig;
+    let block = &func.block;
+    fnv1a(&(quote!(#sig #block).to_string() + &declared_inputs_and_checks(args)))
+}
+
+/// Writes `tokens` to `out`: each identifier and literal as written followed by a space, each
+/// punctuation character followed by a space unless it is joined to the next (`::`, `->`), and
+/// each group between its delimiters (an invisible group between `\u{1}` and `\u{2}`).
+fn canonical(tokens: TokenStream, out: &mut String) {
+    use proc_macro2::{Delimiter, Spacing, TokenTree};
+    for token in tokens {
+        match token {
+            TokenTree::Group(group) => {
+                let (open, close) = match group.delimiter() {
+                    Delimiter::Parenthesis => ('(', ')'),
+                    Delimiter::Brace => ('{', '}'),
+                    Delimiter::Bracket => ('[', ']'),
+                    Delimiter::None => ('\u{1}', '\u{2}'),
+                };
+                out.push(open);
+                canonical(group.stream(), out);
+                out.push(close);
+            }
+            TokenTree::Ident(ident) => {
+                out.push_str(&ident.to_string());
+                out.push(' ');
+            }
+            TokenTree::Punct(punct) => {
+                out.push(punct.as_char());
+                if punct.spacing() == Spacing::Alone {
+                    out.push(' ');
+                }
+            }
+            TokenTree::Literal(literal) => {
+                out.push_str(&literal.to_string());
+                out.push(' ');
+            }
+        }
+    }
+}
+
+/// 64-bit FNV-1a of `text`, in hex.
+fn fnv1a(text: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);

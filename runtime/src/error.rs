@@ -178,6 +178,19 @@ pub enum Error {
         dependents: Vec<String>,
     },
 
+    /// A `#[checkpointed]` call of a table whose body is already running on the same thread in
+    /// the same pipeline: recursion, or two functions that write one table, one calling the
+    /// other. The inner call would wait for the outer one forever.
+    #[error(
+        "table {table:?} is called inside the body that makes it (recursion, or two functions \
+         writing one table, nested): the inner call would wait for the outer one; give the inner \
+         step a table of its own"
+    )]
+    Reentrant {
+        /// The table.
+        table: String,
+    },
+
     /// A `#[checkpointed]` function declares with `reads(...)` a table that has no checkpoint.
     #[error(
         "table {table:?} reads table {input:?} (declared in `reads(...)`), which has no checkpoint: \

@@ -182,12 +182,19 @@ pub use store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLo
 /// `async` body), each with the version it returned. When an input is later recomputed to
 /// *different* data, this checkpoint is stale; when it is recomputed to the *same* data (a
 /// forced re-download that brings nothing new), its data version is unchanged and nothing
-/// downstream recomputes. Inputs are compared with what the store holds now: a hit does not run
-/// its body, so an inner step whose own arguments or code changed is noticed when the pipeline
-/// calls that step itself, not through the outer hit. A call inside the body that is handed to
-/// another thread, a spawned task or a thread pool's job is not seen (declare such inputs with
-/// `reads(...)`). `reads(...)` and `check = ...` are part of the function's code: adding one
-/// recomputes once. [`status`] tells the same from the store alone, for every checkpoint.
+/// downstream recomputes.
+///
+/// Staleness is transitive: a checkpoint is also stale when an input is unchanged but stale
+/// itself (missing or changed inputs of its own, expired, forced in this run, down the chain),
+/// and the reason names the chain (``input `scores` is stale: its input `constraint`
+/// changed``); the body then runs and its inner calls recompute. An input's own *arguments and
+/// code* are not known from the store: an inner step whose arguments or code changed is noticed
+/// when the pipeline calls that step itself, not through the outer hit. A hit loads exactly the
+/// checkpoint it judged: one saved meanwhile makes the call judge again. A call inside the body
+/// that is handed to another thread, a spawned task or a thread pool's job is not seen (declare
+/// such inputs with `reads(...)`); a call of the table the body itself makes is
+/// [`Error::Reentrant`]. `reads(...)` and `check = ...` are part of the function's code: adding
+/// one recomputes once. [`status`] tells the same from the store alone, for every checkpoint.
 ///
 /// # Expansion
 /// The function keeps its signature, visibility, docs and attributes; its body is handed to
@@ -201,6 +208,7 @@ pub use store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLo
 ///         table: "gnomad_constraint",
 ///         function: "fetch_constraint",
 ///         code: "tokens:73ee8f0913945698",
+///         legacy_code: ::core::option::Option::Some("tokens:5d0c2b7e91a4f360"),
 ///         ..::usher_pipeline::__private::Spec::DEFAULT
 ///     };
 ///     let mut __usher_key = ::usher_pipeline::__private::KeyBuilder::new();
@@ -223,6 +231,7 @@ pub use store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLo
 /// [`Force`]: crate::Force
 /// [`Batches`]: crate::Batches
 /// [`Error::MissingInput`]: crate::Error::MissingInput
+/// [`Error::Reentrant`]: crate::Error::Reentrant
 /// [`Error::NoConfig`]: crate::Error::NoConfig
 /// [`Error::CheckFailed`]: crate::Error::CheckFailed
 /// [`PipelineConfig`]: crate::PipelineConfig

@@ -71,6 +71,16 @@ impl CheckpointKey {
         })
     }
 
+    /// This key with `code` in place of its own (what an older code hash keyed the same call as).
+    pub fn with_code(&self, code: &str) -> Result<Self> {
+        Self::new(
+            &self.function,
+            code,
+            self.arguments.clone(),
+            self.config.clone(),
+        )
+    }
+
     /// The arguments as Python's `json.dumps(arguments, sort_keys=True)` writes them: how they
     /// are stored (`_checkpoint_keys.arguments`) and quoted in messages.
     pub fn arguments_json(&self) -> String {

@@ -16,9 +16,9 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::fingerprint::data_version;
 use crate::model::{CheckpointKey, FRAME_KEY};
-use crate::pipeline::lineage::Recorder;
+use crate::pipeline::lineage::{self, Recorder};
 use crate::pipeline::{Batches, Call, Outcome, Pipeline, PipelineContext, Plan};
-use crate::store::{CheckpointStore, TableLock};
+use crate::store::{CheckpointStore, JudgedLoad, TableLock};
 
 /// The attribute's arguments, as the expansion passes them.
 #[derive(Debug)]
@@ -29,6 +29,10 @@ pub struct Spec<'a> {
     pub function: &'static str,
     /// `version:<v>` when pinned, else `tokens:<hash of the function's tokens>`.
     pub code: &'static str,
+    /// The code as releases before 0.2.0 hashed it (`tokens:` of the pretty-printed tokens),
+    /// when not pinned: a checkpoint keyed with it is re-keyed with `code` rather than
+    /// recomputed.
+    pub legacy_code: Option<&'static str>,
     /// `reads(...)`: the tables the body reads, whose versions join the checkpoint's inputs.
     pub reads: &'static [&'static str],
     /// `max_age = "..."`, in seconds.
@@ -43,6 +47,7 @@ impl Spec<'static> {
         table: "",
         function: "",
         code: "",
+        legacy_code: None,
         reads: &[],
         max_age_seconds: None,
         checks: &[],
@@ -192,6 +197,7 @@ where
     let pipeline = context.pipeline();
     let started = Instant::now();
     let key = key.finish(spec)?;
+    refuse_reentry(pipeline, spec)?;
     let lock = pipeline.table_lock(spec.table);
     let _held = lock.lock_blocking();
     let call = new_call(spec, &key, started);
@@ -254,6 +260,7 @@ where
     let pipeline = context.pipeline();
     let started = Instant::now();
     let key = key.finish(spec)?;
+    refuse_reentry(pipeline, spec)?;
     let lock = pipeline.table_lock(spec.table);
     let _held = lock.lock().await;
     let call = new_call(spec, &key, started);
@@ -283,6 +290,18 @@ where
     Ok(value)
 }
 
+/// A call of a table whose body is already running on this thread in the same pipeline
+/// (recursion, or two functions writing one table, nested) would wait for its own lock: it is
+/// an error instead.
+fn refuse_reentry<S: CheckpointStore>(pipeline: &Pipeline<S>, spec: &Spec<'_>) -> Result<()> {
+    if lineage::running(pipeline.id(), spec.table) {
+        return Err(Error::Reentrant {
+            table: spec.table.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Runs the checks on what the body returned, then saves it with the inputs it recorded. A
 /// failed check saves nothing.
 fn check_and_save<S: CheckpointStore>(
@@ -309,6 +328,12 @@ fn check_and_save<S: CheckpointStore>(
             });
         }
     }
+    let notes = recorder.notes();
+    let reason = match (reason, notes.is_empty()) {
+        (reason, true) => reason,
+        (None, false) => Some(notes.join("; ")),
+        (Some(reason), false) => Some(format!("{reason}; {}", notes.join("; "))),
+    };
     pipeline.save(call, outcome, reason.as_deref(), frame, recorder.inputs())
 }
 
@@ -349,11 +374,18 @@ fn prepare<'a, S: CheckpointStore>(
         reason = reason.as_deref(),
         "running the body"
     );
+    // Progress an older release saved under this call's key, as its code hash had it, is
+    // resumed too.
+    let legacy_key = match call.legacy_code {
+        Some(legacy) if legacy != call.key.code => Some(call.key.with_code(legacy)?.key),
+        _ => None,
+    };
     let batches = Batches::new(
         pipeline,
         spec.table,
-        call.key.key.clone(),
+        (call.key.key.clone(), legacy_key),
         outcome == Outcome::Forced,
+        recorder.clone(),
     );
     Ok(Err(Compute {
         outcome,
@@ -364,21 +396,42 @@ fn prepare<'a, S: CheckpointStore>(
     }))
 }
 
-/// The checkpoint of a hit, loaded, or why the body must run.
+/// How often a call judges again when the checkpoint it judged was replaced before it could
+/// load it: each time needs another writer's save in between.
+const REJUDGE_LIMIT: usize = 8;
+
+/// The checkpoint of a hit, loaded (exactly the one judged), or why the body must run.
 fn load_or_why<S: CheckpointStore>(
     pipeline: &Pipeline<S>,
     call: &Call<'_>,
 ) -> Result<std::result::Result<DataFrame, (Outcome, Option<String>)>> {
-    Ok(match pipeline.plan(call)? {
-        Plan::Load(outcome, version, rows) => match pipeline.load(call, outcome, version, rows)? {
-            Some(frame) => Ok(frame),
-            None => Err((
-                Outcome::Stale,
-                Some("the checkpoint's table is missing".to_owned()),
-            )),
-        },
-        Plan::Compute(outcome, reason) => Err((outcome, reason)),
-    })
+    for _ in 0..REJUDGE_LIMIT {
+        let (outcome, judged) = match pipeline.plan(call)? {
+            Plan::Load(outcome, judged) => (outcome, judged),
+            Plan::Compute(outcome, reason) => return Ok(Err((outcome, reason))),
+        };
+        match pipeline.load(call, outcome, &judged)? {
+            JudgedLoad::Loaded(frame) => return Ok(Ok(frame)),
+            JudgedLoad::Replaced => {
+                tracing::debug!(
+                    table = call.table,
+                    "the judged checkpoint was replaced: judging again"
+                );
+            }
+            JudgedLoad::TableMissing => {
+                return Ok(Err((
+                    Outcome::Stale,
+                    Some("the checkpoint's table is missing".to_owned()),
+                )));
+            }
+        }
+    }
+    Ok(Err((
+        Outcome::Stale,
+        Some(format!(
+            "the checkpoint was replaced {REJUDGE_LIMIT} times while it was being loaded"
+        )),
+    )))
 }
 
 /// The call `spec` makes with `key`, started at `started`.
@@ -387,6 +440,7 @@ fn new_call<'a>(spec: &'a Spec<'_>, key: &'a CheckpointKey, started: Instant) ->
         table: spec.table,
         function: spec.function,
         key,
+        legacy_code: spec.legacy_code,
         started,
         reads: spec.reads,
         max_age_seconds: spec.max_age_seconds,

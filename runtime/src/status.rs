@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::NaiveDateTime;
 
 use crate::error::Result;
@@ -12,6 +14,7 @@ use crate::store::{CheckpointStore, PendingBatches};
 
 /// Why a checkpoint whose key still matches is stale all the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StaleReason {
     /// Older than its `max_age`.
     Expired {
@@ -41,6 +44,31 @@ pub enum StaleReason {
         /// The declared input table.
         input: String,
     },
+    /// A table it was made from is unchanged but stale itself, so it will be recomputed (and
+    /// what was made from it with it): `reason` says why, down the chain.
+    InputStale {
+        /// The input table.
+        input: String,
+        /// Why the input is stale (the first of its reasons).
+        reason: Box<StaleReason>,
+    },
+    /// The table is forced in this run ([`Force`](crate::Force), `USHER_FORCE`) and has not
+    /// been recomputed yet. Only said of an input: a forced call itself is `force`.
+    Forced,
+}
+
+impl StaleReason {
+    /// The reason as said of an input (`its input `b` changed`, `it is forced in this run`).
+    fn fmt_nested(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StaleReason::InputMissing { .. }
+            | StaleReason::InputChanged { .. }
+            | StaleReason::InputNotRecorded { .. }
+            | StaleReason::InputStale { .. } => write!(f, "its {self}"),
+            StaleReason::Expired { .. } | StaleReason::NoSaveTime => write!(f, "it {self}"),
+            StaleReason::Forced => f.write_str("it is forced in this run"),
+        }
+    }
 }
 
 impl fmt::Display for StaleReason {
@@ -70,61 +98,154 @@ impl fmt::Display for StaleReason {
             StaleReason::InputNotRecorded { input } => {
                 write!(f, "input `{input}` was not read when it was saved")
             }
+            StaleReason::InputStale { input, reason } => {
+                write!(f, "input `{input}` is stale: ")?;
+                reason.fmt_nested(f)
+            }
+            StaleReason::Forced => f.write_str("forced in this run"),
         }
     }
 }
 
-/// The reasons `stored` is stale by its lineage: a declared input (`reads`) it was not made
-/// from, expiry (by `max_age_seconds` at `now`), and each recorded input that is missing or
-/// changed in `store`. The one rule, for calls and [`status`] alike.
-pub(crate) fn stale_reasons<S: CheckpointStore + ?Sized>(
-    store: &S,
-    stored: &CheckpointInfo,
-    reads: &[&str],
-    max_age_seconds: Option<u64>,
+/// The one stale rule, for calls and [`status`] alike: a checkpoint is stale when a declared
+/// input (`reads`) was not recorded, when it is older than its `max_age`, or when any
+/// recorded input is missing, changed, or stale itself (by the same rule, down the chain:
+/// forced in this run and not recomputed yet, expired, or made from something stale).
+///
+/// An input's own staleness is judged from the store alone, by what was recorded with it; its
+/// function's arguments and code are not known here (a call of that step notices those). Each
+/// table is looked up and judged once per `Judge`, so a diamond costs one lookup per table and
+/// a cycle in hand-edited lineage ends rather than loops.
+pub(crate) struct Judge<'a, S: ?Sized> {
+    store: &'a S,
     now: NaiveDateTime,
-) -> Result<Vec<StaleReason>> {
-    let mut why: Vec<StaleReason> = reads
-        .iter()
-        .filter(|read| !stored.lineage.inputs.contains_key(**read))
-        .map(|read| StaleReason::InputNotRecorded {
-            input: (*read).to_owned(),
-        })
-        .collect();
-    if let Some(max_age_seconds) = max_age_seconds {
-        match stored.created_at {
-            Some(created) => {
-                let age = (now - created).num_seconds();
-                if age > i64::try_from(max_age_seconds).unwrap_or(i64::MAX) {
-                    why.push(StaleReason::Expired {
-                        age_seconds: age.unsigned_abs(),
-                        max_age_seconds,
-                    });
-                }
-            }
-            None => why.push(StaleReason::NoSaveTime),
+    /// Whether a checkpoint is forced in this run and not recomputed yet.
+    forced: &'a dyn Fn(&CheckpointInfo) -> bool,
+    /// Checkpoints looked up so far.
+    seen: HashMap<String, Option<CheckpointInfo>>,
+    /// Tables judged so far: the first reason each is stale, if it is.
+    judged: HashMap<String, Option<StaleReason>>,
+    /// Tables being judged (on the way down): met again, they are part of a cycle.
+    visiting: HashSet<String>,
+}
+
+impl<'a, S: CheckpointStore + ?Sized> Judge<'a, S> {
+    /// A judge of `store`'s checkpoints at `now`, with nothing forced.
+    pub(crate) fn new(store: &'a S, now: NaiveDateTime) -> Self {
+        Self::forcing(store, now, &|_| false)
+    }
+
+    /// A judge that takes the checkpoints `forced` says as forced in this run.
+    pub(crate) fn forcing(
+        store: &'a S,
+        now: NaiveDateTime,
+        forced: &'a dyn Fn(&CheckpointInfo) -> bool,
+    ) -> Self {
+        Self {
+            store,
+            now,
+            forced,
+            seen: HashMap::new(),
+            judged: HashMap::new(),
+            visiting: HashSet::new(),
         }
     }
-    for (input, recorded) in &stored.lineage.inputs {
-        match store.checkpoint(input)? {
-            None => why.push(StaleReason::InputMissing {
-                input: input.clone(),
-            }),
+
+    /// The checkpoint of `table`, looked up once.
+    fn lookup(&mut self, table: &str) -> Result<Option<CheckpointInfo>> {
+        if let Some(found) = self.seen.get(table) {
+            return Ok(found.clone());
+        }
+        let found = self.store.checkpoint(table)?;
+        self.seen.insert(table.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// Every reason `stored` is stale: declared inputs it was not made from (`reads`), expiry
+    /// by `max_age_seconds`, and each recorded input missing, changed or stale.
+    pub(crate) fn reasons(
+        &mut self,
+        stored: &CheckpointInfo,
+        reads: &[&str],
+        max_age_seconds: Option<u64>,
+    ) -> Result<Vec<StaleReason>> {
+        let mut why: Vec<StaleReason> = reads
+            .iter()
+            .filter(|read| !stored.lineage.inputs.contains_key(**read))
+            .map(|read| StaleReason::InputNotRecorded {
+                input: (*read).to_owned(),
+            })
+            .collect();
+        why.extend(self.expiry(stored, max_age_seconds));
+        self.visiting.insert(stored.table_name.clone());
+        let inputs = self.inputs(stored);
+        self.visiting.remove(&stored.table_name);
+        why.extend(inputs?);
+        Ok(why)
+    }
+
+    /// Whether `stored` is older than `max_age_seconds`.
+    fn expiry(&self, stored: &CheckpointInfo, max_age_seconds: Option<u64>) -> Option<StaleReason> {
+        let max_age_seconds = max_age_seconds?;
+        let Some(created) = stored.created_at else {
+            return Some(StaleReason::NoSaveTime);
+        };
+        let age = (self.now - created).num_seconds();
+        (age > i64::try_from(max_age_seconds).unwrap_or(i64::MAX)).then(|| StaleReason::Expired {
+            age_seconds: age.unsigned_abs(),
+            max_age_seconds,
+        })
+    }
+
+    /// The reasons of `stored`'s recorded inputs.
+    fn inputs(&mut self, stored: &CheckpointInfo) -> Result<Vec<StaleReason>> {
+        let mut why = Vec::new();
+        for (input, recorded) in &stored.lineage.inputs {
+            let Some(current) = self.lookup(input)? else {
+                why.push(StaleReason::InputMissing {
+                    input: input.clone(),
+                });
+                continue;
+            };
             // A version without a save time cannot be compared: never taken as unchanged.
-            Some(current)
-                if current.version() != *recorded
-                    || *recorded == CheckpointVersion::Saved(None) =>
-            {
+            if current.version() != *recorded || *recorded == CheckpointVersion::Saved(None) {
                 why.push(StaleReason::InputChanged {
                     input: input.clone(),
                     recorded: *recorded,
                     current: current.version(),
                 });
+            } else if let Some(reason) = self.own(&current)? {
+                why.push(StaleReason::InputStale {
+                    input: input.clone(),
+                    reason: Box::new(reason),
+                });
             }
-            Some(_) => {}
         }
+        Ok(why)
     }
-    Ok(why)
+
+    /// Why the input checkpoint `info` is stale itself, judged once: forced in this run, or by
+    /// what was recorded with it (its `max_age`, its inputs). An unkeyed input has nothing
+    /// recorded; what was made from it compares its save time.
+    fn own(&mut self, info: &CheckpointInfo) -> Result<Option<StaleReason>> {
+        let table = &info.table_name;
+        if let Some(done) = self.judged.get(table) {
+            return Ok(done.clone());
+        }
+        if self.visiting.contains(table) {
+            return Ok(None);
+        }
+        let reason = if (self.forced)(info) {
+            Some(StaleReason::Forced)
+        } else if info.key.is_none() {
+            None
+        } else {
+            let max_age = info.lineage.max_age_seconds;
+            self.reasons(info, &[], max_age)?.into_iter().next()
+        };
+        self.judged.insert(table.clone(), reason.clone());
+        Ok(reason)
+    }
 }
 
 /// What the next `#[checkpointed]` call of a table would do, as far as the store can tell.
@@ -172,17 +293,35 @@ pub fn status<S: CheckpointStore + ?Sized>(
     store: &S,
     now: NaiveDateTime,
 ) -> Result<Vec<CheckpointStatus>> {
+    status_with(Judge::new(store, now))
+}
+
+/// [`status`] by `judge` (which may know what this run forces).
+pub(crate) fn status_with<S: CheckpointStore + ?Sized>(
+    mut judge: Judge<'_, S>,
+) -> Result<Vec<CheckpointStatus>> {
+    let store = judge.store;
+    let checkpoints = store.list_checkpoints()?;
+    for info in &checkpoints {
+        judge
+            .seen
+            .insert(info.table_name.clone(), Some(info.clone()));
+    }
     let mut pending: std::collections::BTreeMap<String, PendingBatches> = store
         .pending_batches()?
         .into_iter()
         .map(|p| (p.table.clone(), p))
         .collect();
     let mut list = Vec::new();
-    for info in store.list_checkpoints()? {
+    for info in checkpoints {
         let state = match &info.key {
             None => CheckpointState::Unkeyed,
             Some(_) => {
-                let why = stale_reasons(store, &info, &[], info.lineage.max_age_seconds, now)?;
+                let max_age = info.lineage.max_age_seconds;
+                let mut why = judge.reasons(&info, &[], max_age)?;
+                if (judge.forced)(&info) {
+                    why.insert(0, StaleReason::Forced);
+                }
                 if why.is_empty() {
                     CheckpointState::Valid
                 } else {

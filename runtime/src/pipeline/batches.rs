@@ -1,13 +1,16 @@
 //! `Batches`: resumable progress inside one checkpointed call, for loops that fetch for hours.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use polars::prelude::DataFrame;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::model::CheckpointVersion;
 use crate::pipeline::Pipeline;
+use crate::pipeline::lineage::Recorder;
 use crate::progress::ProgressEvent;
 use crate::store::CheckpointStore;
 
@@ -30,18 +33,27 @@ use crate::store::CheckpointStore;
 /// }
 /// ```
 ///
-/// Progress belongs to the call's checkpoint key: a run with other arguments or other code
-/// discards it instead of mixing it in, and so does a forced run. When the function returns,
+/// Progress belongs to the call's checkpoint key *and* to the versions of the inputs the body
+/// has when the loop starts (its `reads(...)` and the checkpointed calls made before its first
+/// batch): a run with other arguments or other code, or one whose inputs were recomputed to
+/// other data since, discards it instead of mixing it in (the saving step's reason says so), and
+/// so does a forced run. When the function returns,
 /// its frame replaces the partial rows in the same transaction that saves the checkpoint.
 /// Items are told apart by their JSON (serde) form.
 pub struct Batches<'a, S> {
     pipeline: &'a Pipeline<S>,
     table: &'static str,
+    /// The call's checkpoint key.
     key: String,
+    /// The call's key under an older release's code hash of the same code, if it differs.
+    legacy_key: Option<String>,
     /// Forced: progress is discarded on first use rather than resumed.
     fresh: bool,
-    /// Items finished so far; loaded on first use.
-    done: Mutex<Option<HashSet<String>>>,
+    /// The body's inputs so far, and where a discard is noted for the saving step.
+    recorder: Recorder,
+    /// The key progress is saved under (the call's key and its inputs' versions) with the
+    /// items finished so far; both settled on first use.
+    done: Mutex<Option<(String, HashSet<String>)>>,
     /// How many items the loop has, once [`pending`](Self::pending) has seen them.
     total: Mutex<Option<usize>>,
 }
@@ -73,30 +85,65 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
     pub(crate) fn new(
         pipeline: &'a Pipeline<S>,
         table: &'static str,
-        key: String,
+        (key, legacy_key): (String, Option<String>),
         fresh: bool,
+        recorder: Recorder,
     ) -> Self {
         Self {
             pipeline,
             table,
             key,
+            legacy_key,
             fresh,
+            recorder,
             done: Mutex::new(None),
             total: Mutex::new(None),
         }
     }
 
-    fn with_done<T>(&self, f: impl FnOnce(&mut HashSet<String>) -> T) -> Result<T> {
+    /// Runs `f` on the progress key and the finished items, settling both on first use: the
+    /// key from the inputs recorded by then, the items from the store (progress under any other
+    /// key discarded, and the discard noted for the saving step).
+    fn with_done<T>(&self, f: impl FnOnce(&str, &mut HashSet<String>) -> T) -> Result<T> {
         let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(done) = done.as_mut() {
-            return Ok(f(done));
+        if let Some((key, done)) = done.as_mut() {
+            return Ok(f(key, done));
         }
+        let inputs = self.recorder.inputs();
+        let mut key = progress_key(&self.key, &inputs);
         let store = self.pipeline.store();
         let items = if self.fresh {
             store.discard_batches(self.table)?;
             Vec::new()
         } else {
-            store.batch_progress(self.table, &self.key)?
+            let pending = store
+                .pending_batches()?
+                .into_iter()
+                .find(|p| p.table == self.table && p.key != key);
+            let legacy = self.legacy_key.as_ref().map(|k| progress_key(k, &inputs));
+            if let Some(pending) = &pending
+                && legacy.as_ref() == Some(&pending.key)
+            {
+                key = pending.key.clone();
+            } else if let Some(other) = pending {
+                let call = |k: &str| k.split('+').next().map(str::to_owned);
+                let why = if call(&other.key) == call(&key)
+                    || call(&other.key) == self.legacy_key.as_deref().and_then(call)
+                {
+                    "made from other versions of its inputs"
+                } else {
+                    "made under another key"
+                };
+                tracing::info!(
+                    table = self.table,
+                    items = other.items,
+                    why,
+                    "earlier progress discarded"
+                );
+                self.recorder
+                    .note(format!("{} finished items discarded: {why}", other.items));
+            }
+            store.batch_progress(self.table, &key)?
         };
         if !items.is_empty() {
             tracing::info!(
@@ -105,7 +152,8 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
                 "resuming: finished batch items kept from an earlier run"
             );
         }
-        Ok(f(done.insert(items.into_iter().collect())))
+        let (key, done) = done.insert((key, items.into_iter().collect()));
+        Ok(f(key, done))
     }
 
     /// The items of `items` not finished yet, in order, in batches of at most `size`.
@@ -117,19 +165,20 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
             )));
         }
         let texts = item_texts(self.table, items)?;
-        let todo: Vec<T> = self.with_done(|done| {
-            items
+        let (key, todo): (String, Vec<T>) = self.with_done(|key, done| {
+            let todo = items
                 .iter()
                 .zip(&texts)
                 .filter(|(_, text)| !done.contains(*text))
                 .map(|(item, _)| item.clone())
-                .collect()
+                .collect();
+            (key.to_owned(), todo)
         })?;
         let total = items.len();
         *self.total.lock().unwrap_or_else(PoisonError::into_inner) = Some(total);
         self.pipeline
             .store()
-            .record_batch_total(self.table, &self.key, total)?;
+            .record_batch_total(self.table, &key, total)?;
         self.pipeline.report(ProgressEvent::Batches {
             table: self.table,
             done: total - todo.len(),
@@ -140,7 +189,7 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
 
     /// How many items are finished (from this run and earlier ones).
     pub fn finished(&self) -> Result<usize> {
-        self.with_done(|done| done.len())
+        self.with_done(|_, done| done.len())
     }
 
     /// Saves a finished batch: `items` are marked done and `rows` kept, in one transaction. A
@@ -149,11 +198,11 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
     pub fn save<T: Serialize>(&self, items: &[T], rows: &DataFrame) -> Result<()> {
         let texts = item_texts(self.table, items)?;
         // Load (or discard) earlier progress first, so this batch is not discarded with it.
-        self.with_done(|_| ())?;
+        let key = self.with_done(|key, _| key.to_owned())?;
         self.pipeline
             .store()
-            .save_batch(self.table, &self.key, &texts, rows)?;
-        let finished = self.with_done(|done| {
+            .save_batch(self.table, &key, &texts, rows)?;
+        let finished = self.with_done(|_, done| {
             done.extend(texts);
             done.len()
         })?;
@@ -177,13 +226,34 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
     /// function returns. Without any kept columns, an empty frame (which the final save
     /// refuses).
     pub fn finish(self) -> Result<DataFrame> {
-        self.with_done(|_| ())?;
+        self.with_done(|_, _| ())?;
         Ok(self
             .pipeline
             .store()
             .load_batches(self.table)?
             .unwrap_or_default())
     }
+}
+
+/// The key a loop's progress is saved under: the call's checkpoint key, and a digest of its
+/// inputs' versions when it has inputs (so progress of a call without inputs keeps the plain
+/// key of earlier releases and resumes across an upgrade).
+fn progress_key(key: &str, inputs: &BTreeMap<String, CheckpointVersion>) -> String {
+    if inputs.is_empty() {
+        return key.to_owned();
+    }
+    let mut digest = Sha256::new();
+    for (table, version) in inputs {
+        digest.update(table.as_bytes());
+        digest.update(b"=");
+        digest.update(version.to_string().as_bytes());
+        digest.update(b"\n");
+    }
+    let hex: String = digest.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{key}+{hex}")
 }
 
 /// The loop is over, finished or not (a body that failed or returned early drops its

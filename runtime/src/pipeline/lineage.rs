@@ -26,6 +26,8 @@ pub(crate) struct Recorder {
     /// The table the body makes, never its own input.
     table: &'static str,
     inputs: Arc<Mutex<BTreeMap<String, CheckpointVersion>>>,
+    /// What the save's provenance step should add to its reason (progress discarded, say).
+    notes: Arc<Mutex<Vec<String>>>,
 }
 
 thread_local! {
@@ -50,6 +52,19 @@ pub(crate) fn record(pipeline: usize, table: &str, version: CheckpointVersion) {
     });
 }
 
+/// Whether the body making `table` in `pipeline` is running on this thread (a sync body, or an
+/// `async` one being polled).
+pub(crate) fn running(pipeline: usize, table: &str) -> bool {
+    RUNNING
+        .try_with(|running| {
+            running
+                .borrow()
+                .iter()
+                .any(|r| r.pipeline == pipeline && r.table == table)
+        })
+        .unwrap_or(false)
+}
+
 impl Recorder {
     /// A recorder for the body making `table`, starting from its declared inputs.
     pub(crate) fn new(
@@ -61,6 +76,7 @@ impl Recorder {
             pipeline,
             table,
             inputs: Arc::new(Mutex::new(declared)),
+            notes: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -81,6 +97,22 @@ impl Recorder {
     /// The inputs recorded so far.
     pub(crate) fn inputs(&self) -> BTreeMap<String, CheckpointVersion> {
         self.lock().clone()
+    }
+
+    /// Adds `note` to the reason of the step that saves the body's result.
+    pub(crate) fn note(&self, note: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(note);
+    }
+
+    /// The notes so far.
+    pub(crate) fn notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CheckpointVersion>> {

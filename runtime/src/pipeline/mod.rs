@@ -16,8 +16,8 @@ use crate::model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage};
 use crate::names::validate_table_name;
 use crate::progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 use crate::provenance::{ProvenanceTracker, new_step};
-use crate::status::{CheckpointStatus, stale_reasons, status};
-use crate::store::CheckpointStore;
+use crate::status::{CheckpointStatus, Judge, status_with};
+use crate::store::{CheckpointStore, JudgedLoad};
 
 mod batches;
 pub(crate) mod lineage;
@@ -321,7 +321,8 @@ impl<S: CheckpointStore> Pipeline<S> {
         self as *const Self as usize
     }
 
-    /// Decides between loading the checkpoint and running the body.
+    /// Decides between loading the checkpoint and running the body, by the one stale rule
+    /// ([`Judge`]) with this run's forced tables.
     pub(crate) fn plan(&self, call: &Call<'_>) -> Result<Plan> {
         let table = call.table;
         let stored = self.store.checkpoint(table)?;
@@ -331,25 +332,45 @@ impl<S: CheckpointStore> Pipeline<S> {
         let Some(stored) = stored else {
             return Ok(Plan::Compute(Outcome::Miss, None));
         };
+        let forced = |info: &CheckpointInfo| self.forced_now(info);
+        let mut judge = Judge::forcing(&self.store, self.now(), &forced);
         match &stored.key {
             Some(stored_key) => {
-                let mut why: Vec<String> = stored_key.difference(call.key).into_iter().collect();
+                let rekey = self.keyed_with_legacy_code(stored_key, call)?;
+                let mut why: Vec<String> = match rekey {
+                    true => Vec::new(),
+                    false => stored_key.difference(call.key).into_iter().collect(),
+                };
                 why.extend(
-                    stale_reasons(
-                        &self.store,
-                        &stored,
-                        call.reads,
-                        call.max_age_seconds,
-                        self.now(),
-                    )?
-                    .iter()
-                    .map(ToString::to_string),
+                    judge
+                        .reasons(&stored, call.reads, call.max_age_seconds)?
+                        .iter()
+                        .map(ToString::to_string),
                 );
-                Ok(if why.is_empty() {
-                    Plan::Load(Outcome::Hit, stored.version(), stored.row_count)
-                } else {
-                    Plan::Compute(Outcome::Stale, Some(why.join("; ")))
-                })
+                if !why.is_empty() {
+                    return Ok(Plan::Compute(Outcome::Stale, Some(why.join("; "))));
+                }
+                if !rekey {
+                    return Ok(Plan::Load(Outcome::Hit, Box::new(stored)));
+                }
+                // Keyed by an older release's code hash of this same code: recorded anew with
+                // today's, lineage kept, so the next toolchain's hash cannot orphan it.
+                let adopted = self.store.adopt_checkpoint(
+                    table,
+                    stored.created_at,
+                    call.key,
+                    &stored.lineage,
+                )?;
+                match self.store.checkpoint(table)? {
+                    Some(now) if adopted && now.created_at == stored.created_at => {
+                        tracing::info!(table, "checkpoint re-keyed with the new code hash");
+                        Ok(Plan::Load(Outcome::Hit, Box::new(now)))
+                    }
+                    _ => Ok(Plan::Compute(
+                        Outcome::Stale,
+                        Some("the checkpoint changed while it was being re-keyed".to_owned()),
+                    )),
+                }
             }
             None => match self.unkeyed {
                 UnkeyedPolicy::Refuse => Err(Error::UnkeyedCheckpoint {
@@ -362,8 +383,7 @@ impl<S: CheckpointStore> Pipeline<S> {
                 UnkeyedPolicy::Adopt => {
                     // Trusted as to what made it, not beyond its age; from now on it has the
                     // lineage of a call: its declared inputs as they are, its `max_age`.
-                    let expired =
-                        stale_reasons(&self.store, &stored, &[], call.max_age_seconds, self.now())?;
+                    let expired = judge.reasons(&stored, &[], call.max_age_seconds)?;
                     if !expired.is_empty() {
                         let why: Vec<String> = expired.iter().map(ToString::to_string).collect();
                         return Ok(Plan::Compute(Outcome::Stale, Some(why.join("; "))));
@@ -373,24 +393,44 @@ impl<S: CheckpointStore> Pipeline<S> {
                         inputs: self.declared_inputs(call)?,
                         max_age_seconds: call.max_age_seconds,
                     };
-                    if self
-                        .store
-                        .adopt_checkpoint(table, stored.created_at, call.key, &lineage)?
-                    {
-                        Ok(Plan::Load(
-                            Outcome::Adopted,
-                            stored.version(),
-                            stored.row_count,
-                        ))
-                    } else {
-                        Ok(Plan::Compute(
+                    let adopted = self.store.adopt_checkpoint(
+                        table,
+                        stored.created_at,
+                        call.key,
+                        &lineage,
+                    )?;
+                    // What is loaded is the checkpoint as adopted (the same row, now keyed).
+                    match self.store.checkpoint(table)? {
+                        Some(now) if adopted && now.created_at == stored.created_at => {
+                            Ok(Plan::Load(Outcome::Adopted, Box::new(now)))
+                        }
+                        _ => Ok(Plan::Compute(
                             Outcome::Stale,
                             Some("the checkpoint changed while it was being adopted".to_owned()),
-                        ))
+                        )),
                     }
                 }
             },
         }
+    }
+
+    /// Whether `stored` is the key `call` would have had under an older release's code hash of
+    /// the same code (the pretty-printed tokens, whose spacing changed between compilers).
+    fn keyed_with_legacy_code(&self, stored: &CheckpointKey, call: &Call<'_>) -> Result<bool> {
+        let Some(legacy) = call.legacy_code else {
+            return Ok(false);
+        };
+        if stored.code != legacy || stored.code == call.key.code {
+            return Ok(false);
+        }
+        Ok(call.key.with_code(legacy)?.key == stored.key)
+    }
+
+    /// Whether the checkpoint `info` is forced in this run and not recomputed yet: what was
+    /// made from it is stale until it is.
+    fn forced_now(&self, info: &CheckpointInfo) -> bool {
+        self.force.includes(&info.table_name)
+            && !self.recomputed_in_this_run(&info.table_name, Some(info))
     }
 
     /// Whether a forced `table` needs no recomputing in this run: this pipeline recomputed it,
@@ -411,9 +451,11 @@ impl<S: CheckpointStore> Pipeline<S> {
     }
 
     /// Every checkpoint of the store with what its next call would do, by the pipeline's clock
-    /// (see [`status`](crate::status)).
+    /// and with this run's forced tables (see [`status`](crate::status)): what was made from a
+    /// forced table that this run has not recomputed yet is stale.
     pub fn status(&self) -> Result<Vec<CheckpointStatus>> {
-        status(&self.store, self.now())
+        let forced = |info: &CheckpointInfo| self.forced_now(info);
+        status_with(Judge::forcing(&self.store, self.now(), &forced))
     }
 
     /// The current versions of the tables `call` declares it reads; one without a checkpoint is
@@ -434,25 +476,27 @@ impl<S: CheckpointStore> Pipeline<S> {
             .collect()
     }
 
-    /// Loads the checkpoint of a hit and records it, or `None` if its table is gone.
+    /// Loads exactly the checkpoint a hit judged and records it; `Replaced` when another
+    /// checkpoint took its place meanwhile (the caller judges again), `TableMissing` when its
+    /// table is gone.
     pub(crate) fn load(
         &self,
         call: &Call<'_>,
         outcome: Outcome,
-        version: CheckpointVersion,
-        row_count: Option<i64>,
-    ) -> Result<Option<DataFrame>> {
-        let rows = usize::try_from(row_count.unwrap_or(0)).unwrap_or(0);
+        judged: &CheckpointInfo,
+    ) -> Result<JudgedLoad> {
+        let rows = usize::try_from(judged.row_count.unwrap_or(0)).unwrap_or(0);
         let loading = ProgressEvent::Loading {
             table: call.table,
             rows,
         };
-        let Some(frame) = self.transferring(loading, rows, call.table, || {
-            self.store.load_checkpoint(call.table)
-        })?
-        else {
-            return Ok(None);
+        let frame = match self
+            .transferring(loading, rows, call.table, || self.store.load_judged(judged))?
+        {
+            JudgedLoad::Loaded(frame) => frame,
+            other => return Ok(other),
         };
+        let version = judged.version();
         let ms = elapsed_ms(call.started);
         tracing::info!(
             table = call.table,
@@ -466,7 +510,7 @@ impl<S: CheckpointStore> Pipeline<S> {
         details.insert("version".into(), version.to_string().into());
         self.provenance.record_step(call.function, Some(details));
         lineage::record(self.id(), call.table, version);
-        Ok(Some(frame))
+        Ok(JudgedLoad::Loaded(frame))
     }
 
     /// Saves what the body returned, with its data version, its `inputs` and the
@@ -561,11 +605,14 @@ fn details(
     details
 }
 
-/// One checkpointed call: its table, function, key, start time, declared inputs and expiry.
+/// One checkpointed call: its table, function, key (and legacy code), start time, declared
+/// inputs and expiry.
 pub(crate) struct Call<'a> {
     pub table: &'static str,
     pub function: &'a str,
     pub key: &'a CheckpointKey,
+    /// The function's code as releases before 0.2.0 hashed it, if not pinned.
+    pub legacy_code: Option<&'a str>,
     pub started: Instant,
     pub reads: &'a [&'static str],
     pub max_age_seconds: Option<u64>,
@@ -610,10 +657,9 @@ impl Outcome {
     }
 }
 
-/// Load the checkpoint (of this version and row count), or run the body (with the outcome and
-/// why).
+/// Load the checkpoint judged (exactly that one), or run the body (with the outcome and why).
 pub(crate) enum Plan {
-    Load(Outcome, CheckpointVersion, Option<i64>),
+    Load(Outcome, Box<CheckpointInfo>),
     Compute(Outcome, Option<String>),
 }
 

@@ -10,7 +10,7 @@ use polars::prelude::DataFrame;
 use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::{CheckpointStore, PendingBatches, newest_first, validate_columns};
+use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
 /// unkeyed checkpoints). Nothing survives the process.
@@ -36,6 +36,20 @@ struct Entry {
     description: String,
     key: Option<CheckpointKey>,
     lineage: Lineage,
+}
+
+impl Entry {
+    /// The checkpoint of `table` this entry is.
+    fn info(&self, table: &str) -> CheckpointInfo {
+        CheckpointInfo {
+            table_name: table.to_owned(),
+            created_at: Some(self.created_at),
+            row_count: i64::try_from(self.frame.height()).ok(),
+            description: Some(self.description.clone()),
+            key: self.key.clone(),
+            lineage: self.lineage.clone(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -92,19 +106,24 @@ fn now() -> NaiveDateTime {
 impl CheckpointStore for MemoryStore {
     fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
         validate_table_name(table)?;
-        Ok(self.lock().tables.get(table).map(|e| CheckpointInfo {
-            table_name: table.to_owned(),
-            created_at: Some(e.created_at),
-            row_count: i64::try_from(e.frame.height()).ok(),
-            description: Some(e.description.clone()),
-            key: e.key.clone(),
-            lineage: e.lineage.clone(),
-        }))
+        Ok(self.lock().tables.get(table).map(|e| e.info(table)))
     }
 
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
         validate_table_name(table)?;
         Ok(self.lock().tables.get(table).map(|e| e.frame.clone()))
+    }
+
+    /// The check and the read under one lock.
+    fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
+        let table = judged.table_name.as_str();
+        validate_table_name(table)?;
+        Ok(match self.lock().tables.get(table) {
+            Some(entry) if entry.info(table).same_checkpoint(judged) => {
+                JudgedLoad::Loaded(entry.frame.clone())
+            }
+            _ => JudgedLoad::Replaced,
+        })
     }
 
     fn save_checkpoint(

@@ -206,10 +206,14 @@ mod tests {
         // and knows nothing of `_checkpoint_keys`).
         save("resaved", &key("a"));
         store
-            .query(
-                "UPDATE _checkpoints SET created_at = created_at + INTERVAL 1 SECOND \
-                 WHERE table_name = 'resaved'",
-                &[],
+            .with_connection(
+                |c| {
+                    c.execute(
+                        "UPDATE _checkpoints SET created_at = created_at + INTERVAL 1 SECOND \
+                         WHERE table_name = 'resaved'",
+                    )
+                },
+                "re-saving as Python does",
             )
             .unwrap();
         // Batches of a recomputation under the checkpoint's own key (a stale checkpoint being
@@ -222,7 +226,10 @@ mod tests {
         store.record_batch_total("started", "k0", 7).unwrap();
         // A partial table without batch rows.
         store
-            .query("CREATE TABLE _partial_orphan AS SELECT 1 AS a", &[])
+            .with_connection(
+                |c| c.execute("CREATE TABLE _partial_orphan AS SELECT 1 AS a"),
+                "leaving a partial table",
+            )
             .unwrap();
         // Pending work of an interrupted call: kept.
         store

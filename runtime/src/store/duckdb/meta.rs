@@ -24,6 +24,9 @@ pub(crate) type Checkpoints = HashMap<String, CheckpointInfo>;
 pub(crate) struct Metadata {
     /// Bumped after every operation that may have written `_checkpoints` or `_checkpoint_keys`.
     generation: AtomicU64,
+    /// Bumped before every such operation: with `generation`, tells a reader whether any write
+    /// was in flight while it read (a sequence lock).
+    started: AtomicU64,
     /// The checkpoints as read at a generation.
     snapshot: Mutex<Option<(u64, Arc<Checkpoints>)>>,
 }
@@ -69,9 +72,26 @@ impl Metadata {
         Ok(checkpoints)
     }
 
+    /// Notes that an operation that may write the metadata tables begins.
+    pub(crate) fn writing(&self) {
+        self.started.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Marks the snapshot stale: the metadata tables may have changed.
     pub(crate) fn written(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Runs `read`, and says whether it ran undisturbed: no write of the process (announced
+    /// by [`writing`](Self::writing), finished by [`written`](Self::written)) was in flight
+    /// when it began, and none began until it ended. What an undisturbed read saw of the file
+    /// is one state of it, the one the snapshot describes.
+    pub(crate) fn undisturbed<T>(&self, read: impl FnOnce() -> T) -> (T, bool) {
+        let finished = self.generation.load(Ordering::Acquire);
+        let started = self.started.load(Ordering::Acquire);
+        let value = read();
+        let quiet = started == finished && self.started.load(Ordering::Acquire) == started;
+        (value, quiet)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<Checkpoints>)>> {
@@ -111,6 +131,27 @@ mod tests {
         assert!(meta.checkpoints(|| read("b")).unwrap().contains_key("b"));
         assert!(meta.checkpoints(|| read("c")).unwrap().contains_key("b"));
         assert_eq!(reads, 2);
+    }
+
+    #[test]
+    fn a_read_is_undisturbed_only_without_a_write_in_flight_or_begun() {
+        let meta = Metadata::default();
+        assert!(meta.undisturbed(|| ()).1);
+        assert!(
+            !meta.undisturbed(|| meta.writing()).1,
+            "a write began during the read"
+        );
+        assert!(!meta.undisturbed(|| ()).1, "a write is in flight");
+        meta.written();
+        assert!(meta.undisturbed(|| ()).1, "the write is over");
+        assert!(
+            !meta
+                .undisturbed(|| {
+                    meta.writing();
+                    meta.written();
+                })
+                .1
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub(crate) mod ffi;
 mod inspect;
 mod meta;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -26,7 +27,7 @@ use crate::error::{Error, Result, create_parent_dir};
 use crate::fingerprint::DataVersion;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::{CheckpointStore, PendingBatches, newest_first, validate_columns};
+use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
 
@@ -510,6 +511,7 @@ impl PipelineStore {
     /// Runs `write` on the connection, then marks the cached metadata stale, whatever the
     /// outcome (a failed statement may still have committed something).
     fn writing<T>(&self, write: impl FnOnce(&Connection) -> T) -> T {
+        self.meta.writing();
         let outcome = write(&self.lock());
         self.meta.written();
         outcome
@@ -558,16 +560,94 @@ impl PipelineStore {
         })
     }
 
-    /// Runs one SQL statement with `?` parameters bound to `params` and returns its result.
-    /// Values are always bound, never pasted into the SQL text; several statements in one
-    /// string are refused by DuckDB's prepare.
+    /// Runs one query (`SELECT`, `WITH ... SELECT`, `VALUES`, `FROM t`) with `?` parameters
+    /// bound to `params` and returns its result. Values are always bound, never pasted into the
+    /// SQL text; several statements in one string are refused by DuckDB's prepare.
     ///
-    /// The store keeps the checkpoint metadata of its file in memory (no other process can
-    /// write the file while this one has it open); a statement run here may change it, so the
-    /// next checkpoint lookup reads it again.
+    /// Only queries run here: a statement that writes (`UPDATE`, `CREATE`, `COPY`...) is an
+    /// [`Error::Duckdb`] of kind [`InvalidInput`](crate::DuckdbErrorKind::InvalidInput) and
+    /// changes nothing. Writes go through [`execute`](Self::execute), which keeps lineage true.
     pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
-        self.writing(|conn| conn.query(sql, params))
+        self.lock()
+            .query_select(sql, params)
             .map_err(self.duckdb_error(format!("running query {sql:?}")))
+    }
+
+    /// Runs one statement that writes tables (`INSERT`, `UPDATE`, `DELETE`, `MERGE INTO`,
+    /// `CREATE`, `DROP`, `ALTER`, `COPY`) with `?` parameters bound to `params`, and returns
+    /// the checkpoint tables it touched, by name.
+    ///
+    /// Lineage is kept true: every checkpoint table the statement names (or drops, by a
+    /// cascade) is recorded as changed in the same transaction. An edited table keeps its
+    /// `_checkpoints` row with a new save time but loses its key, so
+    /// - what was made from it is stale (`input `b` changed`) and recomputes from the edit;
+    /// - it is no longer taken as its function's checkpoint: the next call of that function
+    ///   meets an unkeyed checkpoint ([`UnkeyedPolicy`](crate::UnkeyedPolicy): refused by
+    ///   default, `adopt` keeps the edit, `recompute` replaces it).
+    ///
+    /// A checkpoint table the statement dropped loses its row, key and batches, so what was made
+    /// from it is stale (`input `b` is missing`). Which tables a statement touches is decided
+    /// from the words of its text, generously (a table named only in a string literal counts
+    /// too), plus every checkpoint table missing afterwards. A statement that names the store's
+    /// own tables (`_checkpoints`, `_checkpoint_keys`, ..., `_provenance`) or removes one is
+    /// refused and changes nothing; so is any other kind of statement (read with
+    /// [`query`](Self::query)).
+    pub fn execute(&self, sql: &str, params: &[Param]) -> Result<Vec<String>> {
+        let context = format!("running statement {sql:?}");
+        self.check_writable(&context)?;
+        let words = sql_words(sql);
+        if let Some(own) = words.iter().find(|w| is_own_table(w)) {
+            return Err(self.duckdb_error(context)(DuckError::new(
+                DuckdbErrorKind::InvalidInput,
+                format!(
+                    "the statement names the store's own table `{own}`, which only the store writes"
+                ),
+            )));
+        }
+        let checkpoints = self.checkpoints(|| context.clone())?;
+        let mut touched = self
+            .writing(|conn| {
+                conn.transaction(|| {
+                    let mut own_tables = Vec::new();
+                    for own in OWN_TABLES {
+                        if table_exists(conn, own)? {
+                            own_tables.push(own);
+                        }
+                    }
+                    conn.execute_write(sql, params)?;
+                    for own in own_tables {
+                        if !table_exists(conn, own)? {
+                            return Err(DuckError::new(
+                                DuckdbErrorKind::InvalidInput,
+                                format!("the statement removed the store's own table `{own}`"),
+                            ));
+                        }
+                    }
+                    let mut touched = Vec::new();
+                    for table in checkpoints.keys() {
+                        if !table_exists(conn, table)? {
+                            conn.query_cached(
+                                "DELETE FROM _checkpoints WHERE table_name = ?",
+                                &[table.as_str().into()],
+                            )?;
+                            delete_key(conn, table)?;
+                            delete_batches(conn, table)?;
+                        } else if words.contains(&table.to_lowercase()) {
+                            mark_edited(conn, table)?;
+                        } else {
+                            continue;
+                        }
+                        touched.push(table.clone());
+                    }
+                    Ok(touched)
+                })
+            })
+            .map_err(self.duckdb_error(context))?;
+        touched.sort();
+        if !touched.is_empty() {
+            tracing::info!(tables = ?touched, "checkpoint tables edited through SQL: recorded as changed");
+        }
+        Ok(touched)
     }
 
     /// Runs `f` with exclusive use of the connection (for the crate's own multi-statement work).
@@ -581,6 +661,79 @@ impl PipelineStore {
 
     /// Closes the database. Dropping the store does the same; this only makes it explicit.
     pub fn close(self) {}
+}
+
+/// The store's own tables, which only the store writes: [`PipelineStore::execute`] refuses a
+/// statement that names or removes them.
+const OWN_TABLES: [&str; 5] = [
+    "_checkpoints",
+    "_checkpoint_keys",
+    "_checkpoint_batches",
+    "_checkpoint_batch_totals",
+    "_provenance",
+];
+
+/// Whether `word` (lowercase) names one of the store's own tables, or a table of its kind.
+fn is_own_table(word: &str) -> bool {
+    word.starts_with("_checkpoint")
+        || word.starts_with("_partial_")
+        || word == "_provenance"
+        || word.starts_with("__usher")
+}
+
+/// Every word of `sql` that could name a table, lowercase: runs of letters, digits and `_`
+/// anywhere (comments and string literals too: counting too many only marks an extra table),
+/// and the text of each `"quoted"` identifier.
+fn sql_words(sql: &str) -> BTreeSet<String> {
+    let mut words = BTreeSet::new();
+    let mut chars = sql.chars().peekable();
+    let mut word = String::new();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            let mut quoted = String::new();
+            while let Some(q) = chars.next() {
+                if q == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        quoted.push('"');
+                        continue;
+                    }
+                    break;
+                }
+                quoted.push(q);
+            }
+            words.insert(quoted.to_lowercase());
+        } else if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            words.insert(std::mem::take(&mut word).to_lowercase());
+        }
+    }
+    if !word.is_empty() {
+        words.insert(word.to_lowercase());
+    }
+    words
+}
+
+/// Records that `table` was edited in place: a new save time and row count on its
+/// `_checkpoints` row, and no key (it was not made by its function any more).
+fn mark_edited(conn: &Connection, table: &str) -> std::result::Result<(), DuckError> {
+    let rows =
+        conn.query_i64_cached(&format!("SELECT count(*) FROM {}", quote_ident(table)), &[])?;
+    let rows = i32::try_from(rows).map_err(|_| {
+        format!("{rows} rows do not fit the INTEGER row_count column of _checkpoints")
+    })?;
+    conn.query_cached(
+        "UPDATE _checkpoints SET created_at = ?, row_count = ? WHERE table_name = ?",
+        &[
+            Param::Timestamp(now_utc()),
+            Param::Int(rows.into()),
+            table.into(),
+        ],
+    )?;
+    delete_key(conn, table)
 }
 
 /// Records `key` and `lineage` for the checkpoint of `table` created at `created_at`.
@@ -846,6 +999,50 @@ impl CheckpointStore for PipelineStore {
 
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
         self.load_dataframe(table)
+    }
+
+    /// Check, load, and make sure nothing replaced the checkpoint in between: when no write of
+    /// the process ran meanwhile (the usual case: no statement beyond the load), the cached
+    /// metadata says so; otherwise the checkpoint row is read again from the file after the
+    /// load. Only this process writes the file, and a save changes the table and its row's
+    /// save time in one transaction, so an unchanged row means the load read the judged data.
+    fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
+        let table = judged.table_name.as_str();
+        let current =
+            |info: Option<&CheckpointInfo>| info.is_some_and(|i| i.same_checkpoint(judged));
+        let (loaded, quiet) = self
+            .meta
+            .undisturbed(|| -> Result<Option<Option<DataFrame>>> {
+                if !current(self.checkpoint(table)?.as_ref()) {
+                    return Ok(None);
+                }
+                self.load_dataframe(table).map(Some)
+            });
+        let Some(frame) = loaded? else {
+            return Ok(JudgedLoad::Replaced);
+        };
+        if !quiet {
+            let context = || format!("loading the checkpoint of {table:?}");
+            let rows = self
+                .lock()
+                .query_text_rows_cached(&self.checkpoints_sql, &[])
+                .map_err(|e| self.duckdb_error(context())(e))?;
+            let mut still = false;
+            for row in rows {
+                let info =
+                    checkpoint_row(row).map_err(|e| self.duckdb_error(context())(e.into()))?;
+                if info.table_name == table {
+                    still = current(Some(&info));
+                }
+            }
+            if !still {
+                return Ok(JudgedLoad::Replaced);
+            }
+        }
+        Ok(match frame {
+            Some(frame) => JudgedLoad::Loaded(frame),
+            None => JudgedLoad::TableMissing,
+        })
     }
 
     fn save_checkpoint(
@@ -1221,17 +1418,20 @@ mod tests {
         assert_eq!(store.checkpoint("genes").unwrap().unwrap().lineage, lineage);
         // What 0.1.0's save does to the metadata (its table write aside).
         store
-            .query(
-                "UPDATE _checkpoints SET created_at = TIMESTAMP '2030-01-01 00:00:00' WHERE table_name = 'genes'",
-                &[],
-            )
-            .unwrap();
-        store
-            .query(
-                "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, \
-                 function, code, arguments) VALUES ('genes', TIMESTAMP '2030-01-01 00:00:00', ?, \
-                 'fetch', 'version:1', '{}')",
-                &[key.key.as_str().into()],
+            .with_connection(
+                |c| {
+                    c.execute(
+                        "UPDATE _checkpoints SET created_at = TIMESTAMP '2030-01-01 00:00:00' WHERE table_name = 'genes'",
+                    )?;
+                    c.query(
+                        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, \
+                         function, code, arguments) VALUES ('genes', TIMESTAMP '2030-01-01 00:00:00', ?, \
+                         'fetch', 'version:1', '{}')",
+                        &[key.key.as_str().into()],
+                    )
+                    .map(drop)
+                },
+                "writing as 0.1.0 does",
             )
             .unwrap();
         let info = store.checkpoint("genes").unwrap().unwrap();
@@ -1291,8 +1491,12 @@ mod tests {
             let store = PipelineStore::open(&path).unwrap();
             let frame = df!("gene_symbol" => ["USH2A"]).unwrap();
             store.save_dataframe("genes", &frame, "by hand").unwrap();
-            store.query("DROP TABLE _checkpoint_keys; ", &[]).unwrap();
-            store.query("DROP TABLE _usher_schema", &[]).unwrap();
+            store
+                .with_connection(
+                    |c| c.execute("DROP TABLE _checkpoint_keys; DROP TABLE _usher_schema"),
+                    "making a Python store",
+                )
+                .unwrap();
         }
         let store = PipelineStore::open_read_only(&path).unwrap();
         let list = store.list_checkpoints().unwrap();

@@ -91,7 +91,20 @@ impl Connection {
             .into_frame()
     }
 
-    #[cfg(feature = "postgres")]
+    /// Prepares `sql`, one statement that writes tables (see `Statement::is_table_write`),
+    /// binds `params` and runs it; any other kind of statement is refused before it runs.
+    pub fn execute_write(&self, sql: &str, params: &[Param]) -> Result<(), DuckError> {
+        let statement = Statement::prepare(self.raw, sql)?;
+        if !statement.is_table_write() {
+            return Err(DuckError::new(
+                DuckdbErrorKind::InvalidInput,
+                "only a statement that writes tables (INSERT, UPDATE, DELETE, MERGE INTO, CREATE, \
+                 DROP, ALTER, COPY) can run here; read with `query`",
+            ));
+        }
+        statement.execute_arrow(params).map(drop)
+    }
+
     /// [`query`](Self::query) for a statement that only reads: anything but a `SELECT`
     /// (`COPY ... TO`, `CREATE`, `ATTACH`, `SET`, `EXPLAIN ANALYZE`...) is refused before it
     /// runs.

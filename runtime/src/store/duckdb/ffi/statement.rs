@@ -57,7 +57,25 @@ impl Statement {
         Ok(statement)
     }
 
-    #[cfg(feature = "postgres")]
+    /// Whether the statement writes tables of the database and nothing beyond them: `INSERT`,
+    /// `UPDATE`, `DELETE`, `MERGE INTO`, `CREATE`, `DROP`, `ALTER`, `COPY`. Not `ATTACH`,
+    /// `SET`, `PRAGMA`, `CALL`, transactions or extensions, which change the session or more.
+    pub(super) fn is_table_write(&self) -> bool {
+        // SAFETY: the statement was prepared successfully (prepare returned it) and is alive.
+        let kind = unsafe { sys::duckdb_prepared_statement_type(self.raw) };
+        [
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_INSERT,
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_UPDATE,
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_DELETE,
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_MERGE_INTO,
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_CREATE,
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_DROP,
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_ALTER,
+            sys::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_COPY,
+        ]
+        .contains(&kind)
+    }
+
     /// Whether the statement is a query (`SELECT`, `WITH ... SELECT`, `VALUES`, `FROM t`): one
     /// that reads and changes nothing, not even files.
     pub(super) fn is_select(&self) -> bool {
