@@ -13,7 +13,9 @@
 //! medians over rounds as `save_s=<s> load_s=<s>` and `hit_ms=<ms>`, the peak memory of a load
 //! measured in a fresh process, Python's medians, and the median ratios with their range.
 //! Each round also times the frame's data version (`data_version`, best of 3) against that
-//! round's save.
+//! round's save, and the save a `#[checkpointed]` call makes of the same frame (best of 3:
+//! data version, key, lineage and provenance row with the table, in one transaction; the hash
+//! runs beside DuckDB's ingest), reported beside Python's plain save as `checkpoint_save`.
 //! `--no-python` skips the comparison; `--storage latest` writes DuckDB 2.0's storage format
 //! instead of the default duckdb-1.x-readable one (both sides write the same format).
 
@@ -21,8 +23,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use usher_pipeline::PipelineStore;
 use usher_pipeline::polars::prelude::*;
+use usher_pipeline::{Pipeline, PipelineStore, ProvenanceTracker, checkpointed};
 
 #[path = "common/frame.rs"]
 mod bench_frame;
@@ -98,8 +100,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..rounds {
         let rust = rust_round(&dir.path().join("rust.duckdb"), &options, &df)?;
         println!(
-            "round {round}: rust save_s={:.4} load_s={:.4} hit_ms={:.4}",
-            rust[0], rust[1], rust[2]
+            "round {round}: rust save_s={:.4} load_s={:.4} hit_ms={:.4} checkpoint_save_s={:.4}",
+            rust[0], rust[1], rust[2], rust[3]
         );
         rust_rounds.push(rust);
         // The data version every checkpoint save will record: best of 3, against this round's
@@ -127,7 +129,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let rust = medians(&rust_rounds);
-    println!("save_s={:.4} load_s={:.4}", rust[0], rust[1]);
+    println!(
+        "save_s={:.4} load_s={:.4} checkpoint_save_s={:.4}",
+        rust[0], rust[1], rust[3]
+    );
     println!("hit_ms={:.4}", rust[2]);
     fingerprint_shares.sort_by(f64::total_cmp);
     println!(
@@ -164,30 +169,55 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "python duckdb 2.x, storage {storage}: save_s={:.4} load_s={:.4} hit_ms={:.4}",
             py[0], py[1], py[2]
         );
-        let ratios: Vec<[f64; 3]> = rust_rounds
+        let ratios: Vec<[f64; 4]> = rust_rounds
             .iter()
             .zip(&python_rounds)
-            .map(|(r, p)| [r[0] / p[0], r[1] / p[1], r[2] / p[2]])
+            .map(|(r, p)| [r[0] / p[0], r[1] / p[1], r[2] / p[2], r[3] / p[0]])
             .collect();
         let (lo, hi) = (extreme(&ratios, f64::min), extreme(&ratios, f64::max));
         let mid = medians(&ratios);
         println!(
-            "ratio rust/python (median of {rounds} rounds, range): save={:.2} ({:.2}-{:.2}) load={:.2} ({:.2}-{:.2}) hit={:.2} ({:.2}-{:.2})",
-            mid[0], lo[0], hi[0], mid[1], lo[1], hi[1], mid[2], lo[2], hi[2]
+            "ratio rust/python (median of {rounds} rounds, range): save={:.2} ({:.2}-{:.2}) load={:.2} ({:.2}-{:.2}) hit={:.2} ({:.2}-{:.2}) checkpoint_save/python_save={:.2} ({:.2}-{:.2})",
+            mid[0], lo[0], hi[0], mid[1], lo[1], hi[1], mid[2], lo[2], hi[2], mid[3], lo[3], hi[3]
         );
     }
     Ok(())
 }
 
-/// One round on the Rust side: best of 3 saves and loads (s), median of 50 hits (ms).
+/// What a `#[checkpointed]` step that returns `df` saves: each `round` a miss.
+#[checkpointed(table = "bench_checkpoint", skip(df))]
+fn checkpoint_save(
+    ctx: &Pipeline,
+    round: usize,
+    df: &DataFrame,
+) -> Result<DataFrame, usher_pipeline::Error> {
+    Ok(df.clone())
+}
+
+/// One round on the Rust side: best of 3 saves and loads (s), median of 50 hits (ms), best of
+/// 3 checkpoint saves (s).
 fn rust_round(
     path: &Path,
     options: &usher_pipeline::StoreOptions,
     df: &DataFrame,
-) -> Result<[f64; 3], Box<dyn std::error::Error>> {
+) -> Result<[f64; 4], Box<dyn std::error::Error>> {
     // A fresh file each round, as on the Python side.
     let _ = std::fs::remove_file(path);
-    let store = PipelineStore::open_with(path, options)?;
+    let dir = path.parent().ok_or("the store has a directory")?;
+    std::fs::write(
+        dir.join("bench.yaml"),
+        format!(
+            "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {p}\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
+            d = dir.display(),
+            p = path.display()
+        ),
+    )?;
+    let config = usher_pipeline::PipelineConfig::load(dir.join("bench.yaml"))?;
+    let pipeline: Pipeline = Pipeline::new(
+        PipelineStore::open_with(path, options)?.into(),
+        ProvenanceTracker::from_config(&config, None),
+    );
+    let store = pipeline.store().as_file().ok_or("a file store")?;
     let (mut saves, mut loads) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let t = Instant::now();
@@ -216,8 +246,20 @@ fn rust_round(
         assert!(ok && got.height() == 1000);
     }
     hits.sort_by(f64::total_cmp);
+    let mut checkpoint_saves = Vec::new();
+    for round in 0..3 {
+        let t = Instant::now();
+        let saved = checkpoint_save(&pipeline, round, df)?;
+        checkpoint_saves.push(t.elapsed().as_secs_f64());
+        assert_eq!(saved.height(), df.height());
+    }
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok([best(&saves), best(&loads), hits[hits.len() / 2]])
+    Ok([
+        best(&saves),
+        best(&loads),
+        hits[hits.len() / 2],
+        best(&checkpoint_saves),
+    ])
 }
 
 /// One round of `tests/python/bench_store.py` on the same data and storage format.
@@ -253,7 +295,7 @@ fn python_round(
 }
 
 /// Per-column medians of the rounds.
-fn medians(rounds: &[[f64; 3]]) -> [f64; 3] {
+fn medians<const N: usize>(rounds: &[[f64; N]]) -> [f64; N] {
     std::array::from_fn(|i| {
         let mut v: Vec<f64> = rounds.iter().map(|r| r[i]).collect();
         v.sort_by(f64::total_cmp);
@@ -262,6 +304,6 @@ fn medians(rounds: &[[f64; 3]]) -> [f64; 3] {
 }
 
 /// Per-column minimum or maximum of the rounds.
-fn extreme(rounds: &[[f64; 3]], pick: fn(f64, f64) -> f64) -> [f64; 3] {
+fn extreme<const N: usize>(rounds: &[[f64; N]], pick: fn(f64, f64) -> f64) -> [f64; N] {
     std::array::from_fn(|i| rounds.iter().map(|r| r[i]).reduce(pick).unwrap_or(f64::NAN))
 }

@@ -32,11 +32,12 @@ struct Place {
 impl Place {
     /// The file store, and the shared store when a test server is there.
     fn all(name: &str) -> Vec<Place> {
-        let mut places = vec![Place {
+        let mut places = Vec::new();
+        places.push(Place {
             dir: tempfile::tempdir().unwrap(),
             #[cfg(feature = "postgres")]
             shared: None,
-        }];
+        });
         #[cfg(feature = "postgres")]
         if let Some(shared) = common::shared::Shared::new(name) {
             places.push(Place {

@@ -213,6 +213,16 @@ impl CheckpointStore for AnyStore {
     ) -> Result<()> {
         each!(self, s => s.save_checkpoint(table, frame, description, key, lineage, provenance))
     }
+    fn save_checkpoint_with(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
+        each!(self, s => s.save_checkpoint_with(table, frame, description, key, metadata))
+    }
     fn adopt_checkpoint(
         &self,
         table: &str,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::error::Error;
 use crate::fingerprint::data_version;
 use crate::model::{CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
-use crate::store::CheckpointStore;
+use crate::store::{CheckpointStore, JudgedLoad};
 
 /// What a test needs to see of a store beyond the trait.
 pub(crate) trait Inspect {
@@ -37,6 +37,8 @@ macro_rules! conformance_suite {
             provenance_rows_are_appended,
             names_follow_the_table_name_rule,
             frames_without_columns_are_refused,
+            lineage_made_during_a_save_is_saved_with_it,
+            a_judged_load_reads_only_the_judged_checkpoint,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
@@ -409,4 +411,92 @@ pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore + Inspect>(s
         "{err}"
     );
     assert_eq!(store.checkpoint("genes").unwrap(), None);
+}
+
+/// `save_checkpoint_with` asks for the lineage once and saves it with the frame; an error of
+/// the lineage saves nothing and reaches the caller as it is.
+pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + Inspect>(store: &S) {
+    let k = key(json!({"release": 1}));
+    let lineage = Lineage {
+        data_version: Some(data_version(&genes(3)).unwrap()),
+        ..Lineage::default()
+    };
+    let mut asked = 0;
+    store
+        .save_checkpoint_with("genes", &genes(3), "with", &k, &mut || {
+            asked += 1;
+            Ok((lineage.clone(), record("with")))
+        })
+        .unwrap();
+    assert_eq!(asked, 1);
+    let saved = store.checkpoint("genes").unwrap().unwrap();
+    assert_eq!(saved.lineage, lineage);
+    assert_eq!(store.provenance_rows().len(), 1);
+
+    let err = store
+        .save_checkpoint_with(
+            "genes",
+            &genes(5),
+            "failed",
+            &key(json!({"release": 2})),
+            &mut || Err(Error::Format("no lineage".into())),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Format(m) if m == "no lineage"),
+        "{err}"
+    );
+    let kept = store.checkpoint("genes").unwrap().unwrap();
+    assert_eq!(kept.key.map(|k| k.key), Some(k.key.clone()));
+    assert_eq!(kept.row_count, Some(3));
+    assert_eq!(store.load_checkpoint("genes").unwrap().unwrap().height(), 3);
+    assert_eq!(
+        store.provenance_rows().len(),
+        1,
+        "no provenance row of the failed save"
+    );
+}
+
+/// `load_judged` loads the checkpoint judged, and says `Replaced` once another took its place.
+pub(crate) fn a_judged_load_reads_only_the_judged_checkpoint<S: CheckpointStore + Inspect>(
+    store: &S,
+) {
+    let lineage = |n| Lineage {
+        data_version: Some(data_version(&genes(n)).unwrap()),
+        ..Lineage::default()
+    };
+    store
+        .save_checkpoint(
+            "genes",
+            &genes(3),
+            "",
+            &key(json!({"n": 3})),
+            &lineage(3),
+            &record("a"),
+        )
+        .unwrap();
+    let judged = store.checkpoint("genes").unwrap().unwrap();
+    match store.load_judged(&judged).unwrap() {
+        JudgedLoad::Loaded(frame) => assert_eq!(frame.height(), 3),
+        other => panic!("{other:?}"),
+    }
+    store
+        .save_checkpoint(
+            "genes",
+            &genes(4),
+            "",
+            &key(json!({"n": 4})),
+            &lineage(4),
+            &record("b"),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.load_judged(&judged).unwrap(),
+        JudgedLoad::Replaced
+    ));
+    let now = store.checkpoint("genes").unwrap().unwrap();
+    match store.load_judged(&now).unwrap() {
+        JudgedLoad::Loaded(frame) => assert_eq!(frame.height(), 4),
+        other => panic!("{other:?}"),
+    }
 }

@@ -73,6 +73,22 @@ pub trait CheckpointStore: Send + Sync {
         provenance: &ProvenanceRecord,
     ) -> Result<()>;
 
+    /// [`save_checkpoint`](Self::save_checkpoint) whose lineage and `_provenance` row are made
+    /// by `metadata` once the frame is stored, before the transaction commits: a pipeline hashes
+    /// the frame (its data version, part of both) while the store ingests it. An error of
+    /// `metadata` saves nothing. The default makes them first, then saves.
+    fn save_checkpoint_with(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
+        let (lineage, provenance) = metadata()?;
+        self.save_checkpoint(table, frame, description, key, &lineage, &provenance)
+    }
+
     /// Records `key` and `lineage` for the existing, unkeyed checkpoint of `table`, provided it
     /// is still the one created at `created_at`. Returns whether it was.
     fn adopt_checkpoint(
@@ -257,6 +273,16 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
         (**self).save_checkpoint(table, frame, description, key, lineage, provenance)
+    }
+    fn save_checkpoint_with(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
+        (**self).save_checkpoint_with(table, frame, description, key, metadata)
     }
     fn adopt_checkpoint(
         &self,

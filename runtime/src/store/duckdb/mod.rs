@@ -393,47 +393,70 @@ impl PipelineStore {
 
     /// [`save`](Self::save), recording `key`, its lineage and the step's `_provenance` row for
     /// the checkpoint in the same transaction (or, with `None`, removing any previous key: the new
-    /// data was not made by it).
+    /// data was not made by it). Lineage and provenance row are made by `metadata` after the
+    /// table is written, so the caller can compute them meanwhile.
     fn save_keyed(
         &self,
         table: &str,
         df: &DataFrame,
         description: &str,
         mode: SaveMode,
-        key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
+        key: Option<(&CheckpointKey, MakeLineage<'_>)>,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
         let context = format!("saving table {table:?}");
         self.check_writable(&context)?;
         validate_columns(table, df)?;
         let stream = frame_stream(table, df)?;
-        self.writing(|conn| {
+        // An error of `metadata` (the crate's own, not DuckDB's) rolls the transaction back and
+        // is returned as it is.
+        let mut failed = None;
+        let saved = self.writing(|conn| {
             let view = conn.scan(stream)?;
-            Self::write_checkpoint(
-                conn,
-                table,
-                view.source(),
-                df.height(),
-                description,
-                mode,
-                key,
-            )
-        })
-        .map_err(self.duckdb_error(context))
+            let target = quote_ident(table);
+            conn.transaction(|| {
+                let rows =
+                    Self::write_table(conn, table, &target, view.source(), df.height(), mode)?;
+                let created_at = now_utc();
+                conn.query_cached(
+                    "INSERT OR REPLACE INTO _checkpoints (table_name, row_count, description, created_at) VALUES (?, ?, ?, ?)",
+                    &[table.into(), Param::Int(rows.into()), description.into(), Param::Timestamp(created_at)],
+                )?;
+                match key {
+                    Some((key, metadata)) => match metadata() {
+                        Ok((lineage, provenance)) => {
+                            write_key(conn, table, Some(created_at), key, &lineage)?;
+                            insert_provenance(conn, &provenance)?;
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            return Err(DuckError::new(
+                                DuckdbErrorKind::Other,
+                                "the checkpoint's lineage could not be made",
+                            ));
+                        }
+                    },
+                    None => delete_key(conn, table)?,
+                }
+                delete_batches(conn, table)
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        saved.map_err(self.duckdb_error(context))
     }
 
-    /// The transaction of a save: table, `_checkpoints` row and key (or no key).
-    fn write_checkpoint(
+    /// Writes the rows of `source` to `table` (`target`, quoted) per `mode` and returns the
+    /// table's row count afterwards, inside the caller's transaction.
+    fn write_table(
         conn: &Connection,
         table: &str,
+        target: &str,
         source: &str,
         rows: usize,
-        description: &str,
         mode: SaveMode,
-        key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
-    ) -> std::result::Result<(), DuckError> {
-        let target = quote_ident(table);
-        conn.transaction(|| {
+    ) -> std::result::Result<i32, DuckError> {
         let exists = mode == SaveMode::Append && table_exists(conn, table)?;
         let row_count = if exists {
             conn.execute(&format!(
@@ -446,23 +469,9 @@ impl PipelineStore {
             ))?;
             rows as i64
         };
-        let row_count = i32::try_from(row_count).map_err(|_| {
+        Ok(i32::try_from(row_count).map_err(|_| {
             format!("{row_count} rows do not fit the INTEGER row_count column of _checkpoints")
-        })?;
-        let created_at = now_utc();
-        conn.query_cached(
-            "INSERT OR REPLACE INTO _checkpoints (table_name, row_count, description, created_at) VALUES (?, ?, ?, ?)",
-            &[table.into(), Param::Int(row_count.into()), description.into(), Param::Timestamp(created_at)],
-        )?;
-        match key {
-            Some((key, lineage, provenance)) => {
-                write_key(conn, table, Some(created_at), key, lineage)?;
-                insert_provenance(conn, provenance)?;
-            }
-            None => delete_key(conn, table)?,
-        }
-        delete_batches(conn, table)
-        })
+        })?)
     }
 
     /// Loads `table` as a frame, or `Ok(None)` if there is no such table.
@@ -662,6 +671,10 @@ impl PipelineStore {
     /// Closes the database. Dropping the store does the same; this only makes it explicit.
     pub fn close(self) {}
 }
+
+/// Makes a checkpoint's lineage and `_provenance` row during its save (see
+/// [`CheckpointStore::save_checkpoint_with`]).
+type MakeLineage<'a> = &'a mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>;
 
 /// The store's own tables, which only the store writes: [`PipelineStore::execute`] refuses a
 /// statement that names or removes them.
@@ -1054,12 +1067,32 @@ impl CheckpointStore for PipelineStore {
         lineage: &Lineage,
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
+        let mut metadata = || Ok((lineage.clone(), provenance.clone()));
         self.save_keyed(
             table,
             frame,
             description,
             SaveMode::Replace,
-            Some((key, lineage, provenance)),
+            Some((key, &mut metadata)),
+        )
+    }
+
+    /// The table is written first, then `metadata` is asked for the lineage, in one
+    /// transaction.
+    fn save_checkpoint_with(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
+        self.save_keyed(
+            table,
+            frame,
+            description,
+            SaveMode::Replace,
+            Some((key, metadata)),
         )
     }
 
