@@ -8,6 +8,7 @@ use std::time::Duration;
 use postgres::{Client, Config, NoTls};
 use sha2::{Digest, Sha256};
 
+use super::conn::{Conn, off_runtime};
 use crate::error::{Error, Result};
 
 /// How long a connection may be silent before TCP keepalive probes start, how far apart they
@@ -87,7 +88,7 @@ pub(crate) struct Catalog {
     /// The schema the tables live in (`current_schema()` of a connection), part of each lock's
     /// identity so two stores in one database never share locks.
     schema: String,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -165,8 +166,11 @@ impl Catalog {
     }
 
     /// A new connection of its own (a lock holder's, say), not taken from the idle ones.
-    pub fn connect(&self, context: &str) -> Result<Client> {
-        self.config.connect(NoTls).map_err(self.error(context))
+    pub fn connect(&self, context: &str) -> Result<Conn> {
+        self.config
+            .connect(NoTls)
+            .map(Conn::new)
+            .map_err(self.error(context))
     }
 
     /// An idle connection, or a new one.
@@ -187,7 +191,7 @@ impl Catalog {
     }
 
     /// Keeps `client` for the next caller, unless it is closed or in a transaction it left.
-    pub fn put_back(&self, client: Client) {
+    pub fn put_back(&self, client: Conn) {
         if !client.is_closed() {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < 8 {
@@ -270,28 +274,39 @@ impl Catalog {
     }
 }
 
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        // The idle connections, closed together on one thread when this is a runtime's.
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+        if !idle.is_empty() {
+            // Were no thread to start, each connection would see to itself (see `Conn`).
+            let _ = off_runtime(move || drop(idle));
+        }
+    }
+}
+
 /// A connection borrowed from the idle ones, given back when dropped.
 pub(crate) struct Pooled<'a> {
     catalog: &'a Catalog,
-    client: Option<Client>,
+    client: Option<Conn>,
 }
 
 impl Pooled<'_> {
     /// The connection, no longer given back when dropped (a lock holder's).
-    pub fn detach(mut self) -> Client {
+    pub fn detach(mut self) -> Conn {
         self.client.take().expect("present until dropped")
     }
 }
 
 impl std::ops::Deref for Pooled<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         self.client.as_ref().expect("present until dropped")
     }
 }
 
 impl std::ops::DerefMut for Pooled<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
+    fn deref_mut(&mut self) -> &mut Conn {
         self.client.as_mut().expect("present until dropped")
     }
 }

@@ -14,6 +14,7 @@
 //! collects tables whose lock it can take.
 
 mod catalog;
+mod conn;
 mod files;
 
 use std::collections::{BTreeSet, HashMap};
@@ -37,6 +38,7 @@ use crate::store::{
     CheckpointStore, LockFuture, PendingBatches, TableLock, newest_first, validate_columns,
 };
 use catalog::Catalog;
+use conn::{Conn, off_runtime};
 use files::{DataRoot, Kind, duck_error};
 
 pub use catalog::CATALOG_SCHEMA_VERSION;
@@ -73,7 +75,7 @@ struct Inner {
     files: DataRoot,
     /// The tables this process holds the compute lock of, with the connection holding it:
     /// their writes go through that connection.
-    held: Mutex<HashMap<String, Arc<Mutex<Client>>>>,
+    held: Mutex<HashMap<String, Arc<Mutex<Conn>>>>,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -144,17 +146,25 @@ impl SharedStore {
         data_root: impl AsRef<Path>,
         options: &SharedStoreOptions,
     ) -> Result<Self> {
-        let catalog = Catalog::open(url, !options.must_exist)?;
-        let files = DataRoot::open(data_root.as_ref(), options.threads, !options.must_exist)?;
-        let store = SharedStore {
-            inner: Arc::new(Inner {
-                catalog,
-                files,
-                held: Mutex::new(HashMap::new()),
-            }),
+        let data_root = data_root.as_ref();
+        let open = || {
+            let catalog = Catalog::open(url, !options.must_exist)?;
+            let files = DataRoot::open(data_root, options.threads, !options.must_exist)?;
+            let store = SharedStore {
+                inner: Arc::new(Inner {
+                    catalog,
+                    files,
+                    held: Mutex::new(HashMap::new()),
+                }),
+            };
+            store.check_data_root()?;
+            Ok(store)
         };
-        store.check_data_root()?;
-        Ok(store)
+        off_runtime(open).map_err(|source| Error::Io {
+            action: "start a thread for the PostgreSQL client of",
+            path: catalog::redact(url).into(),
+            source,
+        })?
     }
 
     /// The store [`STORE_ENV`] and [`DATA_ROOT_ENV`] name, or `None` when `USHER_STORE` is
@@ -196,6 +206,17 @@ impl SharedStore {
 
     fn catalog(&self) -> &Catalog {
         &self.inner.catalog
+    }
+
+    /// Runs `work`, which uses the catalog's client, where the client may block: see
+    /// [`off_runtime`]. Every public call of the store goes through here (or through a call
+    /// that does), so the store works from any thread, async runtimes' included.
+    fn off<R: Send>(&self, work: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+        off_runtime(work).map_err(|source| Error::Io {
+            action: "start a thread for the PostgreSQL client of",
+            path: self.name().into(),
+            source,
+        })?
     }
 
     fn pg(&self, context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error + '_ {
@@ -276,7 +297,8 @@ impl SharedStore {
         let client = self
             .held_client(table)
             .ok_or_else(|| Error::Format(format!("the lock of {table:?} was lost")))?;
-        work(&mut client.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut guard = client.lock().unwrap_or_else(PoisonError::into_inner);
+        work(&mut guard)
     }
 
     /// The data files `sql` (one `$1` for `table`) names, on an idle connection; `doing`
@@ -293,13 +315,24 @@ impl SharedStore {
     }
 
     /// The connection holding `table`'s compute lock, if this process holds it.
-    fn held_client(&self, table: &str) -> Option<Arc<Mutex<Client>>> {
+    fn held_client(&self, table: &str) -> Option<Arc<Mutex<Conn>>> {
         self.inner
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(table)
             .cloned()
+    }
+
+    /// The catalog's row of `table` with its key and lineage, and its data file, in one query.
+    fn checkpoint_and_file(&self, table: &str) -> Result<Option<(CheckpointInfo, Option<String>)>> {
+        validate_table_name(table)?;
+        let context = format!("reading the checkpoint of {table:?}");
+        let mut client = self.catalog().client(&context)?;
+        let row = client
+            .query_typed_opt(&checkpoints_sql(true), &[(&table, Type::TEXT)])
+            .map_err(self.pg(context))?;
+        row.map(|row| decode(&row)).transpose()
     }
 
     /// The data file the catalog registers for `table`.
@@ -317,17 +350,19 @@ impl SharedStore {
 
     /// Every checkpoint with its valid key and lineage, newest first (then by name).
     pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        let context = "listing checkpoints";
-        let mut client = self.catalog().client(context)?;
-        let rows = client
-            .query(&checkpoints_sql(false), &[])
-            .map_err(self.pg(context))?;
-        let mut list = rows
-            .iter()
-            .map(|row| decode(row).map(|(info, _)| info))
-            .collect::<Result<Vec<_>>>()?;
-        newest_first(&mut list);
-        Ok(list)
+        self.off(|| {
+            let context = "listing checkpoints";
+            let mut client = self.catalog().client(context)?;
+            let rows = client
+                .query(&checkpoints_sql(false), &[])
+                .map_err(self.pg(context))?;
+            let mut list = rows
+                .iter()
+                .map(|row| decode(row).map(|(info, _)| info))
+                .collect::<Result<Vec<_>>>()?;
+            newest_first(&mut list);
+            Ok(list)
+        })
     }
 
     /// Whether the catalog has a checkpoint of `table`.
@@ -343,44 +378,49 @@ impl SharedStore {
 
     /// Loads `table`, or `Ok(None)` if the catalog has no such checkpoint.
     pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
-        validate_table_name(table)?;
-        // A save on another machine may replace the file between reading its name and
-        // opening it: the old one is removed once the new one is registered. Then read the
-        // catalog again.
-        const ATTEMPTS: usize = 5;
-        for attempt in 1..=ATTEMPTS {
-            let Some(file) = self.registered_file(table)? else {
-                return Ok(None);
-            };
-            match self.inner.files.read(std::slice::from_ref(&file)) {
-                Ok(frame) => return Ok(Some(frame)),
-                Err(e) => {
-                    let replaced = self.registered_file(table)?.as_deref() != Some(file.as_str());
-                    if !replaced || attempt == ATTEMPTS {
-                        return Err(duck_error(
-                            &self.inner.files.absolute(&file),
-                            &format!("loading table {table:?}"),
-                            e,
-                        ));
+        self.off(|| {
+            validate_table_name(table)?;
+            // A save on another machine may replace the file between reading its name and
+            // opening it: the old one is removed once the new one is registered. Then read the
+            // catalog again.
+            const ATTEMPTS: usize = 5;
+            for attempt in 1..=ATTEMPTS {
+                let Some(file) = self.registered_file(table)? else {
+                    return Ok(None);
+                };
+                match self.inner.files.read(std::slice::from_ref(&file)) {
+                    Ok(frame) => return Ok(Some(frame)),
+                    Err(e) => {
+                        let replaced =
+                            self.registered_file(table)?.as_deref() != Some(file.as_str());
+                        if !replaced || attempt == ATTEMPTS {
+                            return Err(duck_error(
+                                &self.inner.files.absolute(&file),
+                                &format!("loading table {table:?}"),
+                                e,
+                            ));
+                        }
                     }
                 }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// The first `rows` rows of `table`, or `None` if the catalog has no such checkpoint.
     pub fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
-        validate_table_name(table)?;
-        let Some(file) = self.registered_file(table)? else {
-            return Ok(None);
-        };
-        self.inner.files.head(&file, rows).map(Some).map_err(|e| {
-            duck_error(
-                &self.inner.files.absolute(&file),
-                &format!("reading the first rows of {table:?}"),
-                e,
-            )
+        self.off(|| {
+            validate_table_name(table)?;
+            let Some(file) = self.registered_file(table)? else {
+                return Ok(None);
+            };
+            self.inner.files.head(&file, rows).map(Some).map_err(|e| {
+                duck_error(
+                    &self.inner.files.absolute(&file),
+                    &format!("reading the first rows of {table:?}"),
+                    e,
+                )
+            })
         })
     }
 
@@ -394,70 +434,74 @@ impl SharedStore {
         description: &str,
         key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
     ) -> Result<()> {
-        validate_writable_table_name(table)?;
-        validate_columns(table, frame)?;
-        let rows = i32::try_from(frame.height()).map_err(|_| {
-            Error::Format(format!(
-                "cannot save table {table:?}: {} rows do not fit the INTEGER row_count column of _checkpoints",
-                frame.height()
-            ))
-        })?;
-        self.locked(table, |client| {
-            let files = &self.inner.files;
-            let file = files.new_file(Kind::Table, table);
-            let bytes = files.write(&file, table, frame)?;
-            let context = format!("registering table {table:?}");
-            let registered = register(client, table, &file, bytes, rows, description, key)
-                .map_err(self.pg(&context));
-            match registered {
-                Ok(superseded) => {
-                    for old in superseded {
-                        files.remove(&old);
+        self.off(|| {
+            validate_writable_table_name(table)?;
+            validate_columns(table, frame)?;
+            let rows = i32::try_from(frame.height()).map_err(|_| {
+                Error::Format(format!(
+                    "cannot save table {table:?}: {} rows do not fit the INTEGER row_count column of _checkpoints",
+                    frame.height()
+                ))
+            })?;
+            self.locked(table, |client| {
+                let files = &self.inner.files;
+                let file = files.new_file(Kind::Table, table);
+                let bytes = files.write(&file, table, frame)?;
+                let context = format!("registering table {table:?}");
+                let registered = register(client, table, &file, bytes, rows, description, key)
+                    .map_err(self.pg(&context));
+                match registered {
+                    Ok(superseded) => {
+                        for old in superseded {
+                            files.remove(&old);
+                        }
+                        Ok(())
                     }
-                    Ok(())
-                }
-                Err(e) => {
-                    // Removed only when surely not registered (a commit whose answer was lost
-                    // may have gone through); otherwise gc decides.
-                    if let Ok(current) = self.registered_file(table)
-                        && current.as_deref() != Some(file.as_str())
-                    {
-                        files.remove(&file);
+                    Err(e) => {
+                        // Removed only when surely not registered (a commit whose answer was lost
+                        // may have gone through); otherwise gc decides.
+                        if let Ok(current) = self.registered_file(table)
+                            && current.as_deref() != Some(file.as_str())
+                        {
+                            files.remove(&file);
+                        }
+                        Err(e)
                     }
-                    Err(e)
                 }
-            }
+            })
         })
     }
 
     /// Removes the checkpoints of `tables` (rows, keys, batches) in one transaction, then
     /// their files.
     pub fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
-        for table in tables {
-            validate_table_name(table)?;
-        }
-        // In name order, so two processes deleting overlapping sets cannot each hold a lock
-        // the other waits for (locks on separate connections escape the server's deadlock
-        // detection).
-        let ordered: BTreeSet<&str> = tables.iter().copied().collect();
-        let locks = ordered
-            .iter()
-            .map(|t| self.lock_unless_held(t))
-            .collect::<Result<Vec<_>>>()?;
-        let context = format!("deleting {tables:?}");
-        let mut client = self.catalog().client(&context)?;
-        let mut tx = client.transaction().map_err(self.pg(&context))?;
-        let mut files = Vec::new();
-        for table in tables {
-            files.extend(delete_table_rows(&mut tx, table).map_err(self.pg(&context))?);
-        }
-        tx.commit().map_err(self.pg(&context))?;
-        drop(client);
-        for file in files {
-            self.inner.files.remove(&file);
-        }
-        drop(locks);
-        Ok(())
+        self.off(|| {
+            for table in tables {
+                validate_table_name(table)?;
+            }
+            // In name order, so two processes deleting overlapping sets cannot each hold a lock
+            // the other waits for (locks on separate connections escape the server's deadlock
+            // detection).
+            let ordered: BTreeSet<&str> = tables.iter().copied().collect();
+            let locks = ordered
+                .iter()
+                .map(|t| self.lock_unless_held(t))
+                .collect::<Result<Vec<_>>>()?;
+            let context = format!("deleting {tables:?}");
+            let mut client = self.catalog().client(&context)?;
+            let mut tx = client.transaction().map_err(self.pg(&context))?;
+            let mut files = Vec::new();
+            for table in tables {
+                files.extend(delete_table_rows(&mut tx, table).map_err(self.pg(&context))?);
+            }
+            tx.commit().map_err(self.pg(&context))?;
+            drop(client);
+            for file in files {
+                self.inner.files.remove(&file);
+            }
+            drop(locks);
+            Ok(())
+        })
     }
 
     /// Removes `table`'s checkpoint.
@@ -467,15 +511,16 @@ impl SharedStore {
 
     /// Copies `table`'s data file (Parquet, zstd) to `output_path`, whole or not at all.
     pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
+        let output_path = output_path.as_ref();
         validate_table_name(table)?;
-        let Some(file) = self.registered_file(table)? else {
+        let Some(file) = self.off(|| self.registered_file(table))? else {
             return Err(Error::TableNotFound {
                 table: table.to_owned(),
                 path: self.name().into(),
             });
         };
         let source = self.inner.files.absolute(&file);
-        replace_atomically(output_path.as_ref(), "export parquet", |tmp| {
+        replace_atomically(output_path, "export parquet", |tmp| {
             std::fs::copy(&source, tmp)
                 .map(drop)
                 .map_err(|source_error| Error::Io {
@@ -492,24 +537,26 @@ impl SharedStore {
     /// that writes (`COPY ... TO`, `CREATE`, `ATTACH`...) is an [`Error::Duckdb`] of kind
     /// `InvalidInput`.
     pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
-        let checkpoints = self.list_checkpoints_with_files()?;
-        let root = self.data_root();
-        let context = format!("running query {sql:?}");
-        let conn = self
-            .inner
-            .files
-            .connection()
-            .map_err(|e| duck_error(root, &context, e))?;
-        for (table, file) in &checkpoints {
-            conn.execute(&format!(
-                "CREATE TEMP VIEW {} AS SELECT * FROM read_parquet({})",
-                quote_ident(table),
-                files::quote_literal(&self.inner.files.absolute(file).to_string_lossy())
-            ))
-            .map_err(|e| duck_error(root, &context, e))?;
-        }
-        conn.query_select(sql, params)
-            .map_err(|e| duck_error(root, &context, e))
+        self.off(|| {
+            let checkpoints = self.list_checkpoints_with_files()?;
+            let root = self.data_root();
+            let context = format!("running query {sql:?}");
+            let conn = self
+                .inner
+                .files
+                .connection()
+                .map_err(|e| duck_error(root, &context, e))?;
+            for (table, file) in &checkpoints {
+                conn.execute(&format!(
+                    "CREATE TEMP VIEW {} AS SELECT * FROM read_parquet({})",
+                    quote_ident(table),
+                    files::quote_literal(&self.inner.files.absolute(file).to_string_lossy())
+                ))
+                .map_err(|e| duck_error(root, &context, e))?;
+            }
+            conn.query_select(sql, params)
+                .map_err(|e| duck_error(root, &context, e))
+        })
     }
 
     fn list_checkpoints_with_files(&self) -> Result<Vec<(String, String)>> {
@@ -528,32 +575,34 @@ impl SharedStore {
 
     /// Every `_provenance` row, oldest first (rows of one time in the order appended).
     pub fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
-        let context = "reading _provenance";
-        let mut client = self.catalog().client(context)?;
-        let rows = client
-            .query(
-                "SELECT version, config_hash, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
-                 steps_json FROM _provenance ORDER BY created_at, ctid",
-                &[],
-            )
-            .map_err(self.pg(context))?;
-        rows.iter()
-            .map(|row| {
-                let created: Option<String> = row.get(2);
-                let created_at = created
-                    .as_deref()
-                    .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
-                    .ok_or_else(|| {
-                        Error::Format(format!("a _provenance row has created_at {created:?}"))
-                    })?;
-                Ok(ProvenanceRecord {
-                    version: row.get::<_, Option<String>>(0).unwrap_or_default(),
-                    config_hash: row.get::<_, Option<String>>(1).unwrap_or_default(),
-                    created_at,
-                    steps_json: row.get::<_, Option<String>>(3).unwrap_or_default(),
+        self.off(|| {
+            let context = "reading _provenance";
+            let mut client = self.catalog().client(context)?;
+            let rows = client
+                .query(
+                    "SELECT version, config_hash, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
+                     steps_json FROM _provenance ORDER BY created_at, ctid",
+                    &[],
+                )
+                .map_err(self.pg(context))?;
+            rows.iter()
+                .map(|row| {
+                    let created: Option<String> = row.get(2);
+                    let created_at = created
+                        .as_deref()
+                        .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
+                        .ok_or_else(|| {
+                            Error::Format(format!("a _provenance row has created_at {created:?}"))
+                        })?;
+                    Ok(ProvenanceRecord {
+                        version: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                        config_hash: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                        created_at,
+                        steps_json: row.get::<_, Option<String>>(3).unwrap_or_default(),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Removes data files no catalog row names: those of workers killed between writing and
@@ -562,51 +611,53 @@ impl SharedStore {
     /// every write of a table's files happens under its lock. Also removes key rows of
     /// checkpoints re-saved without a key.
     pub fn gc(&self) -> Result<SharedGcReport> {
-        let mut report = SharedGcReport::default();
-        let mut tables = BTreeSet::new();
-        for kind in [Kind::Table, Kind::Batch] {
-            tables.extend(self.inner.files.tables(kind)?);
-        }
-        for table in tables {
-            if validate_writable_table_name(&table).is_err() {
-                continue;
-            }
-            let Some(_lock) = self.try_lock_table(&table)? else {
-                report.tables_busy.push(table);
-                continue;
-            };
-            let registered: BTreeSet<String> = self
-                .paths_of(
-                    &table,
-                    "SELECT path FROM _checkpoint_files WHERE table_name = $1 \
-                     UNION SELECT path FROM _checkpoint_batch_files WHERE table_name = $1",
-                    "collecting the data files of",
-                )?
-                .into_iter()
-                .collect();
+        self.off(|| {
+            let mut report = SharedGcReport::default();
+            let mut tables = BTreeSet::new();
             for kind in [Kind::Table, Kind::Batch] {
-                for file in self.inner.files.files(kind, &table)? {
-                    if !registered.contains(&file.relative) {
-                        self.inner.files.remove(&file.relative);
-                        report.files_removed += 1;
-                        report.bytes_removed += file.bytes;
+                tables.extend(self.inner.files.tables(kind)?);
+            }
+            for table in tables {
+                if validate_writable_table_name(&table).is_err() {
+                    continue;
+                }
+                let Some(_lock) = self.try_lock_table(&table)? else {
+                    report.tables_busy.push(table);
+                    continue;
+                };
+                let registered: BTreeSet<String> = self
+                    .paths_of(
+                        &table,
+                        "SELECT path FROM _checkpoint_files WHERE table_name = $1 \
+                         UNION SELECT path FROM _checkpoint_batch_files WHERE table_name = $1",
+                        "collecting the data files of",
+                    )?
+                    .into_iter()
+                    .collect();
+                for kind in [Kind::Table, Kind::Batch] {
+                    for file in self.inner.files.files(kind, &table)? {
+                        if !registered.contains(&file.relative) {
+                            self.inner.files.remove(&file.relative);
+                            report.files_removed += 1;
+                            report.bytes_removed += file.bytes;
+                        }
                     }
                 }
             }
-        }
-        let context = "removing orphaned key rows";
-        let mut client = self.catalog().client(context)?;
-        report.orphaned_keys = client
-            .execute(
-                concat!(
-                    "DELETE FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c WHERE ",
-                    key_of_checkpoint!(),
-                    ")"
-                ),
-                &[],
-            )
-            .map_err(self.pg(context))? as usize;
-        Ok(report)
+            let context = "removing orphaned key rows";
+            let mut client = self.catalog().client(context)?;
+            report.orphaned_keys = client
+                .execute(
+                    concat!(
+                        "DELETE FROM _checkpoint_keys k WHERE NOT EXISTS (SELECT 1 FROM _checkpoints c WHERE ",
+                        key_of_checkpoint!(),
+                        ")"
+                    ),
+                    &[],
+                )
+                .map_err(self.pg(context))? as usize;
+            Ok(report)
+        })
     }
 
     /// `table`'s compute lock, unless this process holds it already (a body of the table
@@ -634,9 +685,43 @@ impl SharedStore {
         Ok(Some(self.hold(table, key, client.detach())))
     }
 
+    /// Takes `table`'s compute lock, waiting while another worker holds it. With `wait` (an
+    /// async call's), the wait can be given up: `Ok(None)` when it was before it began.
+    fn acquire(&self, table: &str, wait: Option<&LockWait>) -> Result<Option<TableLock>> {
+        validate_table_name(table)?;
+        let context = format!("locking table {table:?}");
+        let mut client = self.catalog().client(&context)?.detach();
+        let key = self.catalog().lock_key(table);
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(self.pg(&context))?
+            .get(0);
+        if !got {
+            let holder = self
+                .holder(&mut client, key)
+                .unwrap_or_else(|| "another worker".to_owned());
+            tracing::info!(
+                table,
+                holder,
+                "waiting for another worker computing the table"
+            );
+            if let Some(wait) = wait
+                && !wait.begin(client.cancel_token())
+            {
+                return Ok(None);
+            }
+            let waited = client.execute("SELECT pg_advisory_lock($1)", &[&key]);
+            if let Some(wait) = wait {
+                wait.end();
+            }
+            waited.map_err(self.pg(&context))?;
+        }
+        Ok(Some(self.hold(table, key, client)))
+    }
+
     /// Records that this process holds `table`'s lock on `client`; the returned lock releases
     /// it.
-    fn hold(&self, table: &str, key: i64, client: Client) -> TableLock {
+    fn hold(&self, table: &str, key: i64, client: Conn) -> TableLock {
         let client = Arc::new(Mutex::new(client));
         self.inner
             .held
@@ -676,11 +761,11 @@ struct HeldLock {
     inner: Arc<Inner>,
     table: String,
     key: i64,
-    client: Option<Arc<Mutex<Client>>>,
+    client: Option<Arc<Mutex<Conn>>>,
 }
 
-impl Drop for HeldLock {
-    fn drop(&mut self) {
+impl HeldLock {
+    fn release(&mut self) {
         self.inner
             .held
             .lock()
@@ -707,6 +792,91 @@ impl Drop for HeldLock {
                 .catalog
                 .put_back(client.into_inner().unwrap_or_else(PoisonError::into_inner));
         }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Locks are dropped by user code, on an executor thread as often as not.
+        if let Err(e) = off_runtime(|| self.release()) {
+            // The connection closes as it is dropped, which releases the lock too.
+            tracing::warn!(table = self.table, error = %e,
+                "cannot start a thread to release a compute lock: closing its connection");
+        }
+    }
+}
+
+/// Where an async wait for a compute lock stands, shared by the thread that waits and the
+/// future that gets its answer, so a future dropped mid-wait (a timeout, a `select!`) stops
+/// the wait on the server instead of leaving a connection waiting for hours for a lock no
+/// one wants.
+#[derive(Default)]
+struct LockWait {
+    state: Mutex<WaitState>,
+}
+
+#[derive(Default)]
+enum WaitState {
+    /// Not waiting on the server yet.
+    #[default]
+    Starting,
+    /// The blocking statement runs; this cancels it.
+    Waiting(postgres::CancelToken),
+    /// The statement returned.
+    Ended,
+    /// The future was dropped.
+    GivenUp,
+}
+
+impl LockWait {
+    /// Called by the waiting thread before the blocking statement: whether to go on.
+    fn begin(&self, cancel: postgres::CancelToken) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*state, WaitState::GivenUp) {
+            return false;
+        }
+        *state = WaitState::Waiting(cancel);
+        true
+    }
+
+    /// Called by the waiting thread once the statement returned.
+    fn end(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*state, WaitState::GivenUp) {
+            *state = WaitState::Ended;
+        }
+    }
+
+    /// Called when the future is dropped before its answer: cancels a wait in progress.
+    fn give_up(&self) {
+        let previous = std::mem::replace(
+            &mut *self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            WaitState::GivenUp,
+        );
+        if let WaitState::Waiting(cancel) = previous {
+            // A new connection to the server, so not on the dropping thread (an executor's,
+            // likely). Best effort: a cancel that comes too late finds the lock granted, and
+            // the waiting thread, whose answer no one takes any more, releases it.
+            let cancelled = std::thread::Builder::new()
+                .name("usher-lock-cancel".to_owned())
+                .spawn(move || {
+                    if let Err(e) = cancel.cancel_query(postgres::NoTls) {
+                        tracing::warn!(error = %e, "cannot cancel a lock wait given up");
+                    }
+                });
+            if let Err(e) = cancelled {
+                tracing::warn!(error = %e, "cannot cancel a lock wait given up");
+            }
+        }
+    }
+}
+
+/// Gives up an async lock wait when dropped before the wait's answer came.
+struct GiveUp(Arc<LockWait>);
+
+impl Drop for GiveUp {
+    fn drop(&mut self) {
+        self.0.give_up();
     }
 }
 
@@ -902,14 +1072,7 @@ fn new_store_id() -> String {
 
 impl CheckpointStore for SharedStore {
     fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
-        validate_table_name(table)?;
-        let context = format!("reading the checkpoint of {table:?}");
-        let mut client = self.catalog().client(&context)?;
-        let row = client
-            .query_typed_opt(&checkpoints_sql(true), &[(&table, Type::TEXT)])
-            .map_err(self.pg(context))?;
-        row.map(|row| decode(&row).map(|(info, _)| info))
-            .transpose()
+        self.off(|| Ok(self.checkpoint_and_file(table)?.map(|(info, _)| info)))
     }
 
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
@@ -935,163 +1098,157 @@ impl CheckpointStore for SharedStore {
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> Result<bool> {
-        validate_writable_table_name(table)?;
-        let context = format!("adopting the checkpoint of {table:?}");
-        self.locked(table, |client| {
-            let run = |client: &mut Client| {
-                let mut tx = client.transaction()?;
-                let created = created_at.map(timestamp_text);
-                let same: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM _checkpoints WHERE table_name = $1 \
-                         AND created_at IS NOT DISTINCT FROM $2::text::timestamp",
-                        &[&table, &created],
-                    )?
-                    .get(0);
-                if same == 1 {
-                    write_key(&mut tx, table, created.as_deref(), key, lineage)?;
-                }
-                tx.commit()?;
-                Ok(same == 1)
-            };
-            run(client).map_err(self.pg(context))
+        self.off(|| {
+            validate_writable_table_name(table)?;
+            let context = format!("adopting the checkpoint of {table:?}");
+            self.locked(table, |client| {
+                let run = |client: &mut Client| {
+                    let mut tx = client.transaction()?;
+                    let created = created_at.map(timestamp_text);
+                    let same: i64 = tx
+                        .query_one(
+                            "SELECT count(*) FROM _checkpoints WHERE table_name = $1 \
+                             AND created_at IS NOT DISTINCT FROM $2::text::timestamp",
+                            &[&table, &created],
+                        )?
+                        .get(0);
+                    if same == 1 {
+                        write_key(&mut tx, table, created.as_deref(), key, lineage)?;
+                    }
+                    tx.commit()?;
+                    Ok(same == 1)
+                };
+                run(client).map_err(self.pg(context))
+            })
         })
     }
 
     fn lock_table(&self, table: &str) -> Result<TableLock> {
-        validate_table_name(table)?;
-        let context = format!("locking table {table:?}");
-        let mut client = self.catalog().client(&context)?.detach();
-        let key = self.catalog().lock_key(table);
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .map_err(self.pg(&context))?
-            .get(0);
-        if !got {
-            let holder = self
-                .holder(&mut client, key)
-                .unwrap_or_else(|| "another worker".to_owned());
-            tracing::info!(
-                table,
-                holder,
-                "waiting for another worker computing the table"
-            );
-            client
-                .execute("SELECT pg_advisory_lock($1)", &[&key])
-                .map_err(self.pg(&context))?;
-        }
-        Ok(self.hold(table, key, client))
+        self.off(|| {
+            self.acquire(table, None)?.ok_or_else(|| {
+                Error::Format(format!("the wait for the lock of {table:?} was given up"))
+            })
+        })
     }
 
     fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
         Box::pin(async move {
-            if let Some(lock) = self.try_lock_table(table)? {
+            if let Some(lock) = self.off(|| self.try_lock_table(table))? {
                 return Ok(lock);
             }
-            // Waited for on a thread of its own, so the caller's executor thread is free; a
-            // call dropped while waiting drops the lock as soon as the thread gets it.
-            type Slot = Mutex<Option<Result<TableLock>>>;
-            let cell: Arc<async_lock::OnceCell<Slot>> = Arc::new(async_lock::OnceCell::new());
-            let (store, name, done) = (self.clone(), table.to_owned(), Arc::clone(&cell));
+            // The wait lasts as long as another worker's body, hours maybe: it happens on a
+            // thread of its own, which completes this future through a oneshot, so the
+            // caller's executor thread is free meanwhile.
+            let (done, answer) = futures_channel::oneshot::channel::<Result<TableLock>>();
+            let wait = Arc::new(LockWait::default());
+            let (store, name, waiting) = (self.clone(), table.to_owned(), Arc::clone(&wait));
             std::thread::Builder::new()
                 .name(format!("usher-lock-{table}"))
                 .spawn(move || {
-                    let _ = done.set_blocking(Mutex::new(Some(store.lock_table(&name))));
+                    if let Some(result) = store.acquire(&name, Some(&waiting)).transpose() {
+                        // Refused when this future was dropped meanwhile: the lock is dropped
+                        // right here, which releases it.
+                        let _ = done.send(result);
+                    }
                 })
                 .map_err(|source| Error::Io {
                     action: "start a thread to wait for the lock of",
                     path: PathBuf::from(table),
                     source,
                 })?;
-            cell.wait()
-                .await
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .unwrap_or_else(|| {
-                    Err(Error::Format(format!(
-                        "the lock of {table:?} was taken twice"
-                    )))
-                })
+            let give_up = GiveUp(wait);
+            let answer = answer.await;
+            std::mem::forget(give_up);
+            answer.unwrap_or_else(|_| {
+                Err(Error::Format(format!(
+                    "the thread waiting for the lock of {table:?} ended without an answer"
+                )))
+            })
         })
     }
 
     fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
-        validate_writable_table_name(table)?;
-        let context = format!("reading the finished batches of {table:?}");
-        let superseded_and_items = self.locked(table, |client| {
-            let run = |client: &mut Client| {
-                let mut tx = client.transaction()?;
-                let others: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM _checkpoint_batches WHERE table_name = $1 AND key <> $2",
-                        &[&table, &key],
-                    )?
-                    .get(0);
-                let others_files: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM _checkpoint_batch_files WHERE table_name = $1 AND key <> $2",
-                        &[&table, &key],
-                    )?
-                    .get(0);
-                if others + others_files > 0 {
-                    // Made from other arguments or code: not to be mixed in.
-                    let files = delete_batches(&mut tx, table)?;
+        self.off(|| {
+            validate_writable_table_name(table)?;
+            let context = format!("reading the finished batches of {table:?}");
+            let superseded_and_items = self.locked(table, |client| {
+                let run = |client: &mut Client| {
+                    let mut tx = client.transaction()?;
+                    let others: i64 = tx
+                        .query_one(
+                            "SELECT count(*) FROM _checkpoint_batches WHERE table_name = $1 AND key <> $2",
+                            &[&table, &key],
+                        )?
+                        .get(0);
+                    let others_files: i64 = tx
+                        .query_one(
+                            "SELECT count(*) FROM _checkpoint_batch_files WHERE table_name = $1 AND key <> $2",
+                            &[&table, &key],
+                        )?
+                        .get(0);
+                    if others + others_files > 0 {
+                        // Made from other arguments or code: not to be mixed in.
+                        let files = delete_batches(&mut tx, table)?;
+                        tx.commit()?;
+                        return Ok((files, Vec::new()));
+                    }
+                    let items = tx
+                        .query(
+                            "SELECT item FROM _checkpoint_batches WHERE table_name = $1 AND key = $2",
+                            &[&table, &key],
+                        )?
+                        .iter()
+                        .map(|row| row.get(0))
+                        .collect();
                     tx.commit()?;
-                    return Ok((files, Vec::new()));
-                }
-                let items = tx
-                    .query(
-                        "SELECT item FROM _checkpoint_batches WHERE table_name = $1 AND key = $2",
-                        &[&table, &key],
-                    )?
-                    .iter()
-                    .map(|row| row.get(0))
-                    .collect();
-                tx.commit()?;
-                Ok((Vec::new(), items))
-            };
-            run(client).map_err(self.pg(context))
-        })?;
-        let (superseded, items) = superseded_and_items;
-        for file in superseded {
-            self.inner.files.remove(&file);
-        }
-        Ok(items)
+                    Ok((Vec::new(), items))
+                };
+                run(client).map_err(self.pg(context))
+            })?;
+            let (superseded, items) = superseded_and_items;
+            for file in superseded {
+                self.inner.files.remove(&file);
+            }
+            Ok(items)
+        })
     }
 
     fn discard_batches(&self, table: &str) -> Result<()> {
-        validate_writable_table_name(table)?;
-        let context = format!("discarding the batches of {table:?}");
-        let files = self.locked(table, |client| {
-            let run = |client: &mut Client| {
-                let mut tx = client.transaction()?;
-                let files = delete_batches(&mut tx, table)?;
-                tx.commit()?;
-                Ok(files)
-            };
-            run(client).map_err(self.pg(context))
-        })?;
-        for file in files {
-            self.inner.files.remove(&file);
-        }
-        Ok(())
+        self.off(|| {
+            validate_writable_table_name(table)?;
+            let context = format!("discarding the batches of {table:?}");
+            let files = self.locked(table, |client| {
+                let run = |client: &mut Client| {
+                    let mut tx = client.transaction()?;
+                    let files = delete_batches(&mut tx, table)?;
+                    tx.commit()?;
+                    Ok(files)
+                };
+                run(client).map_err(self.pg(context))
+            })?;
+            for file in files {
+                self.inner.files.remove(&file);
+            }
+            Ok(())
+        })
     }
 
     fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
-        validate_writable_table_name(table)?;
-        let context = format!("recording the item count of {table:?}");
-        let total = i64::try_from(total).unwrap_or(i64::MAX);
-        self.locked(table, |client| {
-            client
-                .execute(
-                    "INSERT INTO _checkpoint_batch_totals (table_name, key, total_items) \
-                     VALUES ($1, $2, $3) ON CONFLICT (table_name) DO UPDATE SET \
-                     key = excluded.key, total_items = excluded.total_items",
-                    &[&table, &key, &total],
-                )
-                .map(drop)
-                .map_err(self.pg(context))
+        self.off(|| {
+            validate_writable_table_name(table)?;
+            let context = format!("recording the item count of {table:?}");
+            let total = i64::try_from(total).unwrap_or(i64::MAX);
+            self.locked(table, |client| {
+                client
+                    .execute(
+                        "INSERT INTO _checkpoint_batch_totals (table_name, key, total_items) \
+                         VALUES ($1, $2, $3) ON CONFLICT (table_name) DO UPDATE SET \
+                         key = excluded.key, total_items = excluded.total_items",
+                        &[&table, &key, &total],
+                    )
+                    .map(drop)
+                    .map_err(self.pg(context))
+            })
         })
     }
 
@@ -1102,69 +1259,75 @@ impl CheckpointStore for SharedStore {
         items: &[String],
         frame: &DataFrame,
     ) -> Result<()> {
-        validate_writable_table_name(table)?;
-        if frame.width() > 0 {
-            validate_columns(table, frame)?;
-        }
-        let context = format!("saving a batch of {table:?}");
-        self.locked(table, |client| {
-            let files = &self.inner.files;
-            let file = if frame.width() > 0 {
-                let file = files.new_file(Kind::Batch, table);
-                files.write(&file, table, frame)?;
-                Some(file)
-            } else {
-                None
-            };
-            let run = |client: &mut Client| {
-                let mut tx = client.transaction()?;
-                if !items.is_empty() {
-                    tx.execute(
-                        "INSERT INTO _checkpoint_batches (table_name, key, item) \
-                         SELECT $1, $2, unnest($3::text[])",
-                        &[&table, &key, &items],
-                    )?;
-                }
-                if let Some(file) = &file {
-                    tx.execute(
-                        "INSERT INTO _checkpoint_batch_files (table_name, key, path) VALUES ($1, $2, $3)",
-                        &[&table, &key, file],
-                    )?;
-                }
-                tx.commit()
-            };
-            run(client).map_err(self.pg(context)).inspect_err(|_| {
-                if let Some(file) = &file {
-                    files.remove(file);
-                }
+        self.off(|| {
+            validate_writable_table_name(table)?;
+            if frame.width() > 0 {
+                validate_columns(table, frame)?;
+            }
+            let context = format!("saving a batch of {table:?}");
+            self.locked(table, |client| {
+                let files = &self.inner.files;
+                let file = if frame.width() > 0 {
+                    let file = files.new_file(Kind::Batch, table);
+                    files.write(&file, table, frame)?;
+                    Some(file)
+                } else {
+                    None
+                };
+                let run = |client: &mut Client| {
+                    let mut tx = client.transaction()?;
+                    if !items.is_empty() {
+                        tx.execute(
+                            "INSERT INTO _checkpoint_batches (table_name, key, item) \
+                             SELECT $1, $2, unnest($3::text[])",
+                            &[&table, &key, &items],
+                        )?;
+                    }
+                    if let Some(file) = &file {
+                        tx.execute(
+                            "INSERT INTO _checkpoint_batch_files (table_name, key, path) VALUES ($1, $2, $3)",
+                            &[&table, &key, file],
+                        )?;
+                    }
+                    tx.commit()
+                };
+                run(client).map_err(self.pg(context)).inspect_err(|_| {
+                    if let Some(file) = &file {
+                        files.remove(file);
+                    }
+                })
             })
         })
     }
 
     fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
-        validate_writable_table_name(table)?;
-        let files = self.paths_of(
-            table,
-            "SELECT path FROM _checkpoint_batch_files WHERE table_name = $1 ORDER BY seq",
-            "loading the batches of",
-        )?;
-        let context = format!("loading the batches of {table:?}");
-        if files.is_empty() {
-            return Ok(None);
-        }
-        self.inner
-            .files
-            .read(&files)
-            .map(Some)
-            .map_err(|e| duck_error(self.data_root(), &context, e))
+        self.off(|| {
+            validate_writable_table_name(table)?;
+            let files = self.paths_of(
+                table,
+                "SELECT path FROM _checkpoint_batch_files WHERE table_name = $1 ORDER BY seq",
+                "loading the batches of",
+            )?;
+            let context = format!("loading the batches of {table:?}");
+            if files.is_empty() {
+                return Ok(None);
+            }
+            self.inner
+                .files
+                .read(&files)
+                .map(Some)
+                .map_err(|e| duck_error(self.data_root(), &context, e))
+        })
     }
 
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
-        let context = "saving provenance to _provenance";
-        let mut client = self.catalog().client(context)?;
-        let mut tx = client.transaction().map_err(self.pg(context))?;
-        insert_provenance(&mut tx, record).map_err(self.pg(context))?;
-        tx.commit().map_err(self.pg(context))
+        self.off(|| {
+            let context = "saving provenance to _provenance";
+            let mut client = self.catalog().client(context)?;
+            let mut tx = client.transaction().map_err(self.pg(context))?;
+            insert_provenance(&mut tx, record).map_err(self.pg(context))?;
+            tx.commit().map_err(self.pg(context))
+        })
     }
 
     fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
@@ -1172,28 +1335,30 @@ impl CheckpointStore for SharedStore {
     }
 
     fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
-        let context = "reading the pending batches";
-        let mut client = self.catalog().client(context)?;
-        let rows = client
-            .query(
-                "SELECT b.table_name, b.key, count(*), max(t.total_items) \
-                 FROM _checkpoint_batches b LEFT JOIN _checkpoint_batch_totals t \
-                 ON t.table_name = b.table_name AND t.key = b.key \
-                 GROUP BY b.table_name, b.key ORDER BY b.table_name",
-                &[],
-            )
-            .map_err(self.pg(context))?;
-        Ok(rows
-            .iter()
-            .map(|row| PendingBatches {
-                table: row.get(0),
-                key: row.get(1),
-                items: usize::try_from(row.get::<_, i64>(2)).unwrap_or(0),
-                total: row
-                    .get::<_, Option<i64>>(3)
-                    .and_then(|n| usize::try_from(n).ok()),
-            })
-            .collect())
+        self.off(|| {
+            let context = "reading the pending batches";
+            let mut client = self.catalog().client(context)?;
+            let rows = client
+                .query(
+                    "SELECT b.table_name, b.key, count(*), max(t.total_items) \
+                     FROM _checkpoint_batches b LEFT JOIN _checkpoint_batch_totals t \
+                     ON t.table_name = b.table_name AND t.key = b.key \
+                     GROUP BY b.table_name, b.key ORDER BY b.table_name",
+                    &[],
+                )
+                .map_err(self.pg(context))?;
+            Ok(rows
+                .iter()
+                .map(|row| PendingBatches {
+                    table: row.get(0),
+                    key: row.get(1),
+                    items: usize::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                    total: row
+                        .get::<_, Option<i64>>(3)
+                        .and_then(|n| usize::try_from(n).ok()),
+                })
+                .collect())
+        })
     }
 }
 
