@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
-    CheckpointStore, Error, Pipeline, ProvenanceTracker, SharedStore, checkpointed, data_version,
+    CheckpointStore, Error, JudgedLoad, Pipeline, ProvenanceTracker, SharedStore, checkpointed,
+    data_version,
 };
 
 use common::shared::{Shared, with_schema};
@@ -841,5 +842,143 @@ fn the_environment_picks_the_shared_store() {
     assert!(
         !d.join("local.duckdb").exists(),
         "no fallback to the local file"
+    );
+}
+
+// --- a hit loads what it judged ------------------------------------------------------------
+
+fn round_frame(round: i64) -> DataFrame {
+    df!("round" => [round; 3], "gene" => ["USH2A", "MYO7A", "CDH23"]).unwrap()
+}
+
+/// The round a frame of `round_frame` was made for.
+fn round_of(frame: &DataFrame) -> i64 {
+    frame
+        .column("round")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .get(0)
+        .unwrap()
+}
+
+/// A checkpoint judged by one worker and replaced by another before it is loaded is reported
+/// as replaced (the caller judges again), never loaded: a load by the table's name reads the
+/// other worker's data. A judged checkpoint still current whose file is gone is missing.
+#[test]
+fn a_judged_checkpoint_replaced_by_another_worker_is_not_loaded() {
+    let Some(shared) = Shared::new("judged") else {
+        return;
+    };
+    let store = shared.store();
+    let other = shared.store();
+    store
+        .save_dataframe("t", &round_frame(1), "round 1")
+        .unwrap();
+    let judged = store.checkpoint("t").unwrap().unwrap();
+    match store.load_judged(&judged).unwrap() {
+        JudgedLoad::Loaded(frame) => common::assert_frames_equal(&frame, &round_frame(1)),
+        other => panic!("the current checkpoint is loaded, not {other:?}"),
+    }
+    // Another worker (other arguments) registers its own result in between.
+    other
+        .save_dataframe("t", &round_frame(2), "round 2")
+        .unwrap();
+    match store.load_judged(&judged).unwrap() {
+        JudgedLoad::Replaced => {}
+        JudgedLoad::Loaded(frame) => panic!(
+            "loaded round {} for a judged round 1: data it never judged",
+            round_of(&frame)
+        ),
+        JudgedLoad::TableMissing => panic!("replaced, not missing"),
+    }
+    // What a load by name, the naive second step, would have returned instead.
+    assert_eq!(round_of(&store.load_checkpoint("t").unwrap().unwrap()), 2);
+
+    // The current checkpoint, its file removed by hand: missing, not replaced.
+    let judged = store.checkpoint("t").unwrap().unwrap();
+    let file: String = shared
+        .sql()
+        .query_one(
+            "SELECT path FROM _checkpoint_files WHERE table_name = 't'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    std::fs::remove_file(shared.root().join(file)).unwrap();
+    assert!(matches!(
+        store.load_judged(&judged).unwrap(),
+        JudgedLoad::TableMissing
+    ));
+    // Deleted since it was judged: replaced (there is nothing to load, and nothing judged).
+    other.delete_checkpoint("t").unwrap();
+    assert!(matches!(
+        store.load_judged(&judged).unwrap(),
+        JudgedLoad::Replaced
+    ));
+}
+
+/// One worker judges and loads `t` in a loop while another keeps replacing it: every load
+/// returns exactly the round that was judged (the rounds are told apart by the description
+/// saved with each), however the saves fall between the judgement, the lookup of the file and
+/// its read. A check followed by a load by name returns the other worker's newer round.
+#[test]
+fn loads_of_judged_checkpoints_race_saves_of_another_worker() {
+    let Some(shared) = Shared::new("judged_race") else {
+        return;
+    };
+    let store = shared.store();
+    store
+        .save_dataframe("t", &round_frame(0), "round 0")
+        .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut loaded, mut replaced, mut wrong) = (0usize, 0usize, Vec::new());
+    std::thread::scope(|s| {
+        let other = shared.store();
+        let stop = &stop;
+        let saver = s.spawn(move || {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                other
+                    .save_dataframe("t", &round_frame(round), &format!("round {round}"))
+                    .unwrap();
+            }
+            round
+        });
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < deadline {
+            let judged = store.checkpoint("t").unwrap().unwrap();
+            let round: i64 = judged
+                .description
+                .as_deref()
+                .and_then(|d| d.strip_prefix("round "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            match store.load_judged(&judged).unwrap() {
+                JudgedLoad::Loaded(frame) => {
+                    loaded += 1;
+                    if round_of(&frame) != round {
+                        wrong.push((round, round_of(&frame)));
+                    }
+                }
+                JudgedLoad::Replaced => replaced += 1,
+                JudgedLoad::TableMissing => panic!("round {round}: missing"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let saves = saver.join().unwrap();
+        eprintln!("{saves} saves; {loaded} judged loads, {replaced} replaced meanwhile");
+    });
+    assert!(
+        wrong.is_empty(),
+        "{} of {loaded} loads returned data other than the judged (judged, loaded): {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    assert!(
+        loaded > 0 && replaced > 0,
+        "{loaded} loaded, {replaced} replaced"
     );
 }

@@ -35,7 +35,8 @@ use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::store::any::{DATA_ROOT_ENV, STORE_ENV, store_env};
 use crate::store::duckdb::{Param, checkpoint_row, now_utc, quote_ident};
 use crate::store::{
-    CheckpointStore, LockFuture, PendingBatches, TableLock, newest_first, validate_columns,
+    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first,
+    validate_columns,
 };
 use catalog::Catalog;
 use conn::{Conn, off_runtime};
@@ -63,7 +64,10 @@ pub struct SharedStoreOptions {
 /// file store, and each missing table is computed by one worker of all those sharing it.
 ///
 /// Cheap to clone (the clones share connections and locks) and shareable across threads by
-/// `&`. The password of the connection URL is kept in the client's settings only: errors,
+/// `&`. Every call works from any thread, async ones included: called on a thread of a tokio
+/// runtime (either flavour, `#[tokio::main]`'s too), the client's work moves to a thread of
+/// its own for the call's duration, and the async lock of an `async` step waits for another
+/// worker without holding up the caller's executor; no runtime is required. The password of the connection URL is kept in the client's settings only: errors,
 /// logs, provenance and [`name`](Self::name) show the catalog as `postgres://user@host:port/db`.
 #[derive(Clone)]
 pub struct SharedStore {
@@ -1077,6 +1081,49 @@ impl CheckpointStore for SharedStore {
 
     fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
         self.load_dataframe(table)
+    }
+
+    /// The checkpoint row and its data file come from one query, and exactly that file is
+    /// read: a worker that saves the table in between (with other arguments, say) registers
+    /// a new file and leaves this one alone until it is registered, so what is loaded is
+    /// always the judged data, or `Replaced` when the row moved on.
+    fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
+        self.off(|| {
+            let table = judged.table_name.as_str();
+            let current = |found: &Option<(CheckpointInfo, Option<String>)>| match found {
+                Some((now, file)) if now.same_checkpoint(judged) => Some(file.clone()),
+                _ => None,
+            };
+            let Some(file) = current(&self.checkpoint_and_file(table)?) else {
+                return Ok(JudgedLoad::Replaced);
+            };
+            let Some(file) = file else {
+                return Ok(JudgedLoad::TableMissing);
+            };
+            let failed = match self.inner.files.read(std::slice::from_ref(&file)) {
+                Ok(frame) => return Ok(JudgedLoad::Loaded(frame)),
+                Err(e) => e,
+            };
+            // A save that replaced the checkpoint removes the superseded file once the new
+            // one is registered, maybe between the query and the read: then it is judged
+            // again. Only the judged row, still current, without its file is missing data.
+            if current(&self.checkpoint_and_file(table)?)
+                .flatten()
+                .as_deref()
+                != Some(file.as_str())
+            {
+                return Ok(JudgedLoad::Replaced);
+            }
+            let path = self.inner.files.absolute(&file);
+            match std::fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JudgedLoad::TableMissing),
+                _ => Err(duck_error(
+                    &path,
+                    &format!("loading table {table:?}"),
+                    failed,
+                )),
+            }
+        })
     }
 
     fn save_checkpoint(
