@@ -152,7 +152,7 @@ pub struct Pipeline<S = DefaultStore> {
     unkeyed: UnkeyedPolicy,
     /// Forced tables already recomputed by this pipeline.
     forced_done: Mutex<HashSet<String>>,
-    /// When the pipeline was made (UTC, system clock): a forced table whose keyed checkpoint
+    /// When the pipeline was made (UTC, by its clock): a forced table whose keyed checkpoint
     /// was saved since counts as recomputed for this run.
     started_at: NaiveDateTime,
     /// One lock per table, so two calls (threads, or `async` calls awaited together) asking
@@ -225,9 +225,13 @@ impl<S: CheckpointStore> Pipeline<S> {
         self
     }
 
-    /// Sets the clock `max_age` is measured by (UTC), instead of the system's: for tests of
-    /// expiry that do not sleep.
+    /// Sets the clock of the run (UTC), instead of the system's: saves are stamped by it, and
+    /// ages, `max_age` and what counts as recomputed in this run are measured by it (for tests of
+    /// expiry that do not sleep). A shared store's saves are stamped by the saving worker's
+    /// pipeline clock too.
     pub fn with_clock(mut self, clock: impl Fn() -> NaiveDateTime + Send + Sync + 'static) -> Self {
+        // One clock: the run starts, and its saves are stamped, by this clock too.
+        self.started_at = clock();
         self.clock = Some(Arc::new(clock));
         self
     }
@@ -579,6 +583,7 @@ impl<S: CheckpointStore> Pipeline<S> {
                     frame,
                     &description,
                     call.key,
+                    self.now(),
                     &mut metadata,
                 )
             })

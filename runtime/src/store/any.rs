@@ -219,9 +219,10 @@ impl CheckpointStore for AnyStore {
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
     ) -> Result<()> {
-        each!(self, s => s.save_checkpoint_with(table, frame, description, key, metadata))
+        each!(self, s => s.save_checkpoint_with(table, frame, description, key, saved_at, metadata))
     }
     fn adopt_checkpoint(
         &self,

@@ -422,8 +422,12 @@ pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + I
         ..Lineage::default()
     };
     let mut asked = 0;
+    // Stamped by the caller's clock (a pipeline's), to the microsecond a column holds.
+    let saved_at =
+        NaiveDateTime::parse_from_str("2031-02-03 04:05:06.7891234", "%Y-%m-%d %H:%M:%S%.f")
+            .unwrap();
     store
-        .save_checkpoint_with("genes", &genes(3), "with", &k, &mut || {
+        .save_checkpoint_with("genes", &genes(3), "with", &k, saved_at, &mut || {
             asked += 1;
             Ok((lineage.clone(), record("with")))
         })
@@ -431,6 +435,10 @@ pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + I
     assert_eq!(asked, 1);
     let saved = store.checkpoint("genes").unwrap().unwrap();
     assert_eq!(saved.lineage, lineage);
+    assert_eq!(
+        saved.created_at.map(|t| t.to_string()),
+        Some("2031-02-03 04:05:06.789123".to_owned())
+    );
     assert_eq!(store.provenance_rows().len(), 1);
 
     let err = store
@@ -439,6 +447,7 @@ pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + I
             &genes(5),
             "failed",
             &key(json!({"release": 2})),
+            saved_at,
             &mut || Err(Error::Format("no lineage".into())),
         )
         .unwrap_err();

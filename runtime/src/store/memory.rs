@@ -10,7 +10,9 @@ use polars::prelude::DataFrame;
 use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
+use crate::store::{
+    CheckpointStore, JudgedLoad, PendingBatches, newest_first, to_micros, validate_columns,
+};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
 /// unkeyed checkpoints). Nothing survives the process.
@@ -99,8 +101,7 @@ impl MemoryStore {
 /// Now, to the microsecond: the precision of `_checkpoints.created_at` in every store, so an
 /// adoption compares what a store can hold.
 fn now() -> NaiveDateTime {
-    let now = chrono::Utc::now().naive_utc();
-    chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
+    to_micros(chrono::Utc::now().naive_utc())
 }
 
 impl CheckpointStore for MemoryStore {
@@ -135,8 +136,23 @@ impl CheckpointStore for MemoryStore {
         lineage: &Lineage,
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
+        let mut metadata = || Ok((lineage.clone(), provenance.clone()));
+        self.save_checkpoint_with(table, frame, description, key, now(), &mut metadata)
+    }
+
+    fn save_checkpoint_with(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        saved_at: NaiveDateTime,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
         validate_writable_table_name(table)?;
         validate_columns(table, frame)?;
+        let (lineage, provenance) = metadata()?;
+        let (lineage, provenance) = (&lineage, &provenance);
         let mut inner = self.lock();
         inner.batches.remove(table);
         inner.totals.remove(table);
@@ -145,7 +161,7 @@ impl CheckpointStore for MemoryStore {
             table.to_owned(),
             Entry {
                 frame: frame.clone(),
-                created_at: now(),
+                created_at: to_micros(saved_at),
                 description: description.to_owned(),
                 key: Some(key.clone()),
                 lineage: lineage.clone(),

@@ -73,18 +73,22 @@ pub trait CheckpointStore: Send + Sync {
         provenance: &ProvenanceRecord,
     ) -> Result<()>;
 
-    /// [`save_checkpoint`](Self::save_checkpoint) whose lineage and `_provenance` row are made
-    /// by `metadata` once the frame is stored, before the transaction commits: a pipeline hashes
-    /// the frame (its data version, part of both) while the store ingests it. An error of
-    /// `metadata` saves nothing. The default makes them first, then saves.
+    /// [`save_checkpoint`](Self::save_checkpoint) stamped `saved_at` (UTC, by the saving
+    /// pipeline's clock, so ages and `max_age` are measured by one clock), whose lineage and
+    /// `_provenance` row are made by `metadata` once the frame is stored, before the transaction
+    /// commits: a pipeline hashes the frame (its data version, part of both) while the store
+    /// ingests it. An error of `metadata` saves nothing. The default makes them first, then
+    /// saves with the store's own time.
     fn save_checkpoint_with(
         &self,
         table: &str,
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
     ) -> Result<()> {
+        let _ = saved_at;
         let (lineage, provenance) = metadata()?;
         self.save_checkpoint(table, frame, description, key, &lineage, &provenance)
     }
@@ -213,6 +217,12 @@ pub struct PendingBatches {
     pub total: Option<usize>,
 }
 
+/// `time` to the microsecond: what a `TIMESTAMP` column holds, so a save time read back
+/// compares equal to the one written (adoption and judged loads compare them).
+pub(crate) fn to_micros(time: NaiveDateTime) -> NaiveDateTime {
+    chrono::DurationRound::duration_trunc(time, chrono::TimeDelta::microseconds(1)).unwrap_or(time)
+}
+
 /// Newest first, checkpoints without a time last, then by name: as DuckDB's
 /// `ORDER BY created_at DESC`, for every store.
 pub(crate) fn newest_first(list: &mut [CheckpointInfo]) {
@@ -280,9 +290,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
     ) -> Result<()> {
-        (**self).save_checkpoint_with(table, frame, description, key, metadata)
+        (**self).save_checkpoint_with(table, frame, description, key, saved_at, metadata)
     }
     fn adopt_checkpoint(
         &self,

@@ -27,7 +27,9 @@ use crate::error::{Error, Result, create_parent_dir};
 use crate::fingerprint::DataVersion;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
+use crate::store::{
+    CheckpointStore, JudgedLoad, PendingBatches, newest_first, to_micros, validate_columns,
+};
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
 
@@ -388,7 +390,7 @@ impl PipelineStore {
         description: &str,
         mode: SaveMode,
     ) -> Result<()> {
-        self.save_keyed(table, df, description, mode, None)
+        self.save_keyed(table, df, description, mode, now_utc(), None)
     }
 
     /// [`save`](Self::save), recording `key`, its lineage and the step's `_provenance` row for
@@ -401,6 +403,7 @@ impl PipelineStore {
         df: &DataFrame,
         description: &str,
         mode: SaveMode,
+        created_at: NaiveDateTime,
         key: Option<(&CheckpointKey, MakeLineage<'_>)>,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
@@ -417,7 +420,6 @@ impl PipelineStore {
             conn.transaction(|| {
                 let rows =
                     Self::write_table(conn, table, &target, view.source(), df.height(), mode)?;
-                let created_at = now_utc();
                 conn.query_cached(
                     "INSERT OR REPLACE INTO _checkpoints (table_name, row_count, description, created_at) VALUES (?, ?, ?, ?)",
                     &[table.into(), Param::Int(rows.into()), description.into(), Param::Timestamp(created_at)],
@@ -1073,18 +1075,20 @@ impl CheckpointStore for PipelineStore {
             frame,
             description,
             SaveMode::Replace,
+            now_utc(),
             Some((key, &mut metadata)),
         )
     }
 
     /// The table is written first, then `metadata` is asked for the lineage, in one
-    /// transaction.
+    /// transaction stamped `saved_at`.
     fn save_checkpoint_with(
         &self,
         table: &str,
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
+        saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
     ) -> Result<()> {
         self.save_keyed(
@@ -1092,6 +1096,7 @@ impl CheckpointStore for PipelineStore {
             frame,
             description,
             SaveMode::Replace,
+            to_micros(saved_at),
             Some((key, metadata)),
         )
     }
