@@ -760,3 +760,56 @@ fn a_nested_call_of_a_running_table_is_an_error_not_a_hang() {
     let frame = within_a_minute(move || recursive(&q, 0).unwrap());
     assert_eq!(ints(&frame, "depth"), [0]);
 }
+
+// --- One clock -----------------------------------------------------------------------------------
+
+#[checkpointed(table = "clocked", max_age = "1d", skip(n))]
+fn clocked(ctx: &Pipeline, n: &AtomicUsize) -> Result<DataFrame, Error> {
+    n.fetch_add(1, SeqCst);
+    Ok(df!("v" => [1i64])?)
+}
+
+/// A pipeline built `with_clock` stamps its saves by that clock and measures ages by it: a
+/// checkpoint made "in 2001" expires a day later by the same clock.
+#[test]
+fn saves_and_ages_are_measured_by_the_pipelines_clock() {
+    for place in Place::all("clock") {
+        let at = place.name();
+        let n = AtomicUsize::new(0);
+        let start = chrono::NaiveDate::from_ymd_opt(2001, 2, 3)
+            .unwrap()
+            .and_hms_micro_opt(4, 5, 6, 789_123)
+            .unwrap();
+        let now = Arc::new(Mutex::new(start));
+        let run = || {
+            let now = Arc::clone(&now);
+            place.run().with_clock(move || *now.lock().unwrap())
+        };
+        {
+            let p = run();
+            clocked(&p, &n).unwrap();
+            let saved = p.store().checkpoint("clocked").unwrap().unwrap();
+            assert_eq!(saved.created_at, Some(start), "{at}: stamped by the clock");
+        }
+        *now.lock().unwrap() = start + chrono::TimeDelta::hours(23);
+        {
+            let p = run();
+            clocked(&p, &n).unwrap();
+            assert_eq!(outcome(&p, "clocked").0, "hit", "{at}");
+        }
+        *now.lock().unwrap() = start + chrono::TimeDelta::hours(25);
+        {
+            let p = run();
+            clocked(&p, &n).unwrap();
+            assert_eq!(
+                outcome(&p, "clocked"),
+                (
+                    "stale".to_owned(),
+                    "expired: saved 1d 1h ago, max_age 1d".to_owned()
+                ),
+                "{at}"
+            );
+        }
+        assert_eq!(n.load(SeqCst), 2, "{at}");
+    }
+}
