@@ -35,7 +35,7 @@ use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::store::any::{DATA_ROOT_ENV, STORE_ENV, store_env};
 use crate::store::duckdb::{Param, checkpoint_row, now_utc, quote_ident};
 use crate::store::{
-    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first,
+    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first, to_micros,
     validate_columns,
 };
 use catalog::Catalog;
@@ -377,7 +377,7 @@ impl SharedStore {
     /// Saves `frame` as `table` without a key (a hand-made checkpoint, as the DuckDB store's
     /// `save_dataframe`), replacing any previous one.
     pub fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
-        self.save(table, frame, description, None)
+        self.save(table, frame, description, now_utc(), None)
     }
 
     /// Loads `table`, or `Ok(None)` if the catalog has no such checkpoint.
@@ -436,6 +436,7 @@ impl SharedStore {
         table: &str,
         frame: &DataFrame,
         description: &str,
+        created_at: NaiveDateTime,
         key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
     ) -> Result<()> {
         self.off(|| {
@@ -452,8 +453,9 @@ impl SharedStore {
                 let file = files.new_file(Kind::Table, table);
                 let bytes = files.write(&file, table, frame)?;
                 let context = format!("registering table {table:?}");
-                let registered = register(client, table, &file, bytes, rows, description, key)
-                    .map_err(self.pg(&context));
+                let registered =
+                    register(client, table, &file, bytes, rows, description, created_at, key)
+                        .map_err(self.pg(&context));
                 match registered {
                     Ok(superseded) => {
                         for old in superseded {
@@ -893,9 +895,10 @@ fn register(
     bytes: u64,
     rows: i32,
     description: &str,
+    created_at: NaiveDateTime,
     key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
 ) -> std::result::Result<Vec<String>, postgres::Error> {
-    let created_at = timestamp_text(now_utc());
+    let created_at = timestamp_text(created_at);
     let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
     let mut tx = client.transaction()?;
     let mut superseded: Vec<String> = tx
@@ -1135,7 +1138,37 @@ impl CheckpointStore for SharedStore {
         lineage: &Lineage,
         provenance: &ProvenanceRecord,
     ) -> Result<()> {
-        self.save(table, frame, description, Some((key, lineage, provenance)))
+        self.save(
+            table,
+            frame,
+            description,
+            now_utc(),
+            Some((key, lineage, provenance)),
+        )
+    }
+
+    /// Stamped by the saving pipeline's clock (`saved_at`): on a shared store each worker
+    /// stamps its saves by its own pipeline's clock (the system clock unless `with_clock`),
+    /// so the workers' clocks must agree (NTP) for ages and `max_age` to read alike everywhere.
+    /// The lineage is made before the Parquet file is written (the work runs off an async
+    /// runtime's threads, where the caller's closure cannot go).
+    fn save_checkpoint_with(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        saved_at: NaiveDateTime,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
+        let (lineage, provenance) = metadata()?;
+        self.save(
+            table,
+            frame,
+            description,
+            to_micros(saved_at),
+            Some((key, &lineage, &provenance)),
+        )
     }
 
     fn adopt_checkpoint(
