@@ -254,3 +254,76 @@ fn python_resave_of_a_keyed_checkpoint_is_not_trusted() {
     assert_eq!(KEYED_CALLS.load(SeqCst), 1, "adopted, not recomputed");
     assert_frames_equal(&df, &genes().head(Some(2)));
 }
+
+/// Adopts the Python-written `genes` of `USHER_TEST_STORE` under a one-hour `max_age` and prints
+/// the outcome (the child half of `python_local_save_times_have_their_age_in_every_zone`, run
+/// with the zone's `TZ`).
+#[test]
+#[ignore = "the child process of python_local_save_times_have_their_age_in_every_zone"]
+fn child_adopts_a_python_table() {
+    #[usher_pipeline::checkpointed(table = "genes", max_age = "1h")]
+    fn fetch_genes_hourly(
+        ctx: &usher_pipeline::Pipeline,
+    ) -> Result<usher_pipeline::polars::prelude::DataFrame, usher_pipeline::Error> {
+        Ok(genes())
+    }
+    let Some(path) = std::env::var_os("USHER_TEST_STORE") else {
+        return;
+    };
+    let dir = Path::new(&path).parent().unwrap().to_owned();
+    let config = write_config(&dir);
+    let p: usher_pipeline::Pipeline = usher_pipeline::Pipeline::new(
+        PipelineStore::open(&path).unwrap().into(),
+        ProvenanceTracker::from_config(&config, None),
+    )
+    .with_unkeyed(usher_pipeline::UnkeyedPolicy::Adopt);
+    fetch_genes_hourly(&p).unwrap();
+    let step = p.provenance().steps().pop().unwrap().details.unwrap();
+    println!(
+        "OUTCOME {} {}",
+        step["outcome"].as_str().unwrap(),
+        step.get("reason").and_then(|r| r.as_str()).unwrap_or("")
+    );
+}
+
+/// The Python pipeline stamps `_checkpoints.created_at` with its local time; this library reads
+/// such a save time as local time, so a table written a moment ago is a moment old (adopted
+/// under a one-hour `max_age`), west of UTC as east of it. Read as UTC, it was five hours old
+/// in New York.
+#[test]
+fn python_local_save_times_have_their_age_in_every_zone() {
+    let Some(py1) = python("py1") else { return };
+    for zone in ["America/New_York", "Asia/Tokyo", "UTC"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let out = std::process::Command::new(&py1)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/interop.py"))
+            .args(["write-local", d.to_str().unwrap()])
+            .env("TZ", zone)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let child = common::child_test("child_adopts_a_python_table")
+            .env("USHER_TEST_STORE", d.join("local.duckdb"))
+            .env("TZ", zone)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        let outcome = stdout
+            .lines()
+            .find_map(|l| l.split("OUTCOME ").nth(1))
+            .unwrap_or_else(|| {
+                panic!("{zone}: {stdout}{}", String::from_utf8_lossy(&child.stderr))
+            });
+        assert_eq!(
+            outcome.trim(),
+            "adopted",
+            "{zone}: python wrote {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+}

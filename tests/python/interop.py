@@ -7,6 +7,8 @@
     interop.py resave DIR        the seed code reads Rust's keyed checkpoint in DIR/keyed.duckdb
                                  and saves the table again (as a Python re-run would)
     interop.py probe FILE        prints "opened" or "refused: <reason>" for this duckdb version
+    interop.py write-local DIR   the seed code saves genes in DIR/local.duckdb now (its
+                                 `CURRENT_TIMESTAMP`: local time of the TZ it runs in)
 
 Every check raises on mismatch, so a non-zero exit is a failed test.
 """
@@ -14,7 +16,7 @@ Every check raises on mismatch, so a non-zero exit is a failed test.
 import json
 import math
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -135,6 +137,15 @@ def resave(d: Path):
         store.save_dataframe(genes().head(2), "genes", "re-saved by Python")
 
 
+def write_local(d: Path):
+    with PipelineStore(d / "local.duckdb") as store:
+        store.save_dataframe(genes(), "genes", "saved by Python")
+        stamp = store.list_checkpoints()[0]["created_at"]
+    utc = datetime.now(timezone.utc).replace(tzinfo=None)
+    # The column holds the writer's local time: off from UTC by the zone's offset.
+    print(f"created_at={stamp} utc_now={utc}")
+
+
 def probe(path: Path):
     """Prints whether this duckdb can open the file at all (for the storage-version test)."""
     try:
@@ -149,5 +160,5 @@ if __name__ == "__main__":
         probe(Path(sys.argv[2]))
         sys.exit(0)
     cmd, directory = sys.argv[1], Path(sys.argv[2])
-    {"write": write, "read": read, "read-v2": read_v2, "reread": reread, "resave": resave}[cmd](directory)
+    {"write": write, "read": read, "read-v2": read_v2, "reread": reread, "resave": resave, "write-local": write_local}[cmd](directory)
     print(f"interop {cmd}: ok")
