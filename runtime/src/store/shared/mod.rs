@@ -46,6 +46,9 @@ pub use catalog::CATALOG_SCHEMA_VERSION;
 
 /// The file in the data root that names the catalog it belongs to.
 const STORE_ID_FILE: &str = ".usher-store";
+/// [`STORE_ID_FILE`] while the store is being created: renamed to it once the catalog has
+/// recorded the id, so a root never names a store its catalog does not have.
+const PENDING_ID_FILE: &str = ".usher-store.creating";
 
 /// How to open a [`SharedStore`].
 #[derive(Debug, Clone, Default)]
@@ -161,7 +164,7 @@ impl SharedStore {
                     held: Mutex::new(HashMap::new()),
                 }),
             };
-            store.check_data_root()?;
+            store.check_data_root(!options.must_exist)?;
             Ok(store)
         };
         off_runtime(open).map_err(|source| Error::Io {
@@ -229,11 +232,18 @@ impl SharedStore {
 
     /// Ties the data root to the catalog: the catalog's store id (made by the first open) is
     /// written to `.usher-store` in the root, and must match it there on every later open, so
-    /// a worker given another store's directory (or an unmounted path) stops at once.
-    fn check_data_root(&self) -> Result<()> {
+    /// a worker given another store's directory (or an unmounted path) stops at once. Makes a
+    /// new store only when `create`.
+    ///
+    /// A creation is all or nothing across kills and lost connections: the id is written to
+    /// `.usher-store.creating` first, the catalog's transaction records it, and only then is
+    /// the file renamed to `.usher-store`. Whatever a creation that died left, the next open
+    /// (under the same lock) finishes it, if the catalog got the id, or starts over.
+    fn check_data_root(&self, create: bool) -> Result<()> {
         let context = "checking the data root";
         let mut client = self.catalog().client(context)?;
         let mut tx = client.transaction().map_err(self.pg(context))?;
+        // Every open of this catalog in turn: a creator holds it until its id is committed.
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",
             &[&self.catalog().lock_key("")],
@@ -247,47 +257,94 @@ impl SharedStore {
             .map_err(self.pg(context))?
             .and_then(|row| row.get(0));
         let marker = self.data_root().join(STORE_ID_FILE);
-        let on_disk = match std::fs::read_to_string(&marker) {
-            Ok(text) => Some(text.trim().to_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(Error::Io {
-                    action: "read",
-                    path: marker,
-                    source,
-                });
-            }
-        };
-        let mismatch = |message: String| Error::DataRoot {
-            store: self.name().to_owned(),
-            path: self.data_root().to_owned(),
-            message,
-        };
+        let pending = self.data_root().join(PENDING_ID_FILE);
+        let on_disk = read_marker(&marker)?;
         match (recorded, on_disk) {
             (Some(id), Some(found)) if id == found => Ok(()),
-            (Some(id), Some(found)) => Err(mismatch(format!(
+            (Some(id), Some(found)) => Err(self.wrong_root(format!(
                 "it holds the files of store {found}, the catalog is store {id}"
             ))),
-            // The first open wrote the marker in the same locked transaction that recorded
-            // the id: a root without it is another directory (the share not mounted here).
-            (Some(id), None) => Err(mismatch(format!(
+            // Recorded, and killed before the rename: the creation is finished here.
+            (Some(id), None) if read_marker(&pending)?.as_deref() == Some(id.as_str()) => {
+                self.finish_creation(&id)
+            }
+            // A store's root has its marker from its creation on: a root without it is
+            // another directory (the share not mounted here).
+            (Some(id), None) => Err(self.wrong_root(format!(
                 "no {STORE_ID_FILE} there, but the catalog is store {id}: is the shared directory \
                  mounted on this machine? (If this is the store's directory and the file was \
                  deleted, write `{id}` into {STORE_ID_FILE} there.)"
             ))),
-            (None, Some(found)) => Err(mismatch(format!(
-                "it holds the files of store {found}, and this catalog has none"
+            (None, Some(found)) => Err(self.wrong_root(format!(
+                "it holds the files of store {found}, and this catalog has none: the URL names \
+                 another catalog than the one these files belong to (check the database and \
+                 the schema in its search_path), or that catalog was emptied or dropped. To \
+                 start a new store in this directory, remove {STORE_ID_FILE} from it, and the \
+                 tables/ and batches/ directories, whose files no catalog names any more."
             ))),
+            (None, None) if !create => Err(self.wrong_root(
+                "no store was ever completed in this catalog: a worker's open (without \
+                 must_exist) creates it"
+                    .to_owned(),
+            )),
             (None, None) => {
+                // A pending id under this lock is one no catalog ever got: its creator died or
+                // lost its connection before its commit (else this open would still be
+                // waiting for the lock).
+                remove_if_there(&pending)?;
                 let id = new_store_id();
+                write_marker(&pending, &id)?;
+                crash_point("marker-written");
                 tx.execute(
                     "INSERT INTO _usher_schema (name, value) VALUES ('store_id', $1)",
                     &[&id],
                 )
                 .map_err(self.pg(context))?;
-                write_marker(&marker, &id)?;
-                tx.commit().map_err(self.pg(context))
+                // A commit whose answer was lost may or may not have happened: the pending id
+                // is left for the next open, which tells which from the catalog.
+                tx.commit().map_err(self.pg(context))?;
+                crash_point("committed");
+                self.finish_creation(&id)
             }
+        }
+    }
+
+    /// Renames the pending marker holding `id` to the store's marker, once the catalog has
+    /// `id`. Another open may have done it first (this one runs after its own commit, without
+    /// the lock).
+    fn finish_creation(&self, id: &str) -> Result<()> {
+        let marker = self.data_root().join(STORE_ID_FILE);
+        let pending = self.data_root().join(PENDING_ID_FILE);
+        let renamed = match read_marker(&pending)? {
+            Some(found) if found == id => std::fs::rename(&pending, &marker),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        };
+        if let Err(source) = renamed {
+            return match read_marker(&marker)? {
+                Some(found) if found == id => Ok(()),
+                Some(found) => Err(self.wrong_root(format!(
+                    "it holds the files of store {found}, the catalog is store {id} (was \
+                     another store created in this directory at the same time?)"
+                ))),
+                None => Err(Error::Io {
+                    action: "finish the creation of the store by renaming",
+                    path: pending,
+                    source,
+                }),
+            };
+        }
+        // The rename itself is durable once the directory is; best effort, as for every
+        // atomic file (some filesystems refuse to sync a directory).
+        let _ = std::fs::File::open(self.data_root()).and_then(|d| d.sync_all());
+        Ok(())
+    }
+
+    /// The error of a data root that is not this catalog's.
+    fn wrong_root(&self, message: String) -> Error {
+        Error::DataRoot {
+            store: self.name().to_owned(),
+            path: self.data_root().to_owned(),
+            message,
         }
     }
 
@@ -453,9 +510,14 @@ impl SharedStore {
                 let file = files.new_file(Kind::Table, table);
                 let bytes = files.write(&file, table, frame)?;
                 let context = format!("registering table {table:?}");
+                let row = CheckpointRow {
+                    table,
+                    rows,
+                    description,
+                    created_at,
+                };
                 let registered =
-                    register(client, table, &file, bytes, rows, description, created_at, key)
-                        .map_err(self.pg(&context));
+                    register(client, &row, &file, bytes, key).map_err(self.pg(&context));
                 match registered {
                     Ok(superseded) => {
                         for old in superseded {
@@ -886,18 +948,29 @@ impl Drop for GiveUp {
     }
 }
 
+/// The `_checkpoints` row of a save.
+struct CheckpointRow<'a> {
+    table: &'a str,
+    rows: i32,
+    description: &'a str,
+    created_at: NaiveDateTime,
+}
+
 /// Registers a save: the `_checkpoints` row, the key or its absence, the data file, the
 /// provenance row; removes the table's batches. Returns the files it supersedes.
 fn register(
     client: &mut Client,
-    table: &str,
+    row: &CheckpointRow<'_>,
     file: &str,
     bytes: u64,
-    rows: i32,
-    description: &str,
-    created_at: NaiveDateTime,
     key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
 ) -> std::result::Result<Vec<String>, postgres::Error> {
+    let CheckpointRow {
+        table,
+        rows,
+        description,
+        created_at,
+    } = *row;
     let created_at = timestamp_text(created_at);
     let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
     let mut tx = client.transaction()?;
@@ -1050,6 +1123,32 @@ fn decode(row: &postgres::Row) -> Result<(CheckpointInfo, Option<String>)> {
     Ok((info, row.get(12)))
 }
 
+/// The store id in the marker file `path`, if there is one.
+fn read_marker(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Removes `path`; one already gone is no error.
+fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+            action: "remove",
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the marker file `path` holding `id`, whole or not at all.
 fn write_marker(path: &Path, id: &str) -> Result<()> {
     replace_atomically(path, "write the store id", |tmp| {
         std::fs::write(tmp, format!("{id}\n")).map_err(|source| Error::Io {
@@ -1058,6 +1157,17 @@ fn write_marker(path: &Path, id: &str) -> Result<()> {
             source,
         })
     })
+}
+
+/// The test hook of a store's creation: a debug build whose `USHER_TEST_ABORT_CREATING`
+/// names `point` dies there, as a worker killed at that moment (tests/shared_create.rs).
+/// Release builds have no such hook.
+fn crash_point(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("USHER_TEST_ABORT_CREATING").is_ok_and(|p| p == point) {
+        std::process::abort();
+    }
+    let _ = point;
 }
 
 /// A store id: unique enough to tell two stores' directories apart.
