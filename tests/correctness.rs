@@ -523,11 +523,14 @@ fn a_write_through_sql_makes_what_was_made_from_the_table_stale() {
 
 // --- A hit loads what it judged ------------------------------------------------------------------
 
+/// What another writer does to the store right after a call judged its checkpoint.
+type Meanwhile = Box<dyn FnOnce(&AnyStore) + Send>;
+
 /// A store that lets another writer save `table` right after a call has judged its checkpoint.
 struct Racy {
     inner: AnyStore,
     table: &'static str,
-    meanwhile: Mutex<Option<Box<dyn FnOnce(&AnyStore) + Send>>>,
+    meanwhile: Mutex<Option<Meanwhile>>,
 }
 
 impl CheckpointStore for Racy {
@@ -621,7 +624,7 @@ fn a_hit_loads_the_checkpoint_it_judged_not_one_saved_meanwhile() {
     for place in Place::all("judged") {
         let at = place.name();
         let n = AtomicUsize::new(0);
-        let racy = |meanwhile: Option<Box<dyn FnOnce(&AnyStore) + Send>>| Racy {
+        let racy = |meanwhile: Option<Meanwhile>| Racy {
             inner: place.open(),
             table: "judged",
             meanwhile: Mutex::new(meanwhile),
