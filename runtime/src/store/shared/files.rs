@@ -4,7 +4,8 @@
 //! Arrow implementation.
 //!
 //! Layout: `<root>/tables/<table>/<name>.parquet`, `<root>/batches/<table>/<name>.parquet`,
-//! and `<root>/.usher-store` (the catalog's store id). Names are unique across machines
+//! and `<root>/.usher-store` (the catalog's store id; `.usher-store.creating` while the first
+//! open creates the store). Names are unique across machines
 //! (time, host, process, counter), so a file is never rewritten: a save writes a new file
 //! (whole or not at all, through a temporary name), the catalog then points at it, and only
 //! then is the old one removed.

@@ -939,7 +939,8 @@ impl LockWait {
     }
 }
 
-/// Gives up an async lock wait when dropped before the wait's answer came.
+/// Gives up an async lock wait, if one is still in progress, when dropped (a future dropped
+/// before its answer came).
 struct GiveUp(Arc<LockWait>);
 
 impl Drop for GiveUp {
@@ -1348,7 +1349,8 @@ impl CheckpointStore for SharedStore {
                 })?;
             let give_up = GiveUp(wait);
             let answer = answer.await;
-            std::mem::forget(give_up);
+            // The thread ended its wait before answering: nothing left to cancel.
+            drop(give_up);
             answer.unwrap_or_else(|_| {
                 Err(Error::Format(format!(
                     "the thread waiting for the lock of {table:?} ended without an answer"
