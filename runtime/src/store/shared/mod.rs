@@ -70,8 +70,9 @@ pub struct SharedStoreOptions {
 /// `&`. Every call works from any thread, async ones included: called on a thread of a tokio
 /// runtime (either flavour, `#[tokio::main]`'s too), the client's work moves to a thread of
 /// its own for the call's duration, and the async lock of an `async` step waits for another
-/// worker without holding up the caller's executor; no runtime is required. The password of the connection URL is kept in the client's settings only: errors,
-/// logs, provenance and [`name`](Self::name) show the catalog as `postgres://user@host:port/db`.
+/// worker without holding up the caller's executor; no runtime is required. The password of
+/// the connection URL is kept in the client's settings only: errors, logs, provenance and
+/// [`name`](Self::name) show the catalog as `postgres://user@host:port/db`.
 #[derive(Clone)]
 pub struct SharedStore {
     inner: Arc<Inner>,
