@@ -323,6 +323,11 @@ fn status_lineage_and_show_describe_a_pipeline_store() {
         text.contains("candidates") && text.contains("input `gnomad_constraint` changed (data "),
         "{text}"
     );
+    // The report was made from the candidates, which are stale: so is the report.
+    assert!(
+        text.contains("input `candidates` is stale: its input `gnomad_constraint` changed (data "),
+        "{text}"
+    );
     let v = json(&run(&with(&["status", "--json"]), d));
     let states: Vec<(&str, &str)> = v["checkpoints"]
         .as_array()
@@ -336,7 +341,7 @@ fn status_lineage_and_show_describe_a_pipeline_store() {
             ("candidates", "stale"),
             ("gnomad_constraint", "valid"),
             ("go_annotation", "valid"),
-            ("report", "valid"),
+            ("report", "stale"),
         ]
     );
 }
