@@ -37,12 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pipeline = Pipeline::from_config(&config)?; // its DuckDB file; USHER_FORCE, USHER_UNKEYED
     let constraint = fetch_gnomad_constraint(&pipeline, 30, &Client)?; // a hit the second time
     println!("{constraint}");
-    pipeline
-        .store()
-        .export_parquet("gnomad_constraint", "out/constraint.parquet")?;
-    pipeline
-        .provenance()
-        .save_sidecar("out/constraint.parquet")?; // out/constraint.provenance.json
+    let out = "out/constraint.parquet";
+    pipeline.store().export_parquet("gnomad_constraint", out)?;
+    pipeline.provenance().save_sidecar(out)?; // out/constraint.provenance.json
     pipeline.save_provenance()?; // a _provenance row
     Ok(())
 }
