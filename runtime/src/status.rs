@@ -294,7 +294,8 @@ impl CheckpointStatus {
 /// Every checkpoint of `store` (and every table with pending batches), by table name, with
 /// what the next call would do at `now`, from the store alone: no body runs, no table is
 /// loaded. The call's own arguments and code are not known here; everything recorded with
-/// the checkpoint is checked (inputs, expiry).
+/// the checkpoint is checked (inputs, expiry), down the chain of inputs: a checkpoint made from
+/// a stale one is stale too, by the same rule a call applies.
 pub fn status<S: CheckpointStore + ?Sized>(
     store: &S,
     now: NaiveDateTime,

@@ -50,6 +50,10 @@ pub const UNKEYED_ENV: &str = "USHER_UNKEYED";
 
 /// Which checkpoints to recompute even when they are valid.
 ///
+/// Forcing a table also recomputes what was made from it, however the pipeline reaches it: a
+/// checkpoint whose input is forced and not yet recomputed in this run is stale (``input `c` is
+/// stale: it is forced in this run``), so its body runs and calls the forced step.
+///
 /// A forced table is recomputed once per run: a second call of the same [`Pipeline`] loads what
 /// the first one saved, and a table whose checkpoint was saved (with a key) after the pipeline
 /// was made counts as recomputed, so workers of a shared store all started with
