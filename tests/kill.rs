@@ -28,33 +28,6 @@ fn kills() -> usize {
         .unwrap_or(25)
 }
 
-/// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
-/// schedule can be replayed with `USHER_KILL_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Self {
-        let seed = std::env::var("USHER_KILL_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("kill schedule seed: USHER_KILL_SEED={seed}");
-        Rng(seed)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 fn config(dir: &Path) -> PipelineConfig {
     PipelineConfig::from_yaml_str(
         &format!(
@@ -200,7 +173,7 @@ fn check_store(store: &PipelineStore, previous: i64) -> (i64, usize) {
 #[test]
 fn sigkill_during_saves_leaves_the_previous_or_the_new_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng::new();
+    let mut rng = common::Rng::new();
     let (mut version, mut checked, mut mid_save, mut survived) = (0, 0, 0, 0);
     let started = Instant::now();
     for round in 0..kills() {
@@ -293,7 +266,7 @@ fn child_fetches_in_batches() {
 #[test]
 fn sigkill_mid_loop_resumes_without_refetching() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng::new();
+    let mut rng = common::Rng::new();
     let wanted = (kills() / 3).max(5);
     let mut killed = 0;
     let mut finished = false;
@@ -415,7 +388,7 @@ fn sigkill_during_exports_never_leaves_a_torn_parquet_file() {
     // Parquet files are read back by a store of their own, not the one the child exports from.
     let checker = PipelineStore::open(dir.path().join("checker.duckdb")).unwrap();
     let output = dir.path().join("out/big.parquet");
-    let mut rng = Rng::new();
+    let mut rng = common::Rng::new();
     let (mut present, mut absent) = (0, 0);
     for round in 0..(kills() / 2).max(10) {
         // Every other round starts without the file: DuckDB itself writes beside an existing

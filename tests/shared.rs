@@ -330,18 +330,8 @@ fn a_killed_worker_is_taken_over() {
         return;
     };
     let store = shared.store();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill schedule seed {seed}");
-    let mut below = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = common::Rng::new();
+    let mut below = |n: u64| rng.below(n);
     let mut takeovers = Vec::new();
     let mut kills_done = 0;
     let mut round = 0i64;

@@ -210,18 +210,8 @@ fn random_kills_of_a_first_open_leave_an_openable_store() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill schedule seed {seed}");
-    let mut below = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = common::Rng::new();
+    let mut below = |n: u64| rng.below(n);
     let mut killed_before_opened = 0;
     for round in 0..rounds {
         let Some(shared) = Shared::new("create_random") else {

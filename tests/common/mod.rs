@@ -230,3 +230,32 @@ pub fn spawn_with_lines(
     });
     (child, rx)
 }
+
+/// A small deterministic generator (xorshift) for kill schedules, seeded from the clock and
+/// printed, so a failing schedule can be replayed with `USHER_KILL_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Self {
+        let seed = std::env::var("USHER_KILL_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("kill schedule seed: USHER_KILL_SEED={seed}");
+        Rng(seed)
+    }
+
+    /// A number below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
