@@ -14,8 +14,8 @@
 //! measured in a fresh process, Python's medians, and the median ratios with their range.
 //! Each round also times the frame's data version (`data_version`, best of 3) against that
 //! round's save, and the save a `#[checkpointed]` call makes of the same frame (best of 3:
-//! data version, key, lineage and provenance row with the table, in one transaction; the hash
-//! runs beside DuckDB's ingest), reported beside Python's plain save as `checkpoint_save`.
+//! data version, key, lineage and provenance row with the table, in one transaction), reported
+//! beside Python's plain save as `checkpoint_save`.
 //! `--no-python` skips the comparison; `--storage latest` writes DuckDB 2.0's storage format
 //! instead of the default duckdb-1.x-readable one (both sides write the same format).
 

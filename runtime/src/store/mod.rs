@@ -75,10 +75,10 @@ pub trait CheckpointStore: Send + Sync {
 
     /// [`save_checkpoint`](Self::save_checkpoint) stamped `saved_at` (UTC, by the saving
     /// pipeline's clock, so ages and `max_age` are measured by one clock), whose lineage and
-    /// `_provenance` row are made by `metadata` once the frame is stored, before the transaction
-    /// commits: a pipeline hashes the frame (its data version, part of both) while the store
-    /// ingests it. An error of `metadata` saves nothing. The default makes them first, then
-    /// saves with the store's own time.
+    /// `_provenance` row are asked of `metadata` once the frame is stored, before the
+    /// transaction commits (so a caller may still be computing them while the table is
+    /// written). An error of `metadata` saves nothing. The default asks first, then saves with
+    /// the store's own time.
     fn save_checkpoint_with(
         &self,
         table: &str,
