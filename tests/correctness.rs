@@ -565,10 +565,12 @@ impl CheckpointStore for Racy {
         &self,
         table: &str,
         created_at: Option<chrono::NaiveDateTime>,
+        saved_at: Option<chrono::NaiveDateTime>,
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> usher_pipeline::Result<bool> {
-        self.inner.adopt_checkpoint(table, created_at, key, lineage)
+        self.inner
+            .adopt_checkpoint(table, created_at, saved_at, key, lineage)
     }
     fn batch_progress(&self, table: &str, key: &str) -> usher_pipeline::Result<Vec<String>> {
         self.inner.batch_progress(table, key)

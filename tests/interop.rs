@@ -272,24 +272,42 @@ fn child_adopts_a_python_table() {
     };
     let dir = Path::new(&path).parent().unwrap().to_owned();
     let config = write_config(&dir);
-    let p: usher_pipeline::Pipeline = usher_pipeline::Pipeline::new(
-        PipelineStore::open(&path).unwrap().into(),
-        ProvenanceTracker::from_config(&config, None),
-    )
-    .with_unkeyed(usher_pipeline::UnkeyedPolicy::Adopt);
-    fetch_genes_hourly(&p).unwrap();
-    let step = p.provenance().steps().pop().unwrap().details.unwrap();
-    println!(
-        "OUTCOME {} {}",
-        step["outcome"].as_str().unwrap(),
-        step.get("reason").and_then(|r| r.as_str()).unwrap_or("")
-    );
+    let pipeline = || -> usher_pipeline::Pipeline {
+        usher_pipeline::Pipeline::new(
+            PipelineStore::open(&path).unwrap().into(),
+            ProvenanceTracker::from_config(&config, None),
+        )
+        .with_unkeyed(usher_pipeline::UnkeyedPolicy::Adopt)
+    };
+    // Adopted now; then, by the pipeline's clock, half an hour and two hours later.
+    let now = chrono::Utc::now().naive_utc();
+    let mut outcomes = Vec::new();
+    for later in [None, Some(30), Some(120)] {
+        let p = match later {
+            None => pipeline(),
+            Some(minutes) => {
+                pipeline().with_clock(move || now + chrono::TimeDelta::minutes(minutes))
+            }
+        };
+        fetch_genes_hourly(&p).unwrap();
+        let step = p.provenance().steps().pop().unwrap().details.unwrap();
+        outcomes.push(format!(
+            "{}{}",
+            step["outcome"].as_str().unwrap(),
+            step.get("reason")
+                .and_then(|r| r.as_str())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ));
+    }
+    println!("OUTCOME {}", outcomes.join(", "));
 }
 
 /// The Python pipeline stamps `_checkpoints.created_at` with its local time; this library reads
 /// such a save time as local time, so a table written a moment ago is a moment old (adopted
-/// under a one-hour `max_age`), west of UTC as east of it. Read as UTC, it was five hours old
-/// in New York.
+/// under a one-hour `max_age`), west of UTC as east of it, and once adopted (stamped anew in
+/// UTC) it ages by the pipeline's clock: a hit half an hour later, expired two hours later.
+/// Read as UTC, it was five hours old in New York.
 #[test]
 fn python_local_save_times_have_their_age_in_every_zone() {
     let Some(py1) = python("py1") else { return };
@@ -321,7 +339,7 @@ fn python_local_save_times_have_their_age_in_every_zone() {
             });
         assert_eq!(
             outcome.trim(),
-            "adopted",
+            "adopted, hit, stale (expired: saved 2h ago, max_age 1h)",
             "{zone}: python wrote {}",
             String::from_utf8_lossy(&out.stdout).trim()
         );

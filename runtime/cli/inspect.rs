@@ -95,7 +95,7 @@ pub fn status(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
                 state_word(&s.state).to_owned(),
                 info.and_then(|i| i.row_count)
                     .map_or_else(String::new, |n| n.to_string()),
-                age(info.and_then(|i| i.created_at), now),
+                age(info.and_then(|i| i.saved_utc()), now),
                 reasons(s).join("; "),
             ]
         })
@@ -302,7 +302,7 @@ fn show_text(
             "rows",
             info.row_count.map_or_else(String::new, |n| n.to_string()),
         ),
-        ("created", format!("{} UTC", time(info.created_at))),
+        ("created", format!("{} UTC", time(info.saved_utc()))),
         ("description", info.description.clone().unwrap_or_default()),
     ];
     if let Some(state) = state {
@@ -515,7 +515,7 @@ pub fn checkpoints(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
         .map(|c| {
             vec![
                 c.table_name.clone(),
-                time(c.created_at),
+                time(c.saved_utc()),
                 c.row_count.map_or_else(String::new, |n| n.to_string()),
                 c.description.clone().unwrap_or_default(),
             ]

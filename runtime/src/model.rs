@@ -198,6 +198,17 @@ impl CheckpointInfo {
         }
     }
 
+    /// When it was saved, in UTC. The one rule for reading `created_at`: a checkpoint with a
+    /// key was saved (or adopted) by this library, in UTC; one without a key was written by the
+    /// Python pipeline (its `CURRENT_TIMESTAMP`), by hand, or edited through SQL, in the
+    /// writer's local time, read as this machine's local time.
+    pub fn saved_utc(&self) -> Option<NaiveDateTime> {
+        match self.key {
+            Some(_) => self.created_at,
+            None => self.created_at.map(local_to_utc),
+        }
+    }
+
     /// Whether `other` describes the same saved checkpoint as `self`: the same table, save
     /// time, key and lineage (an adoption or a re-save changes one of them).
     pub fn same_checkpoint(&self, other: &CheckpointInfo) -> bool {
@@ -206,6 +217,16 @@ impl CheckpointInfo {
             && self.key.as_ref().map(|k| &k.key) == other.key.as_ref().map(|k| &k.key)
             && self.lineage == other.lineage
     }
+}
+
+/// A local time of this machine as UTC (the earlier reading of a time the clocks passed twice;
+/// a time skipped by a clock change is taken as it is).
+pub(crate) fn local_to_utc(local: NaiveDateTime) -> NaiveDateTime {
+    use chrono::TimeZone;
+    chrono::Local
+        .from_local_datetime(&local)
+        .earliest()
+        .map_or(local, |t| t.naive_utc())
 }
 
 /// What a keyed checkpoint holds and what it was made from besides its key, recorded when it is

@@ -184,18 +184,13 @@ impl<'a, S: CheckpointStore + ?Sized> Judge<'a, S> {
         Ok(why)
     }
 
-    /// Whether `stored` is older than `max_age_seconds`. This library stamps saves in UTC;
-    /// a checkpoint without a key was written by the Python pipeline (or by hand), whose
-    /// `CURRENT_TIMESTAMP` is the writer's local time in a `TIMESTAMP` column: read as this
-    /// machine's local time, so its age is right in every time zone.
+    /// Whether `stored` is older than `max_age_seconds`, by its save time in UTC
+    /// ([`CheckpointInfo::saved_utc`]: a Python-written save time is the writer's local time).
     fn expiry(&self, stored: &CheckpointInfo, max_age_seconds: Option<u64>) -> Option<StaleReason> {
         let max_age_seconds = max_age_seconds?;
-        let Some(mut created) = stored.created_at else {
+        let Some(created) = stored.saved_utc() else {
             return Some(StaleReason::NoSaveTime);
         };
-        if stored.key.is_none() {
-            created = local_to_utc(created);
-        }
         let age = (self.now - created).num_seconds();
         (age > i64::try_from(max_age_seconds).unwrap_or(i64::MAX)).then(|| StaleReason::Expired {
             age_seconds: age.unsigned_abs(),
@@ -351,16 +346,6 @@ pub(crate) fn status_with<S: CheckpointStore + ?Sized>(
     }));
     list.sort_by(|a, b| a.table.cmp(&b.table));
     Ok(list)
-}
-
-/// A local time of this machine as UTC (the earlier reading of a time the clocks passed twice;
-/// a time skipped by a clock change is taken as it is).
-pub(crate) fn local_to_utc(local: NaiveDateTime) -> NaiveDateTime {
-    use chrono::TimeZone;
-    chrono::Local
-        .from_local_datetime(&local)
-        .earliest()
-        .map_or(local, |t| t.naive_utc())
 }
 
 /// Seconds as the attribute's `max_age` writes them: whole days as `30d`, else whole hours

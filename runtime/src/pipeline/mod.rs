@@ -366,6 +366,7 @@ impl<S: CheckpointStore> Pipeline<S> {
                 let adopted = self.store.adopt_checkpoint(
                     table,
                     stored.created_at,
+                    stored.created_at,
                     call.key,
                     &stored.lineage,
                 )?;
@@ -401,15 +402,19 @@ impl<S: CheckpointStore> Pipeline<S> {
                         inputs: self.declared_inputs(call)?,
                         max_age_seconds: call.max_age_seconds,
                     };
+                    // Keyed from now on, so stamped in UTC: its save time converted from the
+                    // writer's local time.
+                    let saved_at = stored.saved_utc();
                     let adopted = self.store.adopt_checkpoint(
                         table,
                         stored.created_at,
+                        saved_at,
                         call.key,
                         &lineage,
                     )?;
                     // What is loaded is the checkpoint as adopted (the same row, now keyed).
                     match self.store.checkpoint(table)? {
-                        Some(now) if adopted && now.created_at == stored.created_at => {
+                        Some(now) if adopted && now.created_at == saved_at => {
                             Ok(Plan::Load(Outcome::Adopted, Box::new(now)))
                         }
                         _ => Ok(Plan::Compute(

@@ -228,10 +228,11 @@ impl CheckpointStore for AnyStore {
         &self,
         table: &str,
         created_at: Option<NaiveDateTime>,
+        saved_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> Result<bool> {
-        each!(self, s => s.adopt_checkpoint(table, created_at, key, lineage))
+        each!(self, s => s.adopt_checkpoint(table, created_at, saved_at, key, lineage))
     }
     fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
         each!(self, s => s.batch_progress(table, key))

@@ -171,6 +171,7 @@ pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore + Inspect>(store: 
             .adopt_checkpoint(
                 "scores",
                 store.checkpoint("scores").unwrap().unwrap().created_at,
+                None,
                 &k,
                 &adopted
             )
@@ -255,7 +256,7 @@ pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(s
     let (made, adopted) = (key(json!({"n": 1})), key(json!({"n": 2})));
     assert!(
         !store
-            .adopt_checkpoint("genes", None, &adopted, &Lineage::default())
+            .adopt_checkpoint("genes", None, None, &adopted, &Lineage::default())
             .unwrap()
     );
     store
@@ -272,17 +273,30 @@ pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(s
     let other = created.map(|t| t - chrono::TimeDelta::seconds(1));
     assert!(
         !store
-            .adopt_checkpoint("genes", other, &adopted, &Lineage::default())
+            .adopt_checkpoint("genes", other, None, &adopted, &Lineage::default())
             .unwrap()
     );
-    assert_eq!(store.checkpoint("genes").unwrap().unwrap().key, Some(made));
+    assert_eq!(
+        store.checkpoint("genes").unwrap().unwrap().key,
+        Some(made.clone())
+    );
     assert!(
         store
-            .adopt_checkpoint("genes", created, &adopted, &Lineage::default())
+            .adopt_checkpoint("genes", created, None, &adopted, &Lineage::default())
             .unwrap()
     );
     let row = store.checkpoint("genes").unwrap().unwrap();
     assert_eq!((row.created_at, row.key), (created, Some(adopted)));
+    // Adopted and stamped anew (an unkeyed checkpoint's local time, in UTC from now on).
+    let restamped = created.map(|t| t - chrono::TimeDelta::hours(5));
+    assert!(
+        store
+            .adopt_checkpoint("genes", created, restamped, &made, &Lineage::default())
+            .unwrap()
+    );
+    let row = store.checkpoint("genes").unwrap().unwrap();
+    assert_eq!((row.created_at, row.key), (restamped, Some(made)));
+    assert_eq!(store.load_checkpoint("genes").unwrap().unwrap().height(), 2);
 }
 
 fn items(names: &[&str]) -> Vec<String> {

@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::store::{
-    CheckpointStore, JudgedLoad, PendingBatches, newest_first, to_micros, validate_columns,
+    CheckpointStore, JudgedLoad, PendingBatches, newest_first, now_local, to_micros,
+    validate_columns,
 };
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
@@ -65,7 +66,7 @@ impl MemoryStore {
     }
 
     /// Saves `frame` as `table` without a key, as the Python pipeline or a hand-written save
-    /// would.
+    /// would (stamped in local time, as theirs are).
     pub fn save_unkeyed(&self, table: &str, frame: &DataFrame) -> Result<()> {
         validate_writable_table_name(table)?;
         validate_columns(table, frame)?;
@@ -73,7 +74,7 @@ impl MemoryStore {
             table.to_owned(),
             Entry {
                 frame: frame.clone(),
-                created_at: now(),
+                created_at: now_local(),
                 description: String::new(),
                 key: None,
                 lineage: Lineage::default(),
@@ -174,6 +175,7 @@ impl CheckpointStore for MemoryStore {
         &self,
         table: &str,
         created_at: Option<NaiveDateTime>,
+        saved_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> Result<bool> {
@@ -181,6 +183,9 @@ impl CheckpointStore for MemoryStore {
         let mut inner = self.lock();
         match inner.tables.get_mut(table) {
             Some(entry) if Some(entry.created_at) == created_at => {
+                if let Some(saved_at) = saved_at {
+                    entry.created_at = to_micros(saved_at);
+                }
                 entry.key = Some(key.clone());
                 entry.lineage = lineage.clone();
                 Ok(true)

@@ -93,12 +93,15 @@ pub trait CheckpointStore: Send + Sync {
         self.save_checkpoint(table, frame, description, key, &lineage, &provenance)
     }
 
-    /// Records `key` and `lineage` for the existing, unkeyed checkpoint of `table`, provided it
-    /// is still the one created at `created_at`. Returns whether it was.
+    /// Records `key` and `lineage` for the existing checkpoint of `table` (unkeyed, or keyed by
+    /// an older code hash), provided it is still the one created at `created_at`, and stamps it
+    /// `saved_at` (UTC: a keyed checkpoint's save time is UTC, an unkeyed one's local). Returns
+    /// whether it was.
     fn adopt_checkpoint(
         &self,
         table: &str,
         created_at: Option<NaiveDateTime>,
+        saved_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> Result<bool>;
@@ -223,6 +226,13 @@ pub(crate) fn to_micros(time: NaiveDateTime) -> NaiveDateTime {
     chrono::DurationRound::duration_trunc(time, chrono::TimeDelta::microseconds(1)).unwrap_or(time)
 }
 
+/// This machine's local time, to the microsecond: how a checkpoint without a key is stamped
+/// (as the Python pipeline's `CURRENT_TIMESTAMP` stamps it), so every unkeyed save time reads
+/// by one rule ([`CheckpointInfo::saved_utc`]).
+pub(crate) fn now_local() -> NaiveDateTime {
+    to_micros(chrono::Local::now().naive_local())
+}
+
 /// Newest first, checkpoints without a time last, then by name: as DuckDB's
 /// `ORDER BY created_at DESC`, for every store.
 pub(crate) fn newest_first(list: &mut [CheckpointInfo]) {
@@ -299,10 +309,11 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
         &self,
         table: &str,
         created_at: Option<NaiveDateTime>,
+        saved_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> Result<bool> {
-        (**self).adopt_checkpoint(table, created_at, key, lineage)
+        (**self).adopt_checkpoint(table, created_at, saved_at, key, lineage)
     }
     fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
         (**self).batch_progress(table, key)

@@ -28,7 +28,8 @@ use crate::fingerprint::DataVersion;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::store::{
-    CheckpointStore, JudgedLoad, PendingBatches, newest_first, to_micros, validate_columns,
+    CheckpointStore, JudgedLoad, PendingBatches, newest_first, now_local, to_micros,
+    validate_columns,
 };
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
@@ -390,7 +391,8 @@ impl PipelineStore {
         description: &str,
         mode: SaveMode,
     ) -> Result<()> {
-        self.save_keyed(table, df, description, mode, now_utc(), None)
+        // Without a key: local time, as the Python pipeline stamps its saves.
+        self.save_keyed(table, df, description, mode, now_local(), None)
     }
 
     /// [`save`](Self::save), recording `key`, its lineage and the step's `_provenance` row for
@@ -1105,12 +1107,14 @@ impl CheckpointStore for PipelineStore {
         &self,
         table: &str,
         created_at: Option<NaiveDateTime>,
+        saved_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> Result<bool> {
         validate_writable_table_name(table)?;
         let context = format!("adopting the checkpoint of {table:?}");
         self.check_writable(&context)?;
+        let stamped = saved_at.map(to_micros).or(created_at);
         let adopted = self.writing(|conn| {
             conn.transaction(|| {
                 let same = conn.query_i64_cached(
@@ -1122,7 +1126,13 @@ impl CheckpointStore for PipelineStore {
                     ],
                 )? == 1;
                 if same {
-                    write_key(conn, table, created_at, key, lineage)?;
+                    if stamped != created_at {
+                        conn.query_cached(
+                            "UPDATE _checkpoints SET created_at = ? WHERE table_name = ?",
+                            &[stamped.map_or(Param::Null, Param::Timestamp), table.into()],
+                        )?;
+                    }
+                    write_key(conn, table, stamped, key, lineage)?;
                 }
                 Ok(same)
             })

@@ -35,8 +35,8 @@ use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::store::any::{DATA_ROOT_ENV, STORE_ENV, store_env};
 use crate::store::duckdb::{Param, checkpoint_row, now_utc, quote_ident};
 use crate::store::{
-    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first, to_micros,
-    validate_columns,
+    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first, now_local,
+    to_micros, validate_columns,
 };
 use catalog::Catalog;
 use conn::{Conn, off_runtime};
@@ -435,7 +435,8 @@ impl SharedStore {
     /// Saves `frame` as `table` without a key (a hand-made checkpoint, as the DuckDB store's
     /// `save_dataframe`), replacing any previous one.
     pub fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
-        self.save(table, frame, description, now_utc(), None)
+        // Without a key: local time, as the Python pipeline stamps its saves.
+        self.save(table, frame, description, now_local(), None)
     }
 
     /// Loads `table`, or `Ok(None)` if the catalog has no such checkpoint.
@@ -1287,6 +1288,7 @@ impl CheckpointStore for SharedStore {
         &self,
         table: &str,
         created_at: Option<NaiveDateTime>,
+        saved_at: Option<NaiveDateTime>,
         key: &CheckpointKey,
         lineage: &Lineage,
     ) -> Result<bool> {
@@ -1297,6 +1299,10 @@ impl CheckpointStore for SharedStore {
                 let run = |client: &mut Client| {
                     let mut tx = client.transaction()?;
                     let created = created_at.map(timestamp_text);
+                    let stamped = saved_at
+                        .map(to_micros)
+                        .map(timestamp_text)
+                        .or(created.clone());
                     let same: i64 = tx
                         .query_one(
                             "SELECT count(*) FROM _checkpoints WHERE table_name = $1 \
@@ -1305,7 +1311,14 @@ impl CheckpointStore for SharedStore {
                         )?
                         .get(0);
                     if same == 1 {
-                        write_key(&mut tx, table, created.as_deref(), key, lineage)?;
+                        if stamped != created {
+                            tx.execute(
+                                "UPDATE _checkpoints SET created_at = $2::text::timestamp \
+                                 WHERE table_name = $1",
+                                &[&table, &stamped],
+                            )?;
+                        }
+                        write_key(&mut tx, table, stamped.as_deref(), key, lineage)?;
                     }
                     tx.commit()?;
                     Ok(same == 1)
