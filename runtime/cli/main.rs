@@ -21,6 +21,7 @@
 //! Exit codes: 0 success, 1 an error (printed to stderr), 2 a usage error, 3 `status` found
 //! something that would be recomputed. `-v` (or `RUST_LOG=target=level,...`) prints the
 //! library's `tracing` events to stderr.
+#![deny(unsafe_code)]
 
 mod inspect;
 mod manage;

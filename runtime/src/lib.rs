@@ -38,6 +38,10 @@
 //! - `cli`: the `usher-pipeline` command line.
 
 #![warn(missing_docs)]
+// The unsafe fence as a check: DuckDB's C API and the Arrow C Data Interface are reached in
+// `store/duckdb/ffi/` only (allowed there), and every unsafe block says why it is sound.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 // The attribute's expansion names `::usher_pipeline::__private`; this makes the path resolve in
 // the crate's own tests too.

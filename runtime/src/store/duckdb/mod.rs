@@ -6,6 +6,8 @@
 //! in memory; `capi_shim.cpp` holds DuckDB's own C API calls with what the C API does not
 //! expose (an Arrow batch size, error types, temporary scan views).
 
+// The crate's only unsafe code: the crate root denies `unsafe_code` everywhere else.
+#[allow(unsafe_code)]
 pub(crate) mod ffi;
 mod inspect;
 mod meta;

@@ -46,20 +46,35 @@ pub(crate) fn off_runtime<R: Send>(work: impl FnOnce() -> R + Send) -> std::io::
 /// thread when dropped, so no path (an idle connection given back, a lock released by user
 /// code on an executor thread, the last store handle dropped in a task) can forget to.
 pub(crate) struct Conn {
-    client: ManuallyDrop<Client>,
+    /// Always `Some` but while [`Drop`] hands the client to the thread that closes it.
+    client: Option<Client>,
 }
 
 impl Conn {
     /// Takes ownership of `client`.
     pub fn new(client: Client) -> Self {
         Self {
-            client: ManuallyDrop::new(client),
+            client: Some(client),
+        }
+    }
+
+    fn client(&self) -> &Client {
+        match &self.client {
+            Some(client) => client,
+            None => unreachable!("a Conn's client is taken by its Drop only"),
+        }
+    }
+
+    fn client_mut(&mut self) -> &mut Client {
+        match &mut self.client {
+            Some(client) => client,
+            None => unreachable!("a Conn's client is taken by its Drop only"),
         }
     }
 
     /// Whether the connection is known to be closed (no call to the server).
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client().is_closed()
     }
 }
 
@@ -70,7 +85,7 @@ impl std::ops::Deref for Conn {
             !on_runtime(),
             "a PostgreSQL client used on an async runtime's thread: the call must go through off_runtime"
         );
-        &self.client
+        self.client()
     }
 }
 
@@ -80,18 +95,19 @@ impl std::ops::DerefMut for Conn {
             !on_runtime(),
             "a PostgreSQL client used on an async runtime's thread: the call must go through off_runtime"
         );
-        &mut self.client
+        self.client_mut()
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // SAFETY: `self.client` is read once, here, and never used again: the copy is its
-        // only owner from now on.
-        let client: ManuallyDrop<Client> = unsafe { std::ptr::read(&self.client) };
-        // Still in its `ManuallyDrop` while it travels: if the thread cannot start, the
-        // closure is dropped here without closing the client, which would panic on this
-        // thread; it stays open until the process ends instead.
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        // In a `ManuallyDrop` while it travels: if the thread cannot start, the closure is
+        // dropped here without closing the client, which would panic on this thread; it stays
+        // open until the process ends instead.
+        let client = ManuallyDrop::new(client);
         if let Err(e) = off_runtime(move || drop(ManuallyDrop::into_inner(client))) {
             tracing::warn!(error = %e,
                 "cannot start a thread to close a PostgreSQL connection: left open until the process ends");
