@@ -59,7 +59,7 @@ mod names;
 mod pipeline;
 pub mod progress;
 mod provenance;
-mod python;
+pub mod python;
 mod status;
 mod store;
 
@@ -67,7 +67,7 @@ mod store;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, python_path_str};
+pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights};
 pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
 pub use fingerprint::{DataVersion, data_version};
 pub use graph::LineageGraph;
@@ -79,10 +79,8 @@ pub use pipeline::{
 };
 pub use progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 pub use provenance::{
-    ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, python_isoformat, save_sidecar,
-    sidecar_path,
+    ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, save_sidecar, sidecar_path,
 };
-pub use python::json as pyjson;
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 #[cfg(feature = "duckdb")]
 pub use store::any::{AnyStore, DATA_ROOT_ENV, STORE_ENV};
