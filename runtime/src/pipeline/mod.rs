@@ -1,25 +1,23 @@
 //! `Pipeline`: the context a `#[checkpointed]` function takes (store, provenance, config,
 //! force settings), and the decisions the attribute's expansion hands over to it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use chrono::NaiveDateTime;
-use polars::prelude::DataFrame;
-use serde_json::{Map, Value};
 
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::fingerprint::data_version;
-use crate::model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage};
+use crate::model::CheckpointInfo;
 use crate::names::validate_table_name;
 use crate::progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
-use crate::provenance::{ProvenanceTracker, new_step};
+use crate::provenance::ProvenanceTracker;
 use crate::status::{CheckpointStatus, Judge, status_with};
-use crate::store::{CheckpointStore, JudgedLoad};
+use crate::store::CheckpointStore;
 
 mod batches;
+pub(crate) mod call;
+pub(crate) mod key;
 pub(crate) mod lineage;
 #[cfg(test)]
 mod tests;
@@ -329,140 +327,6 @@ impl<S: CheckpointStore> Pipeline<S> {
         self as *const Self as usize
     }
 
-    /// Decides between loading the checkpoint and running the body, by the one stale rule
-    /// ([`Judge`]) with this run's forced tables.
-    pub(crate) fn plan(&self, call: &Call<'_>) -> Result<Plan> {
-        let table = call.table;
-        let stored = self.store.checkpoint(table)?;
-        if self.force.includes(table) && !self.recomputed_in_this_run(table, stored.as_ref()) {
-            return Ok(Plan::Compute(Outcome::Forced, Some("forced".to_owned())));
-        }
-        let Some(stored) = stored else {
-            return Ok(Plan::Compute(Outcome::Miss, None));
-        };
-        let forced = |info: &CheckpointInfo| self.forced_now(info);
-        let mut judge = Judge::forcing(&self.store, self.now(), &forced);
-        match &stored.key {
-            Some(stored_key) => {
-                let rekey = self.keyed_with_legacy_code(stored_key, call)?;
-                let mut why: Vec<String> = match rekey {
-                    true => Vec::new(),
-                    false => stored_key.difference(call.key).into_iter().collect(),
-                };
-                why.extend(
-                    judge
-                        .reasons(&stored, call.reads, call.max_age_seconds)?
-                        .iter()
-                        .map(ToString::to_string),
-                );
-                if !why.is_empty() {
-                    return Ok(Plan::Compute(Outcome::Stale, Some(why.join("; "))));
-                }
-                if !rekey {
-                    return Ok(Plan::Load(Outcome::Hit, Box::new(stored)));
-                }
-                // Keyed by an older release's code hash of this same code: recorded anew with
-                // today's, lineage kept, so the next toolchain's hash cannot orphan it.
-                let adopted = self.store.adopt_checkpoint(
-                    table,
-                    stored.created_at,
-                    stored.created_at,
-                    call.key,
-                    &stored.lineage,
-                )?;
-                match self.store.checkpoint(table)? {
-                    Some(now) if adopted && now.created_at == stored.created_at => {
-                        tracing::info!(table, "checkpoint re-keyed with the new code hash");
-                        Ok(Plan::Load(Outcome::Hit, Box::new(now)))
-                    }
-                    _ => Ok(Plan::Compute(
-                        Outcome::Stale,
-                        Some("the checkpoint changed while it was being re-keyed".to_owned()),
-                    )),
-                }
-            }
-            None => match self.unkeyed {
-                UnkeyedPolicy::Refuse => Err(Error::UnkeyedCheckpoint {
-                    table: table.to_owned(),
-                }),
-                UnkeyedPolicy::Recompute => Ok(Plan::Compute(
-                    Outcome::Stale,
-                    Some("the checkpoint has no key (saved without #[checkpointed])".to_owned()),
-                )),
-                UnkeyedPolicy::Adopt => {
-                    // Trusted as to what made it, not beyond its age; from now on it has the
-                    // lineage of a call: its declared inputs as they are, its `max_age`.
-                    let expired = judge.reasons(&stored, &[], call.max_age_seconds)?;
-                    if !expired.is_empty() {
-                        let why: Vec<String> = expired.iter().map(ToString::to_string).collect();
-                        return Ok(Plan::Compute(Outcome::Stale, Some(why.join("; "))));
-                    }
-                    let lineage = Lineage {
-                        data_version: None,
-                        inputs: self.declared_inputs(call)?,
-                        max_age_seconds: call.max_age_seconds,
-                    };
-                    // Keyed from now on, so stamped in UTC: its save time converted from the
-                    // writer's local time.
-                    let saved_at = stored.saved_utc();
-                    let adopted = self.store.adopt_checkpoint(
-                        table,
-                        stored.created_at,
-                        saved_at,
-                        call.key,
-                        &lineage,
-                    )?;
-                    // What is loaded is the checkpoint as adopted (the same row, now keyed).
-                    match self.store.checkpoint(table)? {
-                        Some(now) if adopted && now.created_at == saved_at => {
-                            Ok(Plan::Load(Outcome::Adopted, Box::new(now)))
-                        }
-                        _ => Ok(Plan::Compute(
-                            Outcome::Stale,
-                            Some("the checkpoint changed while it was being adopted".to_owned()),
-                        )),
-                    }
-                }
-            },
-        }
-    }
-
-    /// Whether `stored` is the key `call` would have had under an older release's code hash of
-    /// the same code (the pretty-printed tokens, whose spacing changed between compilers).
-    fn keyed_with_legacy_code(&self, stored: &CheckpointKey, call: &Call<'_>) -> Result<bool> {
-        let Some(legacy) = call.legacy_code else {
-            return Ok(false);
-        };
-        if stored.code != legacy || stored.code == call.key.code {
-            return Ok(false);
-        }
-        Ok(call.key.with_code(legacy)?.key == stored.key)
-    }
-
-    /// Whether the checkpoint `info` is forced in this run and not recomputed yet: what was
-    /// made from it is stale until it is.
-    fn forced_now(&self, info: &CheckpointInfo) -> bool {
-        self.force.includes(&info.table_name)
-            && !self.recomputed_in_this_run(&info.table_name, Some(info))
-    }
-
-    /// Whether a forced `table` needs no recomputing in this run: this pipeline recomputed it,
-    /// or its keyed checkpoint was saved after the pipeline was made (by another worker of a
-    /// shared store that was forced too, or by an earlier call of this run). Such a checkpoint
-    /// is then planned like any other: a hit when its key and inputs match. Only keyed
-    /// checkpoints count: their times are this library's UTC, while the Python pipeline
-    /// records local time.
-    fn recomputed_in_this_run(&self, table: &str, stored: Option<&CheckpointInfo>) -> bool {
-        let done = self
-            .forced_done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(table);
-        done || stored.is_some_and(|info| {
-            info.key.is_some() && info.created_at.is_some_and(|t| t >= self.started_at)
-        })
-    }
-
     /// Every checkpoint of the store with what its next call would do, by the pipeline's clock
     /// and with this run's forced tables (see [`status`](crate::status)): what was made from a
     /// forced table that this run has not recomputed yet is stale.
@@ -470,175 +334,6 @@ impl<S: CheckpointStore> Pipeline<S> {
         let forced = |info: &CheckpointInfo| self.forced_now(info);
         status_with(Judge::forcing(&self.store, self.now(), &forced))
     }
-
-    /// The current versions of the tables `call` declares it reads; one without a checkpoint is
-    /// [`Error::MissingInput`].
-    pub(crate) fn declared_inputs(
-        &self,
-        call: &Call<'_>,
-    ) -> Result<BTreeMap<String, CheckpointVersion>> {
-        call.reads
-            .iter()
-            .map(|read| match self.store.checkpoint(read)? {
-                Some(info) => Ok(((*read).to_owned(), info.version())),
-                None => Err(Error::MissingInput {
-                    table: call.table.to_owned(),
-                    input: (*read).to_owned(),
-                }),
-            })
-            .collect()
-    }
-
-    /// Loads exactly the checkpoint a hit judged and records it; `Replaced` when another
-    /// checkpoint took its place meanwhile (the caller judges again), `TableMissing` when its
-    /// table is gone.
-    pub(crate) fn load(
-        &self,
-        call: &Call<'_>,
-        outcome: Outcome,
-        judged: &CheckpointInfo,
-    ) -> Result<JudgedLoad> {
-        let rows = usize::try_from(judged.row_count.unwrap_or(0)).unwrap_or(0);
-        let loading = ProgressEvent::Loading {
-            table: call.table,
-            rows,
-        };
-        let frame = match self
-            .transferring(loading, rows, call.table, || self.store.load_judged(judged))?
-        {
-            JudgedLoad::Loaded(frame) => frame,
-            other => return Ok(other),
-        };
-        let version = judged.version();
-        let ms = elapsed_ms(call.started);
-        tracing::info!(
-            table = call.table,
-            function = call.function,
-            rows = frame.height(),
-            duration_ms = ms,
-            outcome = outcome.as_str(),
-            "checkpoint hit: body skipped"
-        );
-        let mut details = details(call, outcome, None, frame.height(), ms);
-        details.insert("version".into(), version.to_string().into());
-        self.provenance.record_step(call.function, Some(details));
-        lineage::record(self.id(), call.table, version);
-        Ok(JudgedLoad::Loaded(frame))
-    }
-
-    /// Saves what the body returned, with its data version, its `inputs` and the
-    /// `_provenance` row of its step in the same transaction, and records the step.
-    pub(crate) fn save(
-        &self,
-        call: &Call<'_>,
-        outcome: Outcome,
-        reason: Option<&str>,
-        frame: &DataFrame,
-        inputs: BTreeMap<String, CheckpointVersion>,
-    ) -> Result<()> {
-        let description = format!("{} {}", call.function, call.key.arguments_json());
-        let ms = elapsed_ms(call.started);
-        let saving = ProgressEvent::Saving {
-            table: call.table,
-            rows: frame.height(),
-        };
-        // A column type without an encoding (an object column) leaves the checkpoint without a
-        // data version rather than unsaved: checkpoints made from it then compare its save time.
-        // Hashed before the save, outside the store's write: hashing beside DuckDB's ingest was
-        // measured no faster (bench_store, 1M rows: 0.99x and 1.00x of Python's save), the
-        // ingest already keeps every core busy.
-        let version = data_version(frame)
-            .inspect_err(|e| {
-                tracing::warn!(table = call.table, error = %e, "saved without a data version");
-            })
-            .ok();
-        let lineage = Lineage {
-            data_version: version,
-            inputs,
-            max_age_seconds: call.max_age_seconds,
-        };
-        let mut details = details(call, outcome, reason, frame.height(), ms);
-        if let Some(version) = lineage.data_version {
-            details.insert("version".into(), version.to_hex().into());
-        }
-        if !lineage.inputs.is_empty() {
-            details.insert("inputs".into(), Value::Object(lineage.inputs_map()));
-        }
-        let step = new_step(call.function.to_owned(), Some(details));
-        let record = self.provenance.record_of(std::slice::from_ref(&step))?;
-        let mut metadata = || Ok((lineage.clone(), record.clone()));
-        self.transferring(saving, frame.height(), call.table, || {
-            self.store.save_checkpoint_with(
-                call.table,
-                frame,
-                &description,
-                call.key,
-                self.now(),
-                &mut metadata,
-            )
-        })?;
-        if outcome == Outcome::Forced {
-            self.forced_done
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(call.table.to_owned());
-        }
-        tracing::info!(
-            table = call.table,
-            function = call.function,
-            rows = frame.height(),
-            duration_ms = ms,
-            outcome = outcome.as_str(),
-            reason,
-            "checkpoint saved"
-        );
-        self.provenance.push_step(step);
-        if let Some(version) = lineage.data_version {
-            lineage::record(self.id(), call.table, CheckpointVersion::Data(version));
-        }
-        Ok(())
-    }
-}
-
-/// The details of a checkpointed call's provenance step.
-fn details(
-    call: &Call<'_>,
-    outcome: Outcome,
-    reason: Option<&str>,
-    rows: usize,
-    ms: f64,
-) -> Map<String, Value> {
-    let mut details = Map::new();
-    details.insert("table".into(), call.table.into());
-    details.insert("outcome".into(), outcome.as_str().into());
-    if let Some(reason) = reason {
-        details.insert("reason".into(), reason.into());
-    }
-    details.insert("rows".into(), rows.into());
-    details.insert("duration_ms".into(), Value::from(ms));
-    details.insert("key".into(), call.key.key.clone().into());
-    details.insert(
-        "arguments".into(),
-        Value::Object(call.key.arguments.clone()),
-    );
-    details.insert("code".into(), call.key.code.clone().into());
-    if !call.key.config.is_empty() {
-        details.insert("config".into(), Value::Object(call.key.config.clone()));
-    }
-    details
-}
-
-/// One checkpointed call: its table, function, key (and legacy code), start time, declared
-/// inputs and expiry.
-pub(crate) struct Call<'a> {
-    pub table: &'static str,
-    pub function: &'a str,
-    pub key: &'a CheckpointKey,
-    /// The function's code as releases before 0.2.0 hashed it, if not pinned.
-    pub legacy_code: Option<&'a str>,
-    pub started: Instant,
-    pub reads: &'a [&'static str],
-    pub max_age_seconds: Option<u64>,
 }
 
 fn env_var(name: &'static str) -> Result<Option<String>> {
@@ -651,39 +346,6 @@ fn env_var(name: &'static str) -> Result<Option<String>> {
             message: "not UTF-8".to_owned(),
         }),
     }
-}
-
-/// Milliseconds since `started`, to the microsecond.
-fn elapsed_ms(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// What happened to a checkpointed call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Hit,
-    Adopted,
-    Miss,
-    Stale,
-    Forced,
-}
-
-impl Outcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Adopted => "adopted",
-            Outcome::Miss => "miss",
-            Outcome::Stale => "stale",
-            Outcome::Forced => "force",
-        }
-    }
-}
-
-/// Load the checkpoint judged (exactly that one), or run the body (with the outcome and why).
-pub(crate) enum Plan {
-    Load(Outcome, Box<CheckpointInfo>),
-    Compute(Outcome, Option<String>),
 }
 
 /// A value that lends the [`Pipeline`] of a `#[checkpointed]` function: `Pipeline` itself, or
