@@ -93,6 +93,8 @@ pub fn config_of<C: PipelineContext + ?Sized>(context: &C) -> Option<&PipelineCo
 /// value and error is reported by `run`'s own bounds, at the same place).
 pub fn assert_fetch_result<R: FetchResult>() {}
 
+// --- The entry points: steps 1-6 in order, sync and async ---------------------------------
+
 /// A synchronous checkpointed call: load the checkpoint, or run `body`, save and record.
 /// Two threads asking for the same table run one body; the other loads its result.
 pub fn run<C, T, E>(
@@ -217,6 +219,8 @@ where
     Ok(value)
 }
 
+// --- 1. Before anything: a call of a table whose body runs on this thread ---------------
+
 /// A call of a table whose body is already running on this thread in the same pipeline
 /// (recursion, or two functions writing one table, nested) would wait for its own lock: it is
 /// an error instead.
@@ -229,99 +233,7 @@ fn refuse_reentry<S: CheckpointStore>(pipeline: &Pipeline<S>, spec: &Spec<'_>) -
     Ok(())
 }
 
-/// Runs the checks on what the body returned, then saves it with the inputs it recorded. A
-/// failed check saves nothing.
-fn check_and_save<S: CheckpointStore>(
-    pipeline: &Pipeline<S>,
-    spec: &Spec<'_>,
-    call: &Call<'_>,
-    outcome: Outcome,
-    reason: Option<String>,
-    recorder: &Recorder,
-    frame: &DataFrame,
-) -> Result<()> {
-    for check in spec.checks {
-        if let Err(message) = (check.run)(frame) {
-            tracing::warn!(
-                table = spec.table,
-                check = check.name,
-                message,
-                "the frame failed its check: nothing saved"
-            );
-            return Err(Error::CheckFailed {
-                table: spec.table.to_owned(),
-                check: check.name.to_owned(),
-                message,
-            });
-        }
-    }
-    let notes = recorder.notes();
-    let reason = match (reason, notes.is_empty()) {
-        (reason, true) => reason,
-        (None, false) => Some(notes.join("; ")),
-        (Some(reason), false) => Some(format!("{reason}; {}", notes.join("; "))),
-    };
-    pipeline.save(call, outcome, reason.as_deref(), frame, recorder.inputs())
-}
-
-/// A call that must run its body: why, the batches it resumes from, the recorder of its
-/// inputs (its declared reads already in), and the store's lock on the table, held until the
-/// result is saved.
-struct Compute<'a, S> {
-    outcome: Outcome,
-    reason: Option<String>,
-    batches: Batches<'a, S>,
-    recorder: Recorder,
-    _lock: TableLock,
-}
-
-/// How a call that must run its body does so, holding the store's lock on the table. On a
-/// store other processes share, the checkpoint is looked at again first: what the lock's
-/// previous holder saved is loaded rather than computed twice.
-fn prepare<'a, S: CheckpointStore>(
-    pipeline: &'a Pipeline<S>,
-    spec: &Spec<'_>,
-    call: &Call<'_>,
-    why: (Outcome, Option<String>),
-    lock: TableLock,
-) -> Result<std::result::Result<DataFrame, Compute<'a, S>>> {
-    let (outcome, reason) = if lock.is_shared() {
-        match load_or_why(pipeline, call)? {
-            Ok(frame) => return Ok(Ok(frame)),
-            Err(why) => why,
-        }
-    } else {
-        why
-    };
-    let recorder = Recorder::new(pipeline.id(), spec.table, pipeline.declared_inputs(call)?);
-    tracing::info!(
-        table = call.table,
-        function = call.function,
-        outcome = outcome.as_str(),
-        reason = reason.as_deref(),
-        "running the body"
-    );
-    // Progress an older release saved under this call's key, as its code hash had it, is
-    // resumed too.
-    let legacy_key = match call.legacy_code {
-        Some(legacy) if legacy != call.key.code => Some(call.key.with_code(legacy)?.key),
-        _ => None,
-    };
-    let batches = Batches::new(
-        pipeline,
-        spec.table,
-        (call.key.key.clone(), legacy_key),
-        outcome == Outcome::Forced,
-        recorder.clone(),
-    );
-    Ok(Err(Compute {
-        outcome,
-        reason,
-        batches,
-        recorder,
-        _lock: lock,
-    }))
-}
+// --- 3. Judge, and load exactly what was judged ----------------------------------------
 
 /// How often a call judges again when the checkpoint it judged was replaced before it could
 /// load it: each time needs another writer's save in between.
@@ -359,27 +271,6 @@ fn load_or_why<S: CheckpointStore>(
             "the checkpoint was replaced {REJUDGE_LIMIT} times while it was being loaded"
         )),
     )))
-}
-
-/// The call `spec` makes with `key`, started at `started`.
-fn new_call<'a>(spec: &'a Spec<'_>, key: &'a CheckpointKey, started: Instant) -> Call<'a> {
-    Call {
-        table: spec.table,
-        function: spec.function,
-        key,
-        legacy_code: spec.legacy_code,
-        started,
-        reads: spec.reads,
-        max_age_seconds: spec.max_age_seconds,
-    }
-}
-
-fn failed(spec: &Spec<'_>) {
-    tracing::warn!(
-        table = spec.table,
-        function = spec.function,
-        "the body failed: nothing saved"
-    );
 }
 
 impl<S: CheckpointStore> Pipeline<S> {
@@ -571,7 +462,107 @@ impl<S: CheckpointStore> Pipeline<S> {
         lineage::record(self.id(), call.table, version);
         Ok(JudgedLoad::Loaded(frame))
     }
+}
 
+// --- 4. Compute: under the store's lock, looked at again ---------------------------------
+
+/// A call that must run its body: why, the batches it resumes from, the recorder of its
+/// inputs (its declared reads already in), and the store's lock on the table, held until the
+/// result is saved.
+struct Compute<'a, S> {
+    outcome: Outcome,
+    reason: Option<String>,
+    batches: Batches<'a, S>,
+    recorder: Recorder,
+    _lock: TableLock,
+}
+
+/// How a call that must run its body does so, holding the store's lock on the table. On a
+/// store other processes share, the checkpoint is looked at again first: what the lock's
+/// previous holder saved is loaded rather than computed twice.
+fn prepare<'a, S: CheckpointStore>(
+    pipeline: &'a Pipeline<S>,
+    spec: &Spec<'_>,
+    call: &Call<'_>,
+    why: (Outcome, Option<String>),
+    lock: TableLock,
+) -> Result<std::result::Result<DataFrame, Compute<'a, S>>> {
+    let (outcome, reason) = if lock.is_shared() {
+        match load_or_why(pipeline, call)? {
+            Ok(frame) => return Ok(Ok(frame)),
+            Err(why) => why,
+        }
+    } else {
+        why
+    };
+    let recorder = Recorder::new(pipeline.id(), spec.table, pipeline.declared_inputs(call)?);
+    tracing::info!(
+        table = call.table,
+        function = call.function,
+        outcome = outcome.as_str(),
+        reason = reason.as_deref(),
+        "running the body"
+    );
+    // Progress an older release saved under this call's key, as its code hash had it, is
+    // resumed too.
+    let legacy_key = match call.legacy_code {
+        Some(legacy) if legacy != call.key.code => Some(call.key.with_code(legacy)?.key),
+        _ => None,
+    };
+    let batches = Batches::new(
+        pipeline,
+        spec.table,
+        (call.key.key.clone(), legacy_key),
+        outcome == Outcome::Forced,
+        recorder.clone(),
+    );
+    Ok(Err(Compute {
+        outcome,
+        reason,
+        batches,
+        recorder,
+        _lock: lock,
+    }))
+}
+
+// --- 6. Checks, then one transaction: table, key, lineage, provenance --------------------
+
+/// Runs the checks on what the body returned, then saves it with the inputs it recorded. A
+/// failed check saves nothing.
+fn check_and_save<S: CheckpointStore>(
+    pipeline: &Pipeline<S>,
+    spec: &Spec<'_>,
+    call: &Call<'_>,
+    outcome: Outcome,
+    reason: Option<String>,
+    recorder: &Recorder,
+    frame: &DataFrame,
+) -> Result<()> {
+    for check in spec.checks {
+        if let Err(message) = (check.run)(frame) {
+            tracing::warn!(
+                table = spec.table,
+                check = check.name,
+                message,
+                "the frame failed its check: nothing saved"
+            );
+            return Err(Error::CheckFailed {
+                table: spec.table.to_owned(),
+                check: check.name.to_owned(),
+                message,
+            });
+        }
+    }
+    let notes = recorder.notes();
+    let reason = match (reason, notes.is_empty()) {
+        (reason, true) => reason,
+        (None, false) => Some(notes.join("; ")),
+        (Some(reason), false) => Some(format!("{reason}; {}", notes.join("; "))),
+    };
+    pipeline.save(call, outcome, reason.as_deref(), frame, recorder.inputs())
+}
+
+impl<S: CheckpointStore> Pipeline<S> {
     /// Saves what the body returned, with its data version, its `inputs` and the
     /// `_provenance` row of its step in the same transaction, and records the step.
     pub(crate) fn save(
@@ -644,6 +635,29 @@ impl<S: CheckpointStore> Pipeline<S> {
         }
         Ok(())
     }
+}
+
+// --- The call, its outcome, its provenance step ----------------------------------------
+
+/// The call `spec` makes with `key`, started at `started`.
+fn new_call<'a>(spec: &'a Spec<'_>, key: &'a CheckpointKey, started: Instant) -> Call<'a> {
+    Call {
+        table: spec.table,
+        function: spec.function,
+        key,
+        legacy_code: spec.legacy_code,
+        started,
+        reads: spec.reads,
+        max_age_seconds: spec.max_age_seconds,
+    }
+}
+
+fn failed(spec: &Spec<'_>) {
+    tracing::warn!(
+        table = spec.table,
+        function = spec.function,
+        "the body failed: nothing saved"
+    );
 }
 
 /// The details of a checkpointed call's provenance step.
