@@ -10,10 +10,8 @@ use polars::prelude::DataFrame;
 use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::{
-    CheckpointStore, JudgedLoad, PendingBatches, newest_first, now_local, to_micros,
-    validate_columns,
-};
+use crate::store::time::{now_local, to_micros};
+use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
 /// unkeyed checkpoints). Nothing survives the process.

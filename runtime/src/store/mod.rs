@@ -26,6 +26,9 @@ pub(crate) mod duckdb;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod shared;
+#[cfg(feature = "duckdb")]
+pub(crate) mod sql;
+pub(crate) mod time;
 
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
@@ -218,19 +221,6 @@ pub struct PendingBatches {
     pub items: usize,
     /// How many items the loop has, when it recorded it.
     pub total: Option<usize>,
-}
-
-/// `time` to the microsecond: what a `TIMESTAMP` column holds, so a save time read back
-/// compares equal to the one written (adoption and judged loads compare them).
-pub(crate) fn to_micros(time: NaiveDateTime) -> NaiveDateTime {
-    chrono::DurationRound::duration_trunc(time, chrono::TimeDelta::microseconds(1)).unwrap_or(time)
-}
-
-/// This machine's local time, to the microsecond: how a checkpoint without a key is stamped
-/// (as the Python pipeline's `CURRENT_TIMESTAMP` stamps it), so every unkeyed save time reads
-/// by one rule ([`CheckpointInfo::saved_utc`]).
-pub(crate) fn now_local() -> NaiveDateTime {
-    to_micros(chrono::Local::now().naive_local())
 }
 
 /// Newest first, checkpoints without a time last, then by name: as DuckDB's

@@ -6,10 +6,11 @@ use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
 use super::ffi::{Connection, DuckError, Param};
-use super::{PipelineStore, delete_batches, delete_key, quote_ident, table_exists};
+use super::{PipelineStore, delete_batches, delete_key, table_exists};
 use crate::error::{Error, Result};
 use crate::model::ProvenanceRecord;
 use crate::names::{validate_table_name, validate_writable_table_name};
+use crate::store::sql::quote_ident;
 
 /// What [`PipelineStore::gc`] removed, and the file's size before and after.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -26,13 +26,11 @@ use crate::atomic_file::replace_atomically;
 use crate::config::PipelineConfig;
 use crate::error::DuckdbErrorKind;
 use crate::error::{Error, Result, create_parent_dir};
-use crate::fingerprint::DataVersion;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::{
-    CheckpointStore, JudgedLoad, PendingBatches, newest_first, now_local, to_micros,
-    validate_columns,
-};
+use crate::store::sql::{checkpoint_row, quote_ident};
+use crate::store::time::{now_local, now_utc, to_micros};
+use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
 
@@ -220,11 +218,6 @@ impl std::fmt::Debug for PipelineStore {
             .field("read_only", &self.read_only)
             .finish()
     }
-}
-
-/// Quotes an SQL identifier: `a"b` -> `"a""b"`.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl PipelineStore {
@@ -935,78 +928,6 @@ fn checkpoints_sql(columns: KeyColumns) -> String {
 /// The join of a checkpoint with its key, valid only for the save it was written with.
 const JOIN_KEYS: &str = concat!("LEFT JOIN _checkpoint_keys k ON ", key_of_checkpoint!());
 
-/// The one decoder of a `_checkpoints` row (with its key), as [`checkpoints_sql`] reads it.
-pub(crate) fn checkpoint_row(
-    row: Vec<Option<String>>,
-) -> std::result::Result<CheckpointInfo, String> {
-    let mut row = row.into_iter();
-    let mut next = || row.next().flatten();
-    let table_name = next().ok_or("a _checkpoints row without a table_name")?;
-    let created_at = next()
-        .map(|t| {
-            NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
-                .map_err(|e| format!("created_at {t:?} of {table_name:?}: {e}"))
-        })
-        .transpose()?;
-    let row_count = next()
-        .map(|n| {
-            n.parse::<i64>()
-                .map_err(|e| format!("row_count {n:?} of {table_name:?}: {e}"))
-        })
-        .transpose()?;
-    let description = next();
-    let json_object = |what: &str, text: String| match serde_json::from_str(&text) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        _ => Err(format!(
-            "the key {what} of {table_name:?} are not a JSON object: {text:?}"
-        )),
-    };
-    let key = match (next(), next(), next(), next()) {
-        (Some(key), Some(function), Some(code), Some(arguments)) => Some(CheckpointKey {
-            key,
-            function,
-            code,
-            arguments: json_object("arguments", arguments)?,
-            config: match next() {
-                Some(config) => json_object("config fields", config)?,
-                None => serde_json::Map::new(),
-            },
-        }),
-        _ => None,
-    };
-    let lineage = match key {
-        None => Lineage::default(),
-        Some(_) => Lineage {
-            data_version: next()
-                .map(|hex| {
-                    DataVersion::from_hex(&hex)
-                        .ok_or_else(|| format!("data_version {hex:?} of {table_name:?}"))
-                })
-                .transpose()?,
-            inputs: next()
-                .map(|json| {
-                    Lineage::parse_inputs(&json).map_err(|e| format!("{table_name:?}: {e}"))
-                })
-                .transpose()?
-                .unwrap_or_default(),
-            max_age_seconds: next()
-                .map(|n| {
-                    n.parse::<u64>()
-                        .map_err(|e| format!("max_age_seconds {n:?} of {table_name:?}: {e}"))
-                })
-                .transpose()?,
-        },
-    };
-    Ok(CheckpointInfo {
-        table_name,
-        created_at,
-        row_count,
-        description,
-        key,
-        lineage,
-    })
-}
-
 impl CheckpointStore for PipelineStore {
     fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
         validate_table_name(table)?;
@@ -1366,10 +1287,6 @@ fn frame_stream(table: &str, frame: &DataFrame) -> Result<FrameStream> {
         what: format!("table {table:?}"),
         message,
     })
-}
-
-pub(crate) fn now_utc() -> NaiveDateTime {
-    chrono::Utc::now().naive_utc()
 }
 
 /// The column names of `table` in the store's schema, in order (none if there is no such table).

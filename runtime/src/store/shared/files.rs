@@ -19,7 +19,7 @@ use polars::prelude::DataFrame;
 use crate::atomic_file::{host, replace_atomically};
 use crate::error::{Error, Result};
 use crate::store::duckdb::ffi::{Connection, Database, DuckError, FrameStream};
-use crate::store::duckdb::now_utc;
+use crate::store::time::now_utc;
 
 /// What a data file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

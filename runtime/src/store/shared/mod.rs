@@ -33,10 +33,12 @@ use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::store::any::{DATA_ROOT_ENV, STORE_ENV, store_env};
-use crate::store::duckdb::{Param, checkpoint_row, now_utc, quote_ident};
+use crate::store::duckdb::Param;
+use crate::store::sql::{checkpoint_row, quote_ident};
+use crate::store::time::{now_local, now_utc, to_micros};
 use crate::store::{
-    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first, now_local,
-    to_micros, validate_columns,
+    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first,
+    validate_columns,
 };
 use catalog::Catalog;
 use conn::{Conn, off_runtime};
