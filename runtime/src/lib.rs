@@ -60,6 +60,7 @@ mod pipeline;
 pub mod progress;
 mod provenance;
 pub mod python;
+mod settings;
 mod status;
 mod store;
 
@@ -73,21 +74,21 @@ pub use fingerprint::{DataVersion, data_version};
 pub use graph::LineageGraph;
 pub use model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
 pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
-pub use pipeline::{
-    Batches, Clock, DefaultStore, FORCE_ENV, Force, Pipeline, PipelineContext, UNKEYED_ENV,
-    UnkeyedPolicy,
-};
+pub use pipeline::{Batches, Clock, DefaultStore, Force, Pipeline, PipelineContext, UnkeyedPolicy};
 pub use progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 pub use provenance::{
     ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, save_sidecar, sidecar_path,
 };
+#[cfg(feature = "duckdb")]
+pub use settings::{DATA_ROOT_ENV, STORE_ENV, STORE_WAIT_ENV};
+pub use settings::{FORCE_ENV, UNKEYED_ENV};
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 #[cfg(feature = "duckdb")]
-pub use store::any::{AnyStore, DATA_ROOT_ENV, STORE_ENV};
+pub use store::any::AnyStore;
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
-    DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, STORE_WAIT_ENV,
-    SaveMode, StoreOptions, duckdb_version,
+    DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, SaveMode,
+    StoreOptions, duckdb_version,
 };
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -12,6 +12,7 @@ use crate::model::CheckpointInfo;
 use crate::names::validate_table_name;
 use crate::progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 use crate::provenance::ProvenanceTracker;
+use crate::settings::{FORCE_ENV, UNKEYED_ENV, env_var};
 use crate::status::{CheckpointStatus, Judge, status_with};
 use crate::store::CheckpointStore;
 
@@ -36,15 +37,6 @@ pub type DefaultStore = crate::store::any::AnyStore;
 /// compile-fail tests build so, to stay clear of DuckDB's C++).
 #[cfg(not(feature = "duckdb"))]
 pub type DefaultStore = crate::store::memory::MemoryStore;
-
-/// The environment variable that forces recomputation from the command line: `all` (or `1`,
-/// `true`) for every table, or a comma-separated list of tables. Read by
-/// [`Pipeline::with_env`] and [`Pipeline::with_config`].
-pub const FORCE_ENV: &str = "USHER_FORCE";
-
-/// The environment variable that sets the [`UnkeyedPolicy`]: `refuse`, `adopt` or
-/// `recompute`. Read by [`Pipeline::with_env`] and [`Pipeline::from_config`].
-pub const UNKEYED_ENV: &str = "USHER_UNKEYED";
 
 /// Which checkpoints to recompute even when they are valid.
 ///
@@ -336,15 +328,16 @@ impl<S: CheckpointStore> Pipeline<S> {
     }
 }
 
-fn env_var(name: &'static str) -> Result<Option<String>> {
-    match std::env::var(name) {
-        Ok(value) => Ok(Some(value)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(value)) => Err(Error::Setting {
-            setting: name,
-            value: value.to_string_lossy().into_owned(),
-            message: "not UTF-8".to_owned(),
-        }),
+/// The run of a config, on the store the config and the environment name.
+#[cfg(feature = "duckdb")]
+impl Pipeline<crate::store::any::AnyStore> {
+    /// Opens the store of `config` (the shared store [`STORE_ENV`](crate::STORE_ENV) names, or
+    /// else the DuckDB file at `config.duckdb_path`; see
+    /// [`AnyStore::from_config`](crate::AnyStore::from_config)), starts a provenance tracker for
+    /// the config and applies the command-line settings of the environment ([`FORCE_ENV`],
+    /// [`UNKEYED_ENV`]).
+    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
+        Self::with_config(crate::store::any::AnyStore::from_config(config)?, config)
     }
 }
 

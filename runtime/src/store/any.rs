@@ -11,32 +11,16 @@ use crate::config::PipelineConfig;
 use crate::error::Error;
 use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
-use crate::pipeline::Pipeline;
+#[cfg(not(feature = "postgres"))]
+use crate::settings::{STORE_ENV, store_env};
 use crate::store::duckdb::{Param, PipelineStore};
 #[cfg(feature = "postgres")]
 use crate::store::shared::SharedStore;
 use crate::store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock};
 
-/// The environment variable naming a shared store's catalog: a PostgreSQL URL
-/// (`postgres://user@host/dbname`) or `key=value` connection string. When it is set,
-/// [`AnyStore::from_config`] (and so `Pipeline::from_config` and the command line's `--config`)
-/// open the shared store it names, with [`DATA_ROOT_ENV`], instead of the config's DuckDB file.
-pub const STORE_ENV: &str = "USHER_STORE";
-
-/// The environment variable naming a shared store's data root: a directory every worker mounts
-/// (NFS, a cluster filesystem), where the Parquet files live.
-pub const DATA_ROOT_ENV: &str = "USHER_DATA_ROOT";
-
-/// The catalog [`STORE_ENV`] names, `None` when it is unset or blank: the one rule for whether
-/// the environment names a shared store.
-pub(crate) fn store_env() -> Option<String> {
-    std::env::var(STORE_ENV)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-}
-
-/// The store of a [`Pipeline`] made by [`Pipeline::from_config`]: the config's DuckDB file, or
-/// the shared store [`STORE_ENV`] names. It is the [`DefaultStore`](crate::DefaultStore), so a
+/// The store of a [`Pipeline`](crate::Pipeline) made by
+/// [`Pipeline::from_config`](crate::Pipeline::from_config): the config's DuckDB file, or
+/// the shared store [`STORE_ENV`](crate::STORE_ENV) names. It is the [`DefaultStore`](crate::DefaultStore), so a
 /// `#[checkpointed]` function taking `&Pipeline` runs unchanged on either.
 ///
 /// Offers what both stores offer (saving, loading, listing, deleting, exporting and querying
@@ -64,7 +48,8 @@ macro_rules! each {
 }
 
 impl AnyStore {
-    /// The shared store when [`STORE_ENV`] is set (with [`DATA_ROOT_ENV`]), otherwise the
+    /// The shared store when [`STORE_ENV`](crate::STORE_ENV) is set (with
+    /// [`DATA_ROOT_ENV`](crate::DATA_ROOT_ENV)), otherwise the
     /// DuckDB file at `config.duckdb_path` (see [`PipelineStore::from_config`]). The YAML
     /// config keeps the Python pipeline's schema, so where the checkpoints live across
     /// machines is a setting of the environment, not of the config.
@@ -179,16 +164,6 @@ impl From<PipelineStore> for AnyStore {
 impl From<SharedStore> for AnyStore {
     fn from(store: SharedStore) -> Self {
         AnyStore::Shared(store)
-    }
-}
-
-impl Pipeline<AnyStore> {
-    /// Opens the store of `config` (the shared store [`STORE_ENV`] names, or else the DuckDB
-    /// file at `config.duckdb_path`; see [`AnyStore::from_config`]), starts a provenance
-    /// tracker for the config and applies the command-line settings of the environment
-    /// ([`FORCE_ENV`](crate::FORCE_ENV), [`UNKEYED_ENV`](crate::UNKEYED_ENV)).
-    pub fn from_config(config: &PipelineConfig) -> Result<Self> {
-        Self::with_config(AnyStore::from_config(config)?, config)
     }
 }
 

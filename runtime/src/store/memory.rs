@@ -10,7 +10,7 @@ use polars::prelude::DataFrame;
 use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::time::{now_local, to_micros};
+use crate::store::time::{now_local, now_utc, to_micros};
 use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
@@ -100,7 +100,7 @@ impl MemoryStore {
 /// Now, to the microsecond: the precision of `_checkpoints.created_at` in every store, so an
 /// adoption compares what a store can hold.
 fn now() -> NaiveDateTime {
-    to_micros(chrono::Utc::now().naive_utc())
+    to_micros(now_utc())
 }
 
 impl CheckpointStore for MemoryStore {

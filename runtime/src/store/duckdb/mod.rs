@@ -28,6 +28,7 @@ use crate::error::DuckdbErrorKind;
 use crate::error::{Error, Result, create_parent_dir};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
+use crate::settings::STORE_WAIT_ENV;
 use crate::store::sql::{checkpoint_row, quote_ident};
 use crate::store::time::{now_local, now_utc, to_micros};
 use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
@@ -142,10 +143,6 @@ pub struct StoreOptions {
     /// [`STORE_WAIT_ENV`].
     pub wait_if_busy: Option<std::time::Duration>,
 }
-
-/// The environment variable that lets [`PipelineStore::from_config`] wait for a store file
-/// another process holds: seconds (`30`), or with a unit (`500ms`, `30s`, `10m`, `2h`).
-pub const STORE_WAIT_ENV: &str = "USHER_STORE_WAIT";
 
 /// Parses a [`STORE_WAIT_ENV`] value.
 fn parse_wait(value: &str) -> Result<std::time::Duration> {

@@ -32,7 +32,7 @@ use crate::atomic_file::replace_atomically;
 use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::any::{DATA_ROOT_ENV, STORE_ENV, store_env};
+use crate::settings::{DATA_ROOT_ENV, STORE_ENV, store_env};
 use crate::store::duckdb::Param;
 use crate::store::sql::{checkpoint_row, quote_ident};
 use crate::store::time::{now_local, now_utc, to_micros};
