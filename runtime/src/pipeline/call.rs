@@ -139,19 +139,12 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let value = compute
+    let Compute { batches, saving } = compute;
+    let value = saving
         .recorder
-        .run(|| body(compute.batches))
+        .run(|| body(batches))
         .inspect_err(|_| failed(spec))?;
-    check_and_save(
-        pipeline,
-        spec,
-        &call,
-        compute.outcome,
-        compute.reason,
-        &compute.recorder,
-        value.as_frame(),
-    )?;
+    check_and_save(pipeline, spec, &call, saving, value.as_frame())?;
     Ok(value)
 }
 
@@ -202,20 +195,13 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
     };
-    let value = compute
+    let Compute { batches, saving } = compute;
+    let value = saving
         .recorder
-        .wrap(body(compute.batches))
+        .wrap(body(batches))
         .await
         .inspect_err(|_| failed(spec))?;
-    check_and_save(
-        pipeline,
-        spec,
-        &call,
-        compute.outcome,
-        compute.reason,
-        &compute.recorder,
-        value.as_frame(),
-    )?;
+    check_and_save(pipeline, spec, &call, saving, value.as_frame())?;
     Ok(value)
 }
 
@@ -470,9 +456,15 @@ impl<S: CheckpointStore> Pipeline<S> {
 /// inputs (its declared reads already in), and the store's lock on the table, held until the
 /// result is saved.
 struct Compute<'a, S> {
+    batches: Batches<'a, S>,
+    saving: Saving,
+}
+
+/// What the save of a computed call needs: why it ran, the recorder of its inputs, and the
+/// store's lock on the table, held until the result is saved.
+struct Saving {
     outcome: Outcome,
     reason: Option<String>,
-    batches: Batches<'a, S>,
     recorder: Recorder,
     _lock: TableLock,
 }
@@ -517,11 +509,13 @@ fn prepare<'a, S: CheckpointStore>(
         recorder.clone(),
     );
     Ok(Err(Compute {
-        outcome,
-        reason,
         batches,
-        recorder,
-        _lock: lock,
+        saving: Saving {
+            outcome,
+            reason,
+            recorder,
+            _lock: lock,
+        },
     }))
 }
 
@@ -533,11 +527,15 @@ fn check_and_save<S: CheckpointStore>(
     pipeline: &Pipeline<S>,
     spec: &Spec<'_>,
     call: &Call<'_>,
-    outcome: Outcome,
-    reason: Option<String>,
-    recorder: &Recorder,
+    saving: Saving,
     frame: &DataFrame,
 ) -> Result<()> {
+    let Saving {
+        outcome,
+        reason,
+        recorder,
+        _lock,
+    } = saving;
     for check in spec.checks {
         if let Err(message) = (check.run)(frame) {
             tracing::warn!(
