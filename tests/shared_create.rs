@@ -120,7 +120,7 @@ fn assert_whole_store(shared: &Shared, what: &str) {
 fn run_worker(shared: &Shared, env: &[(&str, String)]) -> (bool, std::process::ExitStatus) {
     let (mut child, lines) = shared.spawn("worker_creates_the_store", env);
     let status = child.wait().unwrap();
-    let opened = lines.try_iter().any(|l| l == "opened");
+    let opened = lines.iter().any(|l| l == "opened");
     (opened, status)
 }
 
@@ -193,7 +193,7 @@ fn workers_racing_after_killed_creations_agree_on_one_store() {
             .collect();
         for (mut child, lines) in workers {
             let status = child.wait().unwrap();
-            let opened = lines.try_iter().any(|l| l == "opened");
+            let opened = lines.iter().any(|l| l == "opened");
             assert!(
                 opened && status.success(),
                 "{point}: an open failed: {status}"
@@ -229,7 +229,7 @@ fn random_kills_of_a_first_open_leave_an_openable_store() {
         std::thread::sleep(Duration::from_millis(below(120)));
         child.kill().unwrap();
         child.wait().unwrap();
-        if !lines.try_iter().any(|l| l == "opened") {
+        if !lines.iter().any(|l| l == "opened") {
             killed_before_opened += 1;
         }
         assert_whole_store(&shared, &format!("random kill, round {round}"));
