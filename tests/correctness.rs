@@ -818,3 +818,56 @@ fn saves_and_ages_are_measured_by_the_pipelines_clock() {
         assert_eq!(n.load(SeqCst), 2, "{at}");
     }
 }
+
+// --- The same rules from async code ----------------------------------------------------------------
+
+#[checkpointed(table = "async_c", reads(chain_b), skip(n))]
+async fn make_c_async(ctx: &Pipeline, n: &Counts) -> Result<DataFrame, Error> {
+    n.c.fetch_add(1, SeqCst);
+    let b = ctx.store().load_checkpoint("chain_b")?.unwrap();
+    map_v(&b, |v| v * 2)
+}
+
+#[checkpointed(table = "async_d", skip(n))]
+async fn make_d_async(ctx: &Pipeline, n: &Counts) -> Result<DataFrame, Error> {
+    n.d.fetch_add(1, SeqCst);
+    let c = make_c_async(ctx, n).await?;
+    map_v(&c, |v| v + 1000)
+}
+
+/// An async outer step awaiting an async inner one, on tokio's multi-thread runtime: a stale
+/// upstream reaches it through the inner step (transitive), it recomputes once, then hits.
+#[test]
+fn staleness_is_transitive_for_async_steps_on_tokio() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    for place in Place::all("transitive_async") {
+        let at = place.name();
+        let n = Counts::default();
+        {
+            let p = place.run();
+            fetch_a(&p, 1, &n).unwrap();
+            make_b(&p, &n).unwrap();
+            let d = runtime.block_on(make_d_async(&p, &n)).unwrap();
+            assert_eq!(ints(&d, "v"), d_of(1), "{at}");
+        }
+        {
+            let p = place.run();
+            fetch_a(&p, 2, &n).unwrap();
+            make_b(&p, &n).unwrap();
+            let d = runtime.block_on(make_d_async(&p, &n)).unwrap();
+            assert_eq!(ints(&d, "v"), d_of(2), "{at}: made from the new a");
+            let (how, why) = outcome(&p, "async_d");
+            assert_eq!(how, "stale", "{at}");
+            assert!(
+                why.starts_with("input `async_c` is stale: its input `chain_b` changed ("),
+                "{at}: {why}"
+            );
+        }
+        {
+            let p = place.run();
+            runtime.block_on(make_d_async(&p, &n)).unwrap();
+            assert_eq!(outcome(&p, "async_d").0, "hit", "{at}");
+        }
+        assert_eq!([n.c.load(SeqCst), n.d.load(SeqCst)], [2, 2], "{at}");
+    }
+}
