@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
     Error, Force, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker, checkpointed,
@@ -54,7 +55,7 @@ fn run(dir: &Path) -> Pipeline {
 
 fn run_with(dir: &Path, gnomad_version: &str) -> Pipeline {
     let config = config(dir, gnomad_version);
-    Pipeline::with_config(PipelineStore::from_config(&config).unwrap().into(), &config).unwrap()
+    Pipeline::with_config(PipelineStore::from_config(&config).unwrap(), &config).unwrap()
 }
 
 // --- The scoring scenario of the issue -------------------------------------------------------
@@ -267,7 +268,7 @@ fn a_config_field_in_the_key_recomputes_when_it_changes() {
     );
     // Without a config there is nothing to key on: a typed error, the body not run.
     let bare = Pipeline::new(
-        PipelineStore::open(dir.join("bare.duckdb")).unwrap().into(),
+        PipelineStore::open(dir.join("bare.duckdb")).unwrap(),
         ProvenanceTracker::from_config(&config(dir, "v4.1"), None),
     );
     match fetch_gnomad(&bare) {

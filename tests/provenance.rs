@@ -5,6 +5,7 @@
 mod common;
 
 use serde_json::json;
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::{Error, PipelineConfig, PipelineStore, ProvenanceTracker};
 
 /// A config whose directories live in a temporary directory (the seed's test fixture).

@@ -83,17 +83,16 @@ pub use provenance::{
 pub use settings::{DATA_ROOT_ENV, STORE_ENV, STORE_WAIT_ENV};
 pub use settings::{FORCE_ENV, UNKEYED_ENV};
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
-#[cfg(feature = "duckdb")]
 pub use store::any::AnyStore;
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
-    DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, SaveMode,
-    StoreOptions, duckdb_version,
+    DEFAULT_STORAGE_COMPATIBILITY, GcReport, PipelineStore, SCHEMA_VERSION, SaveMode, StoreOptions,
+    duckdb_version,
 };
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::shared::{CATALOG_SCHEMA_VERSION, SharedGcReport, SharedStore, SharedStoreOptions};
-pub use store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock};
+pub use store::{CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, TableLock};
 /// Makes an expensive fetch function restartable and traced.
 ///
 /// ```no_run

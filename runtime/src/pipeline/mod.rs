@@ -25,18 +25,11 @@ mod tests;
 
 pub use batches::Batches;
 
-/// The store a [`Pipeline`] runs over when none is named: [`AnyStore`](crate::AnyStore) (the
-/// DuckDB file, or the shared store `USHER_STORE` names) with the default `duckdb` feature,
-/// the [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
-/// compile-fail tests build so, to stay clear of DuckDB's C++).
-#[cfg(feature = "duckdb")]
+/// The store a [`Pipeline`] runs over when none is named: [`AnyStore`](crate::AnyStore), which
+/// holds the DuckDB file, the shared store `USHER_STORE` names, or a
+/// [`MemoryStore`](crate::MemoryStore). The same type with every feature set, so code naming
+/// `Pipeline` compiles whichever stores a build has.
 pub type DefaultStore = crate::store::any::AnyStore;
-/// The store a [`Pipeline`] runs over when none is named: `AnyStore` (the DuckDB file, or the
-/// shared store `USHER_STORE` names) with the default `duckdb` feature, the
-/// [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
-/// compile-fail tests build so, to stay clear of DuckDB's C++).
-#[cfg(not(feature = "duckdb"))]
-pub type DefaultStore = crate::store::memory::MemoryStore;
 
 /// Which checkpoints to recompute even when they are valid.
 ///
@@ -183,9 +176,13 @@ impl<S> std::fmt::Debug for Pipeline<S> {
 impl<S: CheckpointStore> Pipeline<S> {
     /// A context over `store` recording into `provenance`, with no config, nothing forced and
     /// unkeyed checkpoints refused. The environment is not read (see [`with_env`](Self::with_env)).
-    pub fn new(store: S, provenance: ProvenanceTracker) -> Self {
+    ///
+    /// `store` is anything that converts into the pipeline's store: for `Pipeline` (over
+    /// [`AnyStore`](crate::AnyStore)), a `PipelineStore`, `SharedStore` or [`MemoryStore`](crate::MemoryStore)
+    /// as it is.
+    pub fn new(store: impl Into<S>, provenance: ProvenanceTracker) -> Self {
         Self {
-            store,
+            store: store.into(),
             provenance,
             config: None,
             force: Force::None,
@@ -201,7 +198,7 @@ impl<S: CheckpointStore> Pipeline<S> {
     /// A context over `store` for a run of `config`: a provenance tracker for it, the config
     /// kept, and the command-line settings of the environment ([`FORCE_ENV`],
     /// [`UNKEYED_ENV`]) applied. `Pipeline::from_config` opens the store the config names.
-    pub fn with_config(store: S, config: &PipelineConfig) -> Result<Self> {
+    pub fn with_config(store: impl Into<S>, config: &PipelineConfig) -> Result<Self> {
         let mut pipeline = Self::new(store, ProvenanceTracker::from_config(config, None));
         pipeline.config = Some(config.clone());
         pipeline.with_env()
