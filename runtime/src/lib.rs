@@ -9,7 +9,7 @@
 #![cfg_attr(feature = "duckdb", doc = "```no_run")]
 #![cfg_attr(not(feature = "duckdb"), doc = "```ignore")]
 //! use usher_pipeline::polars::prelude::*;
-//! use usher_pipeline::{checkpointed, Pipeline, PipelineConfig};
+//! use usher_pipeline::{checkpointed, CheckpointStore, Pipeline, PipelineConfig};
 //!
 //! /// gnomAD constraint of the genes covered at `min_depth` or more. A valid checkpoint of
 //! /// this table, made with the same `min_depth` and code, skips the body.
@@ -22,8 +22,9 @@
 //! let config = PipelineConfig::load("examples/default.yaml")?;
 //! let pipeline = Pipeline::from_config(&config)?; // store, provenance, USHER_FORCE
 //! let constraint = fetch_constraint(&pipeline, 30)?;
-//! pipeline.store().export_parquet("gnomad_constraint", "out/gnomad_constraint.parquet")?;
-//! pipeline.provenance().save_sidecar("out/gnomad_constraint.parquet")?;
+//! let out = std::path::Path::new("out/gnomad_constraint.parquet");
+//! pipeline.store().export_parquet("gnomad_constraint", out)?; // a CheckpointStore method
+//! pipeline.provenance().save_sidecar(out)?;
 //! pipeline.save_provenance()?;
 //! # Ok(()) }
 //! ```
