@@ -33,6 +33,10 @@
 //! [`Batches`] for loops that resume after a kill, and [`PipelineStore`] for the store used by
 //! hand.
 //!
+//! The user's guide is the [`manual`], one chapter per module: what a call does, lineage,
+//! choosing a store, several machines on one store, the command line, the formats shared with
+//! the Python pipeline, benchmarks and known limits.
+//!
 //! # Features
 //! - `duckdb` (default): the file-backed [`PipelineStore`], built from DuckDB's C++ sources.
 //!   Without it, [`Pipeline`] runs over [`MemoryStore`].
@@ -55,6 +59,7 @@ mod config;
 mod error;
 mod fingerprint;
 mod graph;
+pub mod manual;
 mod model;
 mod names;
 mod pipeline;
