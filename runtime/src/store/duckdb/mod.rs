@@ -11,6 +11,7 @@
 pub(crate) mod ffi;
 mod gc;
 mod meta;
+mod readers;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use crate::store::time::{now_local, now_utc, to_micros};
 use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 use ffi::{Connection, Database, DuckError, FrameStream};
 use meta::{Checkpoints, Metadata};
+use readers::{Reader, Readers};
 
 /// The seed's DDL for the checkpoint metadata table, verbatim, so both pipelines agree on it.
 pub(crate) const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoints (
@@ -191,12 +193,17 @@ pub enum SaveMode {
 
 /// A file-backed DuckDB database holding polars frames as tables, with checkpoint metadata.
 ///
-/// Shareable across threads by `&`: statements on the one connection are serialised by a
-/// mutex. The database closes when the store is dropped (or [`close`](Self::close)d).
+/// Shareable across threads by `&`: writes run one at a time on the store's writing connection;
+/// reads (hits, loads, queries, exports) run on connections of their own and never wait for a
+/// write of another thread, reading the last committed state. The database closes when the
+/// store is dropped (or [`close`](Self::close)d).
 pub struct PipelineStore {
     path: PathBuf,
     read_only: bool,
+    /// The writing connection: saves, deletes, adoptions, batch bookkeeping.
     conn: Mutex<Connection>,
+    /// The reading connections.
+    readers: Readers,
     /// How the checkpoints are read: a read-only store written by Python may lack
     /// `_checkpoint_keys`, one written by release 0.1.0 its lineage columns.
     checkpoints_sql: String,
@@ -285,9 +292,7 @@ impl PipelineStore {
         let db = Arc::new(open_waiting(&path, &settings, options.wait_if_busy)?);
         let conn = Connection::connect(&db).map_err(|e| open_error(&path, e))?;
         let fail = |context: &str, e: DuckError| duckdb_error(&path, context, e);
-        // Strings come back as Utf8View, which polars takes without a copy.
-        conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
-            .map_err(|m| fail("configuring the connection", m))?;
+        readers::configure(&conn).map_err(|m| fail("configuring the connection", m))?;
         let exists = |table: &str| {
             Ok::<_, Error>(
                 !options.read_only
@@ -332,6 +337,7 @@ impl PipelineStore {
             path,
             read_only: options.read_only,
             conn: Mutex::new(conn),
+            readers: Readers::new(db),
             checkpoints_sql,
             batches_table,
             totals_table,
@@ -343,6 +349,14 @@ impl PipelineStore {
         &self.path
     }
 
+    /// A connection to read with, beside any write in progress.
+    fn reader(&self, context: impl FnOnce() -> String) -> Result<Reader<'_>> {
+        self.readers
+            .get()
+            .map_err(|e| duckdb_error(&self.path, &context(), e))
+    }
+
+    /// The writing connection, once the write in progress (if any) is done.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: every operation either
         // commits or rolls back its own transaction.
@@ -470,7 +484,8 @@ impl PipelineStore {
         self.meta
             .checkpoints(|| {
                 let rows = self
-                    .lock()
+                    .readers
+                    .get()?
                     .query_text_rows_cached(&self.checkpoints_sql, &[])?;
                 rows.into_iter()
                     .map(|row| {
@@ -847,7 +862,7 @@ impl CheckpointStore for PipelineStore {
     /// Loads `table` as a frame, or `Ok(None)` if there is no such table.
     fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
         validate_table_name(table)?;
-        let conn = self.lock();
+        let conn = self.reader(|| format!("loading table {table:?}"))?;
         // Unprepared: DuckDB builds the result on one thread for a prepared statement.
         match conn.query_unprepared(&format!("SELECT * FROM {}", quote_ident(table))) {
             Ok(df) => Ok(Some(df)),
@@ -864,8 +879,8 @@ impl CheckpointStore for PipelineStore {
     /// The first `rows` rows of `table`, or `None` if there is no such table.
     fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
         validate_table_name(table)?;
-        let conn = self.lock();
         let context = format!("reading the first rows of {table:?}");
+        let conn = self.reader(|| context.clone())?;
         if !table_exists(&conn, table).map_err(self.duckdb_error(context.clone()))? {
             return Ok(None);
         }
@@ -918,7 +933,7 @@ impl CheckpointStore for PipelineStore {
     /// where a user expects the output (an existing file stays until the new one replaces it).
     fn export_parquet(&self, table: &str, output_path: &Path) -> Result<()> {
         validate_table_name(table)?;
-        let conn = self.lock();
+        let conn = self.reader(|| format!("exporting table {table:?}"))?;
         if !table_exists(&conn, table)
             .map_err(self.duckdb_error(format!("exporting table {table:?}")))?
         {
@@ -948,15 +963,16 @@ impl CheckpointStore for PipelineStore {
     /// [`Error::Duckdb`] of kind [`InvalidInput`](crate::DuckdbErrorKind::InvalidInput) and
     /// changes nothing. Writes go through [`execute`](Self::execute), which keeps lineage true.
     fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
-        self.lock()
+        let context = || format!("running query {sql:?}");
+        self.reader(context)?
             .query_select(sql, params)
-            .map_err(self.duckdb_error(format!("running query {sql:?}")))
+            .map_err(self.duckdb_error(context()))
     }
 
     /// Every `_provenance` row, oldest first (none for a store without the table).
     fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
         let context = "reading _provenance";
-        let conn = self.lock();
+        let conn = self.reader(|| context.to_owned())?;
         if !table_exists(&conn, "_provenance").map_err(self.duckdb_error(context))? {
             return Ok(Vec::new());
         }
@@ -1021,7 +1037,7 @@ impl CheckpointStore for PipelineStore {
         if !quiet {
             let context = || format!("loading the checkpoint of {table:?}");
             let rows = self
-                .lock()
+                .reader(context)?
                 .query_text_rows_cached(&self.checkpoints_sql, &[])
                 .map_err(|e| self.duckdb_error(context())(e))?;
             let mut still = false;
@@ -1236,10 +1252,11 @@ impl CheckpointStore for PipelineStore {
             "SELECT table_name, key, CAST(count(*) AS VARCHAR), NULL::VARCHAR FROM _checkpoint_batches \
              GROUP BY table_name, key ORDER BY table_name"
         };
+        let context = "reading the pending batches";
         let rows = self
-            .lock()
+            .reader(|| context.to_owned())?
             .query_text_rows_cached(sql, &[])
-            .map_err(self.duckdb_error("reading the pending batches"))?;
+            .map_err(self.duckdb_error(context))?;
         let count = |table: &str, n: &str| {
             n.parse::<usize>()
                 .map_err(|_| Error::Format(format!("a batch count of {table:?} is {n:?}")))
