@@ -68,7 +68,7 @@ mod store;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights};
+pub use config::{ApiConfig, Config, DataSourceVersions, PipelineConfig, ScoringWeights};
 pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
 pub use fingerprint::{DataVersion, data_version};
 pub use graph::LineageGraph;
