@@ -15,6 +15,7 @@
 //! a provenance step.
 
 use std::time::Instant;
+use usher_pipeline::CheckpointStore;
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{Pipeline, PipelineStore, ProvenanceTracker, checkpointed};
@@ -111,8 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = usher_pipeline::PipelineConfig::load(&config_path)?;
     let store = PipelineStore::from_config(&config)?;
     store.save_dataframe("by_hand", &frame(1_000, 113), "by hand")?;
-    let pipeline: Pipeline =
-        Pipeline::new(store.into(), ProvenanceTracker::from_config(&config, None));
+    let pipeline: Pipeline = Pipeline::new(store, ProvenanceTracker::from_config(&config, None));
     fetch_genes(&pipeline, 113)?; // the miss that saves the checkpoint
     let constraint = frame(1_000, 4);
     score_genes(&pipeline, &constraint)?;

@@ -192,11 +192,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = format!("{server}?options=-c%20search_path%3D{schema}");
     let tracker = || ProvenanceTracker::new("bench", &config());
     let file: Pipeline = Pipeline::new(
-        PipelineStore::open(dir.path().join("hit.duckdb"))?.into(),
+        PipelineStore::open(dir.path().join("hit.duckdb"))?,
         tracker(),
     );
     let shared: Pipeline = Pipeline::new(
-        SharedStore::open(&url, dir.path().join("shared"))?.into(),
+        SharedStore::open(&url, dir.path().join("shared"))?,
         tracker(),
     );
     let (fh, sh) = (hit_ms(&file, hit)?, hit_ms(&shared, hit)?);
@@ -204,7 +204,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Its two parts on the shared store: the catalog lookup, and the load (file name, read).
     let store = shared.store();
     let lookup = median_ms(|| store.checkpoint("hit").map(drop))?;
-    let load = median_ms(|| store.load_checkpoint("hit").map(drop))?;
+    let load = median_ms(|| store.load_dataframe("hit").map(drop))?;
     println!("  of which: catalog lookup {lookup:.3} ms, load {load:.3} ms");
 
     // Handovers between two processes.

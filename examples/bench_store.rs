@@ -22,6 +22,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
+use usher_pipeline::CheckpointStore;
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{Pipeline, PipelineStore, ProvenanceTracker, checkpointed};
@@ -214,7 +215,7 @@ fn rust_round(
     )?;
     let config = usher_pipeline::PipelineConfig::load(dir.join("bench.yaml"))?;
     let pipeline: Pipeline = Pipeline::new(
-        PipelineStore::open_with(path, options)?.into(),
+        PipelineStore::open_with(path, options)?,
         ProvenanceTracker::from_config(&config, None),
     );
     let store = pipeline.store().as_file().ok_or("a file store")?;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 #[path = "../runtime/cli/terminal.rs"]
 mod terminal;
 
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{Pipeline, PipelineConfig, checkpointed};
 

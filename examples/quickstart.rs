@@ -2,7 +2,7 @@
 //! block is this file (below this header). Run it with `cargo run --example quickstart`.
 
 use usher_pipeline::polars::prelude::*;
-use usher_pipeline::{Pipeline, PipelineConfig, checkpointed};
+use usher_pipeline::{CheckpointStore, Pipeline, PipelineConfig, checkpointed};
 
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pipeline = Pipeline::from_config(&config)?; // its DuckDB file; USHER_FORCE, USHER_UNKEYED
     let constraint = fetch_gnomad_constraint(&pipeline, 30, &Client)?; // a hit the second time
     println!("{constraint}");
-    let out = "out/constraint.parquet";
+    let out = std::path::Path::new("out/constraint.parquet");
     pipeline.store().export_parquet("gnomad_constraint", out)?;
     pipeline.provenance().save_sidecar(out)?; // out/constraint.provenance.json
     pipeline.save_provenance()?; // a _provenance row

@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use usher_pipeline::CheckpointStore;
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{Error, Force, Pipeline, PipelineStore, ProvenanceTracker, checkpointed};
@@ -71,10 +72,7 @@ fn pipeline(dir: &tempfile::TempDir) -> Pipeline {
         dir.path().join("c.yaml"),
     )
     .unwrap();
-    Pipeline::new(
-        store.into(),
-        ProvenanceTracker::from_config(&config, Some("test")),
-    )
+    Pipeline::new(store, ProvenanceTracker::from_config(&config, Some("test")))
 }
 
 fn sorted(df: &DataFrame) -> DataFrame {

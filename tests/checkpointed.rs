@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
     Error, Force, Param, Pipeline, PipelineConfig, PipelineContext, PipelineStore,
@@ -37,10 +38,7 @@ fn config(dir: &std::path::Path) -> PipelineConfig {
 fn pipeline(dir: &tempfile::TempDir) -> Pipeline {
     let config = config(dir.path());
     let store = PipelineStore::from_config(&config).unwrap();
-    Pipeline::new(
-        store.into(),
-        ProvenanceTracker::from_config(&config, Some("test")),
-    )
+    Pipeline::new(store, ProvenanceTracker::from_config(&config, Some("test")))
 }
 
 fn constraint(min_depth: i64) -> DataFrame {

@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::PipelineStore;
 use usher_pipeline::polars::prelude::*;
 
@@ -201,7 +202,7 @@ fn pipeline_at(dir: &Path) -> Pipeline {
     );
     std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
     let config = PipelineConfig::load(dir.join("pipeline.yaml")).unwrap();
-    Pipeline::with_config(PipelineStore::from_config(&config).unwrap().into(), &config).unwrap()
+    Pipeline::with_config(PipelineStore::from_config(&config).unwrap(), &config).unwrap()
 }
 
 /// Runs the pipeline with `min_depth`, then closes the store (the command line needs it).
@@ -602,7 +603,7 @@ fn the_commands_read_a_shared_store() {
         let config = local.config().unwrap().clone();
         drop(local);
         std::fs::remove_file(d.join("store.duckdb")).unwrap();
-        let p = Pipeline::with_config(shared.store().into(), &config).unwrap();
+        let p = Pipeline::with_config(shared.store(), &config).unwrap();
         fetch_constraint(&p, 20).unwrap();
         fetch_annotation(&p).unwrap();
         score(&p).unwrap();
@@ -702,7 +703,7 @@ fn the_commands_read_a_shared_store() {
     // A changed input makes what was made from it stale.
     {
         let config = PipelineConfig::load(d.join("pipeline.yaml")).unwrap();
-        let p = Pipeline::with_config(shared.store().into(), &config).unwrap();
+        let p = Pipeline::with_config(shared.store(), &config).unwrap();
         fetch_constraint(&p, 30).unwrap();
     }
     let o = go(with(&["status"]));

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use usher_pipeline::CheckpointStore;
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{Error, Pipeline, PipelineStore, ProvenanceTracker, checkpointed};
@@ -58,9 +59,7 @@ fn threads_share_one_pipeline_without_loss_duplication_or_deadlock() {
     )
     .unwrap();
     let p: Pipeline = Pipeline::new(
-        PipelineStore::open(dir.path().join("p.duckdb"))
-            .unwrap()
-            .into(),
+        PipelineStore::open(dir.path().join("p.duckdb")).unwrap(),
         ProvenanceTracker::from_config(&config, None),
     );
     std::thread::scope(|s| {

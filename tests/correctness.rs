@@ -120,7 +120,7 @@ fn ints(df: &DataFrame, column: &str) -> Vec<i64> {
 }
 
 fn load(p: &Pipeline, table: &str) -> DataFrame {
-    p.store().load_checkpoint(table).unwrap().unwrap()
+    p.store().load_dataframe(table).unwrap().unwrap()
 }
 
 fn state(p: &Pipeline, table: &str) -> CheckpointState {
@@ -164,7 +164,7 @@ fn fetch_a(ctx: &Pipeline, release: i64, n: &Counts) -> Result<DataFrame, Error>
 #[checkpointed(table = "chain_b", reads(chain_a), skip(n))]
 fn make_b(ctx: &Pipeline, n: &Counts) -> Result<DataFrame, Error> {
     n.b.fetch_add(1, SeqCst);
-    let a = ctx.store().load_checkpoint("chain_a")?.unwrap();
+    let a = ctx.store().load_dataframe("chain_a")?.unwrap();
     map_v(&a, |v| v + 1)
 }
 
@@ -172,7 +172,7 @@ fn make_b(ctx: &Pipeline, n: &Counts) -> Result<DataFrame, Error> {
 #[checkpointed(table = "chain_c", reads(chain_b), skip(n))]
 fn make_c(ctx: &Pipeline, n: &Counts) -> Result<DataFrame, Error> {
     n.c.fetch_add(1, SeqCst);
-    let b = ctx.store().load_checkpoint("chain_b")?.unwrap();
+    let b = ctx.store().load_dataframe("chain_b")?.unwrap();
     map_v(&b, |v| v * 2)
 }
 
@@ -314,17 +314,17 @@ fn the_stale_rule_walks_diamonds_and_long_chains() {
     }
     #[checkpointed(table = "dia_left", reads(dia_top))]
     fn left(ctx: &Pipeline) -> Result<DataFrame, Error> {
-        Ok(ctx.store().load_checkpoint("dia_top")?.unwrap())
+        Ok(ctx.store().load_dataframe("dia_top")?.unwrap())
     }
     #[checkpointed(table = "dia_right", reads(dia_top))]
     fn right(ctx: &Pipeline) -> Result<DataFrame, Error> {
-        Ok(ctx.store().load_checkpoint("dia_top")?.unwrap())
+        Ok(ctx.store().load_dataframe("dia_top")?.unwrap())
     }
     #[checkpointed(table = "dia_bottom", reads(dia_left, dia_right), skip(n))]
     fn bottom(ctx: &Pipeline, n: &AtomicUsize) -> Result<DataFrame, Error> {
         n.fetch_add(1, SeqCst);
-        let l = ctx.store().load_checkpoint("dia_left")?.unwrap();
-        let r = ctx.store().load_checkpoint("dia_right")?.unwrap();
+        let l = ctx.store().load_dataframe("dia_left")?.unwrap();
+        let r = ctx.store().load_dataframe("dia_right")?.unwrap();
         Ok(l.vstack(&r)?)
     }
     for place in Place::all("diamond") {
@@ -369,7 +369,7 @@ fn fetch_src(ctx: &Pipeline, release: i64, n: &AtomicUsize) -> Result<DataFrame,
 /// Per gene, the source's `v` plus 100: two genes a batch; with `fail`, the second batch fails.
 #[checkpointed(table = "batch_lit", reads(batch_src), batches = done, skip(n, fail))]
 fn fetch_lit(ctx: &Pipeline, n: &AtomicUsize, fail: bool) -> Result<DataFrame, Error> {
-    let src = ctx.store().load_checkpoint("batch_src")?.unwrap();
+    let src = ctx.store().load_dataframe("batch_src")?.unwrap();
     let names = src.column("gene")?.str()?;
     let genes: Vec<String> = (0..names.len())
         .map(|i| names.get(i).unwrap_or_default().to_owned())
@@ -543,8 +543,29 @@ impl CheckpointStore for Racy {
         }
         judged
     }
-    fn load_checkpoint(&self, table: &str) -> usher_pipeline::Result<Option<DataFrame>> {
-        self.inner.load_checkpoint(table)
+    fn load_dataframe(&self, table: &str) -> usher_pipeline::Result<Option<DataFrame>> {
+        self.inner.load_dataframe(table)
+    }
+    fn save_dataframe(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+    ) -> usher_pipeline::Result<()> {
+        self.inner.save_dataframe(table, frame, description)
+    }
+    fn delete_checkpoints(&self, tables: &[&str]) -> usher_pipeline::Result<()> {
+        self.inner.delete_checkpoints(tables)
+    }
+    fn export_parquet(
+        &self,
+        table: &str,
+        output_path: &std::path::Path,
+    ) -> usher_pipeline::Result<()> {
+        self.inner.export_parquet(table, output_path)
+    }
+    fn provenance_rows(&self) -> usher_pipeline::Result<Vec<ProvenanceRecord>> {
+        self.inner.provenance_rows()
     }
     fn load_judged(&self, judged: &CheckpointInfo) -> usher_pipeline::Result<JudgedLoad> {
         self.inner.load_judged(judged)
@@ -675,7 +696,7 @@ fn a_hit_loads_the_checkpoint_it_judged_not_one_saved_meanwhile() {
         );
         assert_eq!(
             ints(
-                &p.store().load_checkpoint("judged").unwrap().unwrap(),
+                &p.store().load_dataframe("judged").unwrap().unwrap(),
                 "which"
             ),
             [1, 1],
@@ -824,7 +845,7 @@ fn saves_and_ages_are_measured_by_the_pipelines_clock() {
 #[checkpointed(table = "async_c", reads(chain_b), skip(n))]
 async fn make_c_async(ctx: &Pipeline, n: &Counts) -> Result<DataFrame, Error> {
     n.c.fetch_add(1, SeqCst);
-    let b = ctx.store().load_checkpoint("chain_b")?.unwrap();
+    let b = ctx.store().load_dataframe("chain_b")?.unwrap();
     map_v(&b, |v| v * 2)
 }
 

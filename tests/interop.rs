@@ -13,6 +13,7 @@
 mod common;
 
 use std::path::Path;
+use usher_pipeline::CheckpointStore;
 
 use common::{assert_frames_equal, genes, python, run_python};
 use serde_json::json;
@@ -141,7 +142,7 @@ fn rust_store_opens_in_python_duckdb_1x_and_2x() {
             .save_dataframe("empty_genes", &genes().head(Some(0)), "")
             .unwrap();
         store
-            .export_parquet("genes", d.join("out/genes.parquet"))
+            .export_parquet("genes", &d.join("out/genes.parquet"))
             .unwrap();
         let tracker = ProvenanceTracker::new("0.1.0-rust", &config);
         tracker.record_step(
@@ -232,7 +233,7 @@ fn python_resave_of_a_keyed_checkpoint_is_not_trusted() {
     let config = write_config(d);
     let open = || {
         Pipeline::new(
-            PipelineStore::open(d.join("keyed.duckdb")).unwrap().into(),
+            PipelineStore::open(d.join("keyed.duckdb")).unwrap(),
             ProvenanceTracker::from_config(&config, None),
         )
     };
@@ -274,7 +275,7 @@ fn child_adopts_a_python_table() {
     let config = write_config(&dir);
     let pipeline = || -> usher_pipeline::Pipeline {
         usher_pipeline::Pipeline::new(
-            PipelineStore::open(&path).unwrap().into(),
+            PipelineStore::open(&path).unwrap(),
             ProvenanceTracker::from_config(&config, None),
         )
         .with_unkeyed(usher_pipeline::UnkeyedPolicy::Adopt)

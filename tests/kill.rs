@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use usher_pipeline::CheckpointStore;
 
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
@@ -42,7 +43,7 @@ fn config(dir: &Path) -> PipelineConfig {
 fn pipeline(dir: &Path) -> Pipeline {
     let config = config(dir);
     Pipeline::new(
-        PipelineStore::from_config(&config).unwrap().into(),
+        PipelineStore::from_config(&config).unwrap(),
         ProvenanceTracker::from_config(&config, Some("kill-test")),
     )
 }
@@ -369,7 +370,7 @@ fn child_exports_in_a_loop() {
         println!("exporting");
         std::io::stdout().flush().unwrap();
         store
-            .export_parquet("big", dir.join("out/big.parquet"))
+            .export_parquet("big", &dir.join("out/big.parquet"))
             .unwrap();
         println!("exported");
         std::io::stdout().flush().unwrap();

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
     Config, DefaultStore, Error, Force, Pipeline, PipelineConfig, PipelineContext, PipelineStore,
@@ -56,7 +57,7 @@ fn run(dir: &Path) -> Pipeline {
 
 fn run_with(dir: &Path, gnomad_version: &str) -> Pipeline {
     let config = config(dir, gnomad_version);
-    Pipeline::with_config(PipelineStore::from_config(&config).unwrap().into(), &config).unwrap()
+    Pipeline::with_config(PipelineStore::from_config(&config).unwrap(), &config).unwrap()
 }
 
 // --- The scoring scenario of the issue -------------------------------------------------------
@@ -269,7 +270,7 @@ fn a_config_field_in_the_key_recomputes_when_it_changes() {
     );
     // Without a config there is nothing to key on: a typed error, the body not run.
     let bare = Pipeline::new(
-        PipelineStore::open(dir.join("bare.duckdb")).unwrap().into(),
+        PipelineStore::open(dir.join("bare.duckdb")).unwrap(),
         ProvenanceTracker::from_config(&config(dir, "v4.1"), None),
     );
     match fetch_gnomad(&bare) {
@@ -328,7 +329,7 @@ fn lab_config(threshold: f64) -> LabConfig {
 /// A run of the lab's pipeline: a new pipeline over the store of `dir`, with `config`.
 fn lab_run(dir: &Path, config: &LabConfig) -> Pipeline<DefaultStore, LabConfig> {
     let store = PipelineStore::open(dir.join("lab.duckdb")).unwrap();
-    Pipeline::with_config(store.into(), config).unwrap()
+    Pipeline::with_config(store, config).unwrap()
 }
 
 static VARIANT_HITS: AtomicUsize = AtomicUsize::new(0);

@@ -6,6 +6,7 @@ mod common;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
     Config, Error, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker, checkpointed,

@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use usher_pipeline::CheckpointStore;
 
 use common::assert_frames_equal;
 use usher_pipeline::polars::prelude::*;

@@ -402,7 +402,7 @@ fn a_killed_worker_is_taken_over() {
             info.key.as_ref().unwrap().arguments.get("round"),
             Some(&serde_json::json!(round))
         );
-        let frame = store.load_checkpoint("slow").unwrap().unwrap();
+        let frame = store.load_dataframe("slow").unwrap().unwrap();
         common::assert_frames_equal(&frame, &kill_frame(round));
         let files: i64 = shared
             .sql()
@@ -422,7 +422,7 @@ fn a_killed_worker_is_taken_over() {
         "after gc, only the registered file: {on_disk:?}"
     );
     common::assert_frames_equal(
-        &store.load_checkpoint("slow").unwrap().unwrap(),
+        &store.load_dataframe("slow").unwrap().unwrap(),
         &kill_frame(round),
     );
     takeovers.sort();
@@ -533,7 +533,7 @@ fn a_batched_step_resumes_on_another_worker() {
     assert!(again.len() <= 4, "fetched again: {again:?}");
     let frame = shared
         .store()
-        .load_checkpoint("literature")
+        .load_dataframe("literature")
         .unwrap()
         .unwrap();
     let column = frame.column("gene").unwrap().str().unwrap().clone();
@@ -883,7 +883,7 @@ fn a_judged_checkpoint_replaced_by_another_worker_is_not_loaded() {
         JudgedLoad::TableMissing => panic!("replaced, not missing"),
     }
     // What a load by name, the naive second step, would have returned instead.
-    assert_eq!(round_of(&store.load_checkpoint("t").unwrap().unwrap()), 2);
+    assert_eq!(round_of(&store.load_dataframe("t").unwrap().unwrap()), 2);
 
     // The current checkpoint, its file removed by hand: missing, not replaced.
     let judged = store.checkpoint("t").unwrap().unwrap();

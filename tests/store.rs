@@ -6,6 +6,7 @@
 mod common;
 
 use common::{assert_frames_equal, genes};
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{DuckdbErrorKind, Error, Param, PipelineStore, SaveMode};
 
@@ -172,7 +173,7 @@ fn export_parquet_creates_parents_and_is_readable() {
         .unwrap();
     assert_frames_equal(&back, &df);
     let missing = store
-        .export_parquet("nope", dir.path().join("nope.parquet"))
+        .export_parquet("nope", &dir.path().join("nope.parquet"))
         .unwrap_err();
     assert!(
         matches!(&missing, Error::TableNotFound { table, .. } if table == "nope"),

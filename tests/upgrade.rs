@@ -104,7 +104,7 @@ fn config(dir: &Path) -> PipelineConfig {
 fn pipeline(path: &Path) -> Pipeline {
     let config = config(path.parent().unwrap());
     Pipeline::new(
-        PipelineStore::open(path).unwrap().into(),
+        PipelineStore::open(path).unwrap(),
         ProvenanceTracker::from_config(&config, Some("0.1.0")),
     )
 }
@@ -264,7 +264,7 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
         assert_eq!(python.height(), 3);
         // A new checkpoint gets a data version.
         let p: Pipeline = Pipeline::new(
-            store.into(),
+            store,
             ProvenanceTracker::from_config(&config(dir.path()), None),
         );
         fetch_tissues(&p, "retina").unwrap();

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::{
     AnyStore, CheckpointInfo, CheckpointState, CheckpointStatus, Error, LineageGraph,
     ProvenanceRecord, ProvenanceStep, StaleReason, status as store_status,

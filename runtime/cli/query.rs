@@ -1,5 +1,6 @@
 //! `query SQL [--param V]...`: a read-only query, values bound, printed as a table or JSON.
 
+use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::{AnyValue, DataFrame};
 use usher_pipeline::{AnyStore, Error, Param};
 

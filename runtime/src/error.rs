@@ -34,6 +34,16 @@ pub enum Error {
         name: String,
     },
 
+    /// The store cannot do what was asked (a [`MemoryStore`](crate::MemoryStore) runs no
+    /// SQL and writes no Parquet).
+    #[error("{store} does not support {operation}")]
+    Unsupported {
+        /// The operation asked for (`query`, `export_parquet`).
+        operation: &'static str,
+        /// The store's type.
+        store: &'static str,
+    },
+
     /// An operation that needs an existing table did not find it.
     #[error("table {table:?} does not exist in {path}")]
     TableNotFound {

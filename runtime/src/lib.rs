@@ -9,7 +9,7 @@
 #![cfg_attr(feature = "duckdb", doc = "```no_run")]
 #![cfg_attr(not(feature = "duckdb"), doc = "```ignore")]
 //! use usher_pipeline::polars::prelude::*;
-//! use usher_pipeline::{checkpointed, Pipeline, PipelineConfig};
+//! use usher_pipeline::{checkpointed, CheckpointStore, Pipeline, PipelineConfig};
 //!
 //! /// gnomAD constraint of the genes covered at `min_depth` or more. A valid checkpoint of
 //! /// this table, made with the same `min_depth` and code, skips the body.
@@ -22,8 +22,9 @@
 //! let config = PipelineConfig::load("examples/default.yaml")?;
 //! let pipeline = Pipeline::from_config(&config)?; // store, provenance, USHER_FORCE
 //! let constraint = fetch_constraint(&pipeline, 30)?;
-//! pipeline.store().export_parquet("gnomad_constraint", "out/gnomad_constraint.parquet")?;
-//! pipeline.provenance().save_sidecar("out/gnomad_constraint.parquet")?;
+//! let out = std::path::Path::new("out/gnomad_constraint.parquet");
+//! pipeline.store().export_parquet("gnomad_constraint", out)?; // a CheckpointStore method
+//! pipeline.provenance().save_sidecar(out)?;
 //! pipeline.save_provenance()?;
 //! # Ok(()) }
 //! ```
@@ -31,6 +32,10 @@
 //! See [`checkpointed`] for what a call does (hit, miss, stale, force, unkeyed checkpoints),
 //! [`Batches`] for loops that resume after a kill, and [`PipelineStore`] for the store used by
 //! hand.
+//!
+//! The user's guide is the [`manual`], one chapter per module: what a call does, lineage,
+//! choosing a store, several machines on one store, the command line, the formats shared with
+//! the Python pipeline, benchmarks and known limits.
 //!
 //! # Features
 //! - `duckdb` (default): the file-backed [`PipelineStore`], built from DuckDB's C++ sources.
@@ -54,6 +59,7 @@ mod config;
 mod error;
 mod fingerprint;
 mod graph;
+pub mod manual;
 mod model;
 mod names;
 mod pipeline;
@@ -83,17 +89,16 @@ pub use provenance::{
 pub use settings::{DATA_ROOT_ENV, STORE_ENV, STORE_WAIT_ENV};
 pub use settings::{FORCE_ENV, UNKEYED_ENV};
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
-#[cfg(feature = "duckdb")]
 pub use store::any::AnyStore;
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
-    DEFAULT_STORAGE_COMPATIBILITY, GcReport, Param, PipelineStore, SCHEMA_VERSION, SaveMode,
-    StoreOptions, duckdb_version,
+    DEFAULT_STORAGE_COMPATIBILITY, GcReport, PipelineStore, SCHEMA_VERSION, SaveMode, StoreOptions,
+    duckdb_version,
 };
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::shared::{CATALOG_SCHEMA_VERSION, SharedGcReport, SharedStore, SharedStoreOptions};
-pub use store::{CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock};
+pub use store::{CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, TableLock};
 /// Makes an expensive fetch function restartable and traced.
 ///
 /// ```no_run

@@ -25,18 +25,11 @@ mod tests;
 
 pub use batches::Batches;
 
-/// The store a [`Pipeline`] runs over when none is named: [`AnyStore`](crate::AnyStore) (the
-/// DuckDB file, or the shared store `USHER_STORE` names) with the default `duckdb` feature,
-/// the [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
-/// compile-fail tests build so, to stay clear of DuckDB's C++).
-#[cfg(feature = "duckdb")]
+/// The store a [`Pipeline`] runs over when none is named: [`AnyStore`](crate::AnyStore), which
+/// holds the DuckDB file, the shared store `USHER_STORE` names, or a
+/// [`MemoryStore`](crate::MemoryStore). The same type with every feature set, so code naming
+/// `Pipeline` compiles whichever stores a build has.
 pub type DefaultStore = crate::store::any::AnyStore;
-/// The store a [`Pipeline`] runs over when none is named: `AnyStore` (the DuckDB file, or the
-/// shared store `USHER_STORE` names) with the default `duckdb` feature, the
-/// [`MemoryStore`](crate::MemoryStore) in a build without a file-backed store (the
-/// compile-fail tests build so, to stay clear of DuckDB's C++).
-#[cfg(not(feature = "duckdb"))]
-pub type DefaultStore = crate::store::memory::MemoryStore;
 
 /// Which checkpoints to recompute even when they are valid.
 ///
@@ -189,8 +182,12 @@ impl<S, C> std::fmt::Debug for Pipeline<S, C> {
 impl<S: CheckpointStore> Pipeline<S> {
     /// A context over `store` recording into `provenance`, with no config, nothing forced and
     /// unkeyed checkpoints refused. The environment is not read (see [`with_env`](Self::with_env)).
-    pub fn new(store: S, provenance: ProvenanceTracker) -> Self {
-        Self::with_parts(store, provenance, None)
+    ///
+    /// `store` is anything that converts into the pipeline's store: for `Pipeline` (over
+    /// [`AnyStore`](crate::AnyStore)), a `PipelineStore`, `SharedStore` or [`MemoryStore`](crate::MemoryStore)
+    /// as it is.
+    pub fn new(store: impl Into<S>, provenance: ProvenanceTracker) -> Self {
+        Self::with_parts(store.into(), provenance, None)
     }
 }
 
@@ -212,7 +209,8 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
         }
     }
 
-    /// A context over `store` for a run of `config`, of any [`Config`] type: a provenance
+    /// A context over `store` (anything that converts into the pipeline's store, as for
+    /// [`new`](Pipeline::new)) for a run of `config`, of any [`Config`] type: a provenance
     /// tracker for it (its hash and data-source versions, this library's version), the config
     /// kept for `config(...)` fields, and the command-line settings of the environment
     /// ([`FORCE_ENV`], [`UNKEYED_ENV`]) applied. `Pipeline::from_config` opens the store a
@@ -220,12 +218,12 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
     ///
     /// # Panics
     /// When the config cannot be written as JSON (see [`Config::canonical_json`]).
-    pub fn with_config(store: S, config: &C) -> Result<Self>
+    pub fn with_config(store: impl Into<S>, config: &C) -> Result<Self>
     where
         C: Config + Clone,
     {
         let provenance = ProvenanceTracker::from_config(config, None);
-        Self::with_parts(store, provenance, Some(config.clone())).with_env()
+        Self::with_parts(store.into(), provenance, Some(config.clone())).with_env()
     }
 
     /// Sets which tables to recompute.

@@ -206,7 +206,7 @@ fn a_forced_table_saved_since_the_pipeline_began_counts_as_recomputed() {
     // An unkeyed checkpoint saved since does not count: its time may be another clock's.
     let c = force();
     store
-        .save_unkeyed("forced_once", &df!("n" => [9i64]).unwrap())
+        .save_dataframe("forced_once", &df!("n" => [9i64]).unwrap(), "")
         .unwrap();
     fetch_forced_once(&c, 2).unwrap();
     assert_eq!(runs(&SHARED_FORCE_RUNS) - before, 5);
@@ -227,7 +227,7 @@ fn unkeyed_checkpoints_are_refused_adopted_or_recomputed() {
     let before = runs(&UNKEYED_RUNS);
 
     let store = Arc::new(MemoryStore::new());
-    store.save_unkeyed("unkeyed", &python_made).unwrap();
+    store.save_dataframe("unkeyed", &python_made, "").unwrap();
     match fetch_unkeyed(&run(&store)) {
         Err(Error::UnkeyedCheckpoint { table }) => assert_eq!(table, "unkeyed"),
         other => panic!("expected UnkeyedCheckpoint, got {other:?}"),
@@ -244,7 +244,7 @@ fn unkeyed_checkpoints_are_refused_adopted_or_recomputed() {
     assert_eq!(runs(&UNKEYED_RUNS), before, "adopted: the body never ran");
 
     let store = Arc::new(MemoryStore::new());
-    store.save_unkeyed("unkeyed", &python_made).unwrap();
+    store.save_dataframe("unkeyed", &python_made, "").unwrap();
     let recompute = run(&store).with_unkeyed(UnkeyedPolicy::Recompute);
     let frame = fetch_unkeyed(&recompute).unwrap();
     assert_eq!(
@@ -278,7 +278,7 @@ fn a_failed_body_saves_nothing() {
         other => panic!("the body's own error, untouched: {other:?}"),
     }
     assert!(store.tables().is_empty());
-    assert!(store.provenance_rows().is_empty());
+    assert!(store.provenance_rows().unwrap().is_empty());
 }
 
 /// Counts fetched items; fails at `fail_at` (an item) when set.
@@ -401,8 +401,8 @@ fn fetch_weekly(ctx: &Pipeline<Arc<MemoryStore>>) -> Result<DataFrame, Error> {
 fn adoption_records_the_calls_lineage_and_respects_max_age() {
     let store = Arc::new(MemoryStore::new());
     let frame = df!("gene" => ["MYO7A"]).unwrap();
-    store.save_unkeyed("genes", &frame).unwrap();
-    store.save_unkeyed("weekly", &frame).unwrap();
+    store.save_dataframe("genes", &frame, "").unwrap();
+    store.save_dataframe("weekly", &frame, "").unwrap();
     let at = |days: i64| {
         let now = chrono::Utc::now().naive_utc() + chrono::TimeDelta::days(days);
         run(&store)
@@ -424,7 +424,7 @@ fn adoption_records_the_calls_lineage_and_respects_max_age() {
     );
 
     // Another unkeyed table, older than a week by the clock: recomputed, not adopted.
-    store.save_unkeyed("weekly", &frame).unwrap();
+    store.save_dataframe("weekly", &frame, "").unwrap();
     let p = at(8);
     fetch_weekly(&p).unwrap();
     assert_eq!(runs(&WEEKLY_RUNS), 1);

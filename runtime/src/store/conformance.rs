@@ -13,12 +13,6 @@ use crate::fingerprint::data_version;
 use crate::model::{CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
 use crate::store::{CheckpointStore, JudgedLoad};
 
-/// What a test needs to see of a store beyond the trait.
-pub(crate) trait Inspect {
-    /// Every `_provenance` row, in the order appended.
-    fn provenance_rows(&self) -> Vec<ProvenanceRecord>;
-}
-
 /// One `#[test]` per case for the store `$open` makes: an expression giving a fresh, empty
 /// store behind a pointer (`Box::new(MemoryStore::new())`, or a guard that also owns the
 /// store's temporary directory).
@@ -83,9 +77,9 @@ fn sorted(frame: DataFrame) -> DataFrame {
         .unwrap()
 }
 
-pub(crate) fn missing_table_has_no_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn missing_table_has_no_checkpoint<S: CheckpointStore>(store: &S) {
     assert_eq!(store.checkpoint("genes").unwrap(), None);
-    assert!(store.load_checkpoint("genes").unwrap().is_none());
+    assert!(store.load_dataframe("genes").unwrap().is_none());
     assert!(store.load_batches("genes").unwrap().is_none());
     assert_eq!(
         store.batch_progress("genes", "k").unwrap(),
@@ -93,7 +87,7 @@ pub(crate) fn missing_table_has_no_checkpoint<S: CheckpointStore + Inspect>(stor
     );
 }
 
-pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore>(store: &S) {
     let frame = genes(5);
     let k = key(json!({"min_depth": 30, "sources": ["gnomad", "ü"]}));
     store
@@ -119,7 +113,7 @@ pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + Inspect
     );
     assert!(
         store
-            .load_checkpoint("genes")
+            .load_dataframe("genes")
             .unwrap()
             .unwrap()
             .equals_missing(&frame)
@@ -129,7 +123,7 @@ pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + Inspect
 /// Data version, inputs (either kind of version) and `max_age` come back as saved; adoption
 /// records the lineage it is given (no data version: the checkpoint's version is its save
 /// time).
-pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore>(store: &S) {
     let frame = genes(4);
     let saved =
         NaiveDateTime::parse_from_str("2026-11-25 10:00:00.5", "%Y-%m-%d %H:%M:%S%.f").unwrap();
@@ -182,7 +176,7 @@ pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore + Inspect>(store: 
     assert_eq!(row.version(), CheckpointVersion::Saved(row.created_at));
 }
 
-pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore>(store: &S) {
     assert!(store.list_checkpoints().unwrap().is_empty());
     assert!(store.pending_batches().unwrap().is_empty());
     let k = key(json!({}));
@@ -225,7 +219,7 @@ pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore + In
     assert_eq!(store.pending_batches().unwrap()[0].total, None);
 }
 
-pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore>(store: &S) {
     let (first, second) = (key(json!({"n": 1})), key(json!({"n": 2})));
     store
         .save_checkpoint(
@@ -249,10 +243,10 @@ pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore + Inspe
         .unwrap();
     let row = store.checkpoint("genes").unwrap().unwrap();
     assert_eq!((row.row_count, row.key), (Some(3), Some(second)));
-    assert_eq!(store.load_checkpoint("genes").unwrap().unwrap().height(), 3);
+    assert_eq!(store.load_dataframe("genes").unwrap().unwrap().height(), 3);
 }
 
-pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore>(store: &S) {
     let (made, adopted) = (key(json!({"n": 1})), key(json!({"n": 2})));
     assert!(
         !store
@@ -296,14 +290,14 @@ pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore + Inspect>(s
     );
     let row = store.checkpoint("genes").unwrap().unwrap();
     assert_eq!((row.created_at, row.key), (restamped, Some(made)));
-    assert_eq!(store.load_checkpoint("genes").unwrap().unwrap().height(), 2);
+    assert_eq!(store.load_dataframe("genes").unwrap().unwrap().height(), 2);
 }
 
 fn items(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("{n:?}")).collect()
 }
 
-pub(crate) fn batches_resume_under_their_key_only<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn batches_resume_under_their_key_only<S: CheckpointStore>(store: &S) {
     let all = genes(6);
     store
         .save_batch("genes", "k1", &items(&["a", "b"]), &all.slice(0, 3))
@@ -328,7 +322,7 @@ pub(crate) fn batches_resume_under_their_key_only<S: CheckpointStore + Inspect>(
     assert!(store.load_batches("genes").unwrap().is_none());
 }
 
-pub(crate) fn batches_without_columns_record_items_only<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn batches_without_columns_record_items_only<S: CheckpointStore>(store: &S) {
     store
         .save_batch("genes", "k", &items(&["a"]), &DataFrame::empty())
         .unwrap();
@@ -336,7 +330,7 @@ pub(crate) fn batches_without_columns_record_items_only<S: CheckpointStore + Ins
     assert!(store.load_batches("genes").unwrap().is_none());
 }
 
-pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore>(store: &S) {
     let k = key(json!({}));
     store
         .save_batch("genes", &k.key, &items(&["a"]), &genes(2))
@@ -363,8 +357,8 @@ pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore + Inspect
     );
 }
 
-pub(crate) fn provenance_rows_are_appended<S: CheckpointStore + Inspect>(store: &S) {
-    let before = store.provenance_rows().len();
+pub(crate) fn provenance_rows_are_appended<S: CheckpointStore>(store: &S) {
+    let before = store.provenance_rows().unwrap().len();
     store
         .save_checkpoint(
             "genes",
@@ -376,12 +370,12 @@ pub(crate) fn provenance_rows_are_appended<S: CheckpointStore + Inspect>(store: 
         )
         .unwrap();
     store.append_provenance(&record("run")).unwrap();
-    let rows = store.provenance_rows();
+    let rows = store.provenance_rows().unwrap();
     assert_eq!(rows.len(), before + 2);
     assert_eq!(rows[before..], [record("save"), record("run")]);
 }
 
-pub(crate) fn names_follow_the_table_name_rule<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn names_follow_the_table_name_rule<S: CheckpointStore>(store: &S) {
     let (frame, k) = (genes(1), key(json!({})));
     for (name, reserved) in [("_checkpoints", true), ("Genes", false), ("a b", false)] {
         let err = store
@@ -402,14 +396,14 @@ pub(crate) fn names_follow_the_table_name_rule<S: CheckpointStore + Inspect>(sto
         Err(Error::InvalidTableName { .. })
     ));
     assert!(matches!(
-        store.load_checkpoint("x;y"),
+        store.load_dataframe("x;y"),
         Err(Error::InvalidTableName { .. })
     ));
     // Uppercase and the store's own names can be read (the Python pipeline writes them).
     assert_eq!(store.checkpoint("Genes").unwrap(), None);
 }
 
-pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore>(store: &S) {
     let err = store
         .save_checkpoint(
             "genes",
@@ -429,7 +423,7 @@ pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore + Inspect>(s
 
 /// `save_checkpoint_with` asks for the lineage once and saves it with the frame; an error of
 /// the lineage saves nothing and reaches the caller as it is.
-pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + Inspect>(store: &S) {
+pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore>(store: &S) {
     let k = key(json!({"release": 1}));
     let lineage = Lineage {
         data_version: Some(data_version(&genes(3)).unwrap()),
@@ -453,7 +447,7 @@ pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + I
         saved.created_at.map(|t| t.to_string()),
         Some("2031-02-03 04:05:06.789123".to_owned())
     );
-    assert_eq!(store.provenance_rows().len(), 1);
+    assert_eq!(store.provenance_rows().unwrap().len(), 1);
 
     let err = store
         .save_checkpoint_with(
@@ -472,18 +466,16 @@ pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + I
     let kept = store.checkpoint("genes").unwrap().unwrap();
     assert_eq!(kept.key.map(|k| k.key), Some(k.key.clone()));
     assert_eq!(kept.row_count, Some(3));
-    assert_eq!(store.load_checkpoint("genes").unwrap().unwrap().height(), 3);
+    assert_eq!(store.load_dataframe("genes").unwrap().unwrap().height(), 3);
     assert_eq!(
-        store.provenance_rows().len(),
+        store.provenance_rows().unwrap().len(),
         1,
         "no provenance row of the failed save"
     );
 }
 
 /// `load_judged` loads the checkpoint judged, and says `Replaced` once another took its place.
-pub(crate) fn a_judged_load_reads_only_the_judged_checkpoint<S: CheckpointStore + Inspect>(
-    store: &S,
-) {
+pub(crate) fn a_judged_load_reads_only_the_judged_checkpoint<S: CheckpointStore>(store: &S) {
     let lineage = |n| Lineage {
         data_version: Some(data_version(&genes(n)).unwrap()),
         ..Lineage::default()

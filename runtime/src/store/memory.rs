@@ -2,6 +2,7 @@
 //! Nothing survives the process.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::NaiveDateTime;
@@ -63,24 +64,6 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Saves `frame` as `table` without a key, as the Python pipeline or a hand-written save
-    /// would (stamped in local time, as theirs are).
-    pub fn save_unkeyed(&self, table: &str, frame: &DataFrame) -> Result<()> {
-        validate_writable_table_name(table)?;
-        validate_columns(table, frame)?;
-        self.lock().tables.insert(
-            table.to_owned(),
-            Entry {
-                frame: frame.clone(),
-                created_at: now_local(),
-                description: String::new(),
-                key: None,
-                lineage: Lineage::default(),
-            },
-        );
-        Ok(())
-    }
-
     /// The names of the tables held, sorted.
     pub fn tables(&self) -> Vec<String> {
         self.lock().tables.keys().cloned().collect()
@@ -89,11 +72,6 @@ impl MemoryStore {
     /// The key `table` was saved with, if any.
     pub fn key(&self, table: &str) -> Option<CheckpointKey> {
         self.lock().tables.get(table).and_then(|e| e.key.clone())
-    }
-
-    /// The provenance rows appended so far.
-    pub fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
-        self.lock().provenance.clone()
     }
 }
 
@@ -104,14 +82,61 @@ fn now() -> NaiveDateTime {
 }
 
 impl CheckpointStore for MemoryStore {
+    /// Stamped in local time, as the Python pipeline's and hand-written saves are.
+    fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
+        validate_writable_table_name(table)?;
+        validate_columns(table, frame)?;
+        let mut inner = self.lock();
+        inner.batches.remove(table);
+        inner.totals.remove(table);
+        inner.tables.insert(
+            table.to_owned(),
+            Entry {
+                frame: frame.clone(),
+                created_at: to_micros(now_local()),
+                description: description.to_owned(),
+                key: None,
+                lineage: Lineage::default(),
+            },
+        );
+        Ok(())
+    }
+
+    fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        Ok(self.lock().tables.get(table).map(|e| e.frame.clone()))
+    }
+
+    fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
+        for table in tables {
+            validate_writable_table_name(table)?;
+        }
+        let mut inner = self.lock();
+        for table in tables {
+            inner.tables.remove(*table);
+            inner.batches.remove(*table);
+            inner.totals.remove(*table);
+        }
+        Ok(())
+    }
+
+    /// Memory holds no Parquet writer (polars is built without one, DuckDB may be absent):
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    fn export_parquet(&self, table: &str, output_path: &Path) -> Result<()> {
+        let _ = (table, output_path);
+        Err(crate::Error::Unsupported {
+            operation: "export_parquet",
+            store: "MemoryStore",
+        })
+    }
+
+    fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
+        Ok(self.lock().provenance.clone())
+    }
+
     fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
         validate_table_name(table)?;
         Ok(self.lock().tables.get(table).map(|e| e.info(table)))
-    }
-
-    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
-        validate_table_name(table)?;
-        Ok(self.lock().tables.get(table).map(|e| e.frame.clone()))
     }
 
     /// The check and the read under one lock.
@@ -300,12 +325,6 @@ impl CheckpointStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    impl crate::store::conformance::Inspect for MemoryStore {
-        fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
-            MemoryStore::provenance_rows(self)
-        }
-    }
 
     conformance_suite!(Box::new(MemoryStore::new()));
 }

@@ -16,7 +16,6 @@ macro_rules! key_of_checkpoint {
     };
 }
 
-#[cfg(feature = "duckdb")]
 pub(crate) mod any;
 #[cfg(test)]
 #[macro_use]
@@ -24,28 +23,96 @@ mod conformance;
 #[cfg(feature = "duckdb")]
 pub(crate) mod duckdb;
 pub(crate) mod memory;
+pub(crate) mod param;
 #[cfg(feature = "postgres")]
 pub(crate) mod shared;
 #[cfg(feature = "duckdb")]
 pub(crate) mod sql;
 pub(crate) mod time;
 
+use std::path::Path;
+
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
 use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
+pub use param::Param;
 
-/// What a store must offer to hold the checkpoints of `#[checkpointed]` functions.
+/// A checkpoint store: what a user does with one (save, load, list, delete, export, query),
+/// and what a [`Pipeline`](crate::Pipeline) asks of it to run `#[checkpointed]` calls.
 ///
-/// The DuckDB `PipelineStore` implements it, and so does [`MemoryStore`](crate::MemoryStore)
-/// (tests, dry runs). Every method takes `&self`: a store is shared by the threads of a run.
+/// One trait, one set of names (the Python pipeline's: `save_dataframe`, `load_dataframe`,
+/// `has_checkpoint`...), implemented once per backend: [`PipelineStore`](crate::PipelineStore)
+/// (a DuckDB file), `SharedStore` (PostgreSQL and Parquet, `postgres` feature),
+/// [`MemoryStore`](crate::MemoryStore) and [`AnyStore`](crate::AnyStore), which forwards to the one it holds.
+/// Bring it into scope to call its methods: `use usher_pipeline::CheckpointStore;`.
+///
+/// Every method takes `&self`: a store is shared by the threads of a run. A new backend
+/// implements the required methods and checks itself against the behaviour every store must
+/// show (`store/conformance.rs`).
 pub trait CheckpointStore: Send + Sync {
+    // --- What a user calls ---
+
+    /// Saves `frame` as `table` without a key, replacing any previous checkpoint of it (a
+    /// hand-made checkpoint: a `#[checkpointed]` call asks what to do with it, see
+    /// [`UnkeyedPolicy`](crate::UnkeyedPolicy)). Table and `_checkpoints` row are written
+    /// together or not at all; the save is stamped in local time, as the Python pipeline
+    /// stamps its own.
+    fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()>;
+
+    /// The table's data, or `None` if there is no such table.
+    fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>>;
+
+    /// The first `rows` rows of `table`, or `None` if there is no such table. The default
+    /// loads the table; a store that can read less overrides it.
+    fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
+        Ok(self
+            .load_dataframe(table)?
+            .map(|frame| frame.head(Some(rows))))
+    }
+
+    /// Whether the store has a checkpoint (a `_checkpoints` row) of `table`.
+    fn has_checkpoint(&self, table: &str) -> Result<bool> {
+        Ok(self.checkpoint(table)?.is_some())
+    }
+
+    /// Every checkpoint with its valid key and lineage, newest first (then by name).
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>>;
+
+    /// Removes the checkpoints of `tables` (data, `_checkpoints` row, key, batches): all of
+    /// them or, on an error, none.
+    fn delete_checkpoints(&self, tables: &[&str]) -> Result<()>;
+
+    /// Removes `table`'s checkpoint (data, `_checkpoints` row, key, batches).
+    fn delete_checkpoint(&self, table: &str) -> Result<()> {
+        self.delete_checkpoints(&[table])
+    }
+
+    /// Writes `table` as a Parquet file at `output_path` (parent directories created), whole
+    /// or not at all: a killed export never leaves a truncated file where the output is
+    /// expected. [`Error::TableNotFound`] when there is no such table.
+    fn export_parquet(&self, table: &str, output_path: &Path) -> Result<()>;
+
+    /// Runs one query (`SELECT`, `WITH ... SELECT`, `VALUES`, `FROM t`) over the store's
+    /// tables, with `?` placeholders bound to `params` (values are bound, never pasted into
+    /// the SQL text). Only queries run: a statement that writes is refused and changes
+    /// nothing. The default is [`Error::Unsupported`], for stores without SQL (memory).
+    fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
+        let _ = (sql, params);
+        Err(Error::Unsupported {
+            operation: "query",
+            store: std::any::type_name::<Self>(),
+        })
+    }
+
+    /// Every `_provenance` row, oldest first.
+    fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>>;
+
+    // --- What a pipeline calls ---
+
     /// The checkpoint of `table` (with its key, if it has a valid one), or `None`.
     fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>>;
-
-    /// The table's data, or `None` if the table does not exist.
-    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>>;
 
     /// The data of exactly the checkpoint `judged` (as [`checkpoint`](Self::checkpoint)
     /// returned it), provided it is still the table's current one: a hit loads what it judged,
@@ -57,7 +124,7 @@ pub trait CheckpointStore: Send + Sync {
             Some(now) if now.same_checkpoint(judged) => {}
             _ => return Ok(JudgedLoad::Replaced),
         }
-        Ok(match self.load_checkpoint(table)? {
+        Ok(match self.load_dataframe(table)? {
             Some(frame) => JudgedLoad::Loaded(frame),
             None => JudgedLoad::TableMissing,
         })
@@ -130,9 +197,6 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Appends a row to `_provenance`.
     fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()>;
-
-    /// Every checkpoint with its valid key and lineage, newest first (then by name).
-    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>>;
 
     /// The finished batches waiting in the store, per table (none for a store without batch
     /// progress, such as one written by the Python pipeline).
@@ -261,84 +325,128 @@ pub(crate) fn validate_columns(table: &str, df: &DataFrame) -> Result<()> {
     Ok(())
 }
 
+/// Implements [`CheckpointStore`] for a type that holds another store, every method (the
+/// overridable ones too, so the held store's own versions run) forwarded through `$via!`: a
+/// macro `($store:expr, $s:ident => $body:expr)` that runs `$body` with `$s` bound to the held
+/// store. The one list of the trait's methods outside the trait: a new method is forwarded
+/// here, for `Arc` and [`AnyStore`](crate::AnyStore) alike.
+macro_rules! forward_checkpoint_store {
+    ($via:ident) => {
+        fn save_dataframe(&self, table: &str, frame: &::polars::prelude::DataFrame, description: &str) -> $crate::Result<()> {
+            $via!(self, s => s.save_dataframe(table, frame, description))
+        }
+        fn load_dataframe(&self, table: &str) -> $crate::Result<Option<::polars::prelude::DataFrame>> {
+            $via!(self, s => s.load_dataframe(table))
+        }
+        fn head(&self, table: &str, rows: usize) -> $crate::Result<Option<::polars::prelude::DataFrame>> {
+            $via!(self, s => s.head(table, rows))
+        }
+        fn has_checkpoint(&self, table: &str) -> $crate::Result<bool> {
+            $via!(self, s => s.has_checkpoint(table))
+        }
+        fn list_checkpoints(&self) -> $crate::Result<Vec<$crate::CheckpointInfo>> {
+            $via!(self, s => s.list_checkpoints())
+        }
+        fn delete_checkpoints(&self, tables: &[&str]) -> $crate::Result<()> {
+            $via!(self, s => s.delete_checkpoints(tables))
+        }
+        fn delete_checkpoint(&self, table: &str) -> $crate::Result<()> {
+            $via!(self, s => s.delete_checkpoint(table))
+        }
+        fn export_parquet(&self, table: &str, output_path: &::std::path::Path) -> $crate::Result<()> {
+            $via!(self, s => s.export_parquet(table, output_path))
+        }
+        fn query(&self, sql: &str, params: &[$crate::store::Param]) -> $crate::Result<::polars::prelude::DataFrame> {
+            $via!(self, s => s.query(sql, params))
+        }
+        fn provenance_rows(&self) -> $crate::Result<Vec<$crate::ProvenanceRecord>> {
+            $via!(self, s => s.provenance_rows())
+        }
+        fn checkpoint(&self, table: &str) -> $crate::Result<Option<$crate::CheckpointInfo>> {
+            $via!(self, s => s.checkpoint(table))
+        }
+        fn load_judged(&self, judged: &$crate::CheckpointInfo) -> $crate::Result<$crate::JudgedLoad> {
+            $via!(self, s => s.load_judged(judged))
+        }
+        fn save_checkpoint(
+            &self,
+            table: &str,
+            frame: &::polars::prelude::DataFrame,
+            description: &str,
+            key: &$crate::CheckpointKey,
+            lineage: &$crate::Lineage,
+            provenance: &$crate::ProvenanceRecord,
+        ) -> $crate::Result<()> {
+            $via!(self, s => s.save_checkpoint(table, frame, description, key, lineage, provenance))
+        }
+        fn save_checkpoint_with(
+            &self,
+            table: &str,
+            frame: &::polars::prelude::DataFrame,
+            description: &str,
+            key: &$crate::CheckpointKey,
+            saved_at: ::chrono::NaiveDateTime,
+            metadata: &mut dyn FnMut() -> $crate::Result<($crate::Lineage, $crate::ProvenanceRecord)>,
+        ) -> $crate::Result<()> {
+            $via!(self, s => s.save_checkpoint_with(table, frame, description, key, saved_at, metadata))
+        }
+        fn adopt_checkpoint(
+            &self,
+            table: &str,
+            created_at: Option<::chrono::NaiveDateTime>,
+            saved_at: Option<::chrono::NaiveDateTime>,
+            key: &$crate::CheckpointKey,
+            lineage: &$crate::Lineage,
+        ) -> $crate::Result<bool> {
+            $via!(self, s => s.adopt_checkpoint(table, created_at, saved_at, key, lineage))
+        }
+        fn batch_progress(&self, table: &str, key: &str) -> $crate::Result<Vec<String>> {
+            $via!(self, s => s.batch_progress(table, key))
+        }
+        fn discard_batches(&self, table: &str) -> $crate::Result<()> {
+            $via!(self, s => s.discard_batches(table))
+        }
+        fn record_batch_total(&self, table: &str, key: &str, total: usize) -> $crate::Result<()> {
+            $via!(self, s => s.record_batch_total(table, key, total))
+        }
+        fn save_batch(
+            &self,
+            table: &str,
+            key: &str,
+            items: &[String],
+            frame: &::polars::prelude::DataFrame,
+        ) -> $crate::Result<()> {
+            $via!(self, s => s.save_batch(table, key, items, frame))
+        }
+        fn load_batches(&self, table: &str) -> $crate::Result<Option<::polars::prelude::DataFrame>> {
+            $via!(self, s => s.load_batches(table))
+        }
+        fn append_provenance(&self, record: &$crate::ProvenanceRecord) -> $crate::Result<()> {
+            $via!(self, s => s.append_provenance(record))
+        }
+        fn pending_batches(&self) -> $crate::Result<Vec<$crate::PendingBatches>> {
+            $via!(self, s => s.pending_batches())
+        }
+        fn lock_table(&self, table: &str) -> $crate::Result<$crate::TableLock> {
+            $via!(self, s => s.lock_table(table))
+        }
+        fn lock_table_async<'a>(&'a self, table: &'a str) -> $crate::LockFuture<'a> {
+            $via!(self, s => s.lock_table_async(table))
+        }
+    };
+}
+pub(crate) use forward_checkpoint_store;
+
+/// The store an `Arc` holds.
+macro_rules! deref {
+    ($store:expr, $s:ident => $body:expr) => {{
+        let $s = &**$store;
+        $body
+    }};
+}
+
 /// A shared store is a store: several [`Pipeline`](crate::Pipeline)s (a run each, say) over
 /// one store.
 impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
-    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
-        (**self).checkpoint(table)
-    }
-    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
-        (**self).load_checkpoint(table)
-    }
-    fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
-        (**self).load_judged(judged)
-    }
-    fn save_checkpoint(
-        &self,
-        table: &str,
-        frame: &DataFrame,
-        description: &str,
-        key: &CheckpointKey,
-        lineage: &Lineage,
-        provenance: &ProvenanceRecord,
-    ) -> Result<()> {
-        (**self).save_checkpoint(table, frame, description, key, lineage, provenance)
-    }
-    fn save_checkpoint_with(
-        &self,
-        table: &str,
-        frame: &DataFrame,
-        description: &str,
-        key: &CheckpointKey,
-        saved_at: NaiveDateTime,
-        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
-    ) -> Result<()> {
-        (**self).save_checkpoint_with(table, frame, description, key, saved_at, metadata)
-    }
-    fn adopt_checkpoint(
-        &self,
-        table: &str,
-        created_at: Option<NaiveDateTime>,
-        saved_at: Option<NaiveDateTime>,
-        key: &CheckpointKey,
-        lineage: &Lineage,
-    ) -> Result<bool> {
-        (**self).adopt_checkpoint(table, created_at, saved_at, key, lineage)
-    }
-    fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
-        (**self).batch_progress(table, key)
-    }
-    fn discard_batches(&self, table: &str) -> Result<()> {
-        (**self).discard_batches(table)
-    }
-    fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
-        (**self).record_batch_total(table, key, total)
-    }
-    fn save_batch(
-        &self,
-        table: &str,
-        key: &str,
-        items: &[String],
-        frame: &DataFrame,
-    ) -> Result<()> {
-        (**self).save_batch(table, key, items, frame)
-    }
-    fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
-        (**self).load_batches(table)
-    }
-    fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
-        (**self).append_provenance(record)
-    }
-    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        (**self).list_checkpoints()
-    }
-    fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
-        (**self).pending_batches()
-    }
-    fn lock_table(&self, table: &str) -> Result<TableLock> {
-        (**self).lock_table(table)
-    }
-    fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
-        (**self).lock_table_async(table)
-    }
+    forward_checkpoint_store!(deref);
 }

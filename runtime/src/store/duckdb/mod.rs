@@ -9,7 +9,7 @@
 // The crate's only unsafe code: the crate root denies `unsafe_code` everywhere else.
 #[allow(unsafe_code)]
 pub(crate) mod ffi;
-mod inspect;
+mod gc;
 mod meta;
 
 use std::collections::BTreeSet;
@@ -20,7 +20,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::*;
 
 pub use ffi::{Param, duckdb_version};
-pub use inspect::GcReport;
+pub use gc::GcReport;
 
 use crate::atomic_file::replace_atomically;
 use crate::config::PipelineConfig;
@@ -368,11 +368,6 @@ impl PipelineStore {
         move |e| duckdb_error(&self.path, &context, e)
     }
 
-    /// Saves `df` as `table`, replacing any existing table, and records the checkpoint.
-    pub fn save_dataframe(&self, table: &str, df: &DataFrame, description: &str) -> Result<()> {
-        self.save(table, df, description, SaveMode::Replace)
-    }
-
     /// Saves `df` as `table` per `mode`, and records the checkpoint (row count = rows in the
     /// table afterwards). Table and metadata are written in one transaction: a failure leaves
     /// the previous checkpoint as it was.
@@ -470,32 +465,6 @@ impl PipelineStore {
         })?)
     }
 
-    /// Loads `table` as a frame, or `Ok(None)` if there is no such table.
-    pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
-        validate_table_name(table)?;
-        let conn = self.lock();
-        // Unprepared: DuckDB builds the result on one thread for a prepared statement.
-        match conn.query_unprepared(&format!("SELECT * FROM {}", quote_ident(table))) {
-            Ok(df) => Ok(Some(df)),
-            // Only on failure ask why, so the common path is one statement.
-            Err(message) => match table_exists(&conn, table) {
-                Ok(false) => Ok(None),
-                _ => Err(self.duckdb_error(format!("loading table {table:?}"))(
-                    message,
-                )),
-            },
-        }
-    }
-
-    /// Whether `_checkpoints` has a row for `table`. Answered from the metadata this process
-    /// keeps of the file (see [`query`](Self::query)), read again after any write.
-    pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
-        validate_table_name(table)?;
-        Ok(self
-            .checkpoints(|| format!("checking checkpoint {table:?}"))?
-            .contains_key(table))
-    }
-
     /// Every checkpoint with its valid key, from the cached metadata or read anew.
     fn checkpoints(&self, context: impl FnOnce() -> String) -> Result<Arc<Checkpoints>> {
         self.meta
@@ -520,62 +489,6 @@ impl PipelineStore {
         let outcome = write(&self.lock());
         self.meta.written();
         outcome
-    }
-
-    /// Every checkpoint with its valid key, newest first (then by name). Read from the
-    /// metadata this process keeps of the file, as [`has_checkpoint`](Self::has_checkpoint).
-    pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        let checkpoints = self.checkpoints(|| "listing checkpoints".to_owned())?;
-        let mut list: Vec<CheckpointInfo> = checkpoints.values().cloned().collect();
-        newest_first(&mut list);
-        Ok(list)
-    }
-
-    /// Drops `table` with its `_checkpoints` row, key and batches, in one transaction.
-    pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
-        self.delete_checkpoints(&[table])
-    }
-
-    /// Writes `table` to a Parquet file at `output_path` (parent directories created).
-    /// The file appears whole or not at all: it is written under a temporary name beside it
-    /// and renamed once complete, so a killed export never leaves a truncated Parquet file
-    /// where a user expects the output (an existing file stays until the new one replaces it).
-    pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
-        validate_table_name(table)?;
-        let output_path = output_path.as_ref();
-        let conn = self.lock();
-        if !table_exists(&conn, table)
-            .map_err(self.duckdb_error(format!("exporting table {table:?}")))?
-        {
-            return Err(Error::TableNotFound {
-                table: table.to_owned(),
-                path: self.path.clone(),
-            });
-        }
-        replace_atomically(output_path, "export parquet", |tmp| {
-            conn.query(
-                &format!("COPY {} TO ? (FORMAT PARQUET)", quote_ident(table)),
-                &[tmp.to_string_lossy().as_ref().into()],
-            )
-            .map(drop)
-            .map_err(self.duckdb_error(format!(
-                "exporting table {table:?} to {}",
-                output_path.display()
-            )))
-        })
-    }
-
-    /// Runs one query (`SELECT`, `WITH ... SELECT`, `VALUES`, `FROM t`) with `?` parameters
-    /// bound to `params` and returns its result. Values are always bound, never pasted into the
-    /// SQL text; several statements in one string are refused by DuckDB's prepare.
-    ///
-    /// Only queries run here: a statement that writes (`UPDATE`, `CREATE`, `COPY`...) is an
-    /// [`Error::Duckdb`] of kind [`InvalidInput`](crate::DuckdbErrorKind::InvalidInput) and
-    /// changes nothing. Writes go through [`execute`](Self::execute), which keeps lineage true.
-    pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
-        self.lock()
-            .query_select(sql, params)
-            .map_err(self.duckdb_error(format!("running query {sql:?}")))
     }
 
     /// Runs one statement that writes tables (`INSERT`, `UPDATE`, `DELETE`, `MERGE INTO`,
@@ -926,16 +839,163 @@ fn checkpoints_sql(columns: KeyColumns) -> String {
 const JOIN_KEYS: &str = concat!("LEFT JOIN _checkpoint_keys k ON ", key_of_checkpoint!());
 
 impl CheckpointStore for PipelineStore {
+    /// Saves `df` as `table`, replacing any existing table, and records the checkpoint.
+    fn save_dataframe(&self, table: &str, df: &DataFrame, description: &str) -> Result<()> {
+        self.save(table, df, description, SaveMode::Replace)
+    }
+
+    /// Loads `table` as a frame, or `Ok(None)` if there is no such table.
+    fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let conn = self.lock();
+        // Unprepared: DuckDB builds the result on one thread for a prepared statement.
+        match conn.query_unprepared(&format!("SELECT * FROM {}", quote_ident(table))) {
+            Ok(df) => Ok(Some(df)),
+            // Only on failure ask why, so the common path is one statement.
+            Err(message) => match table_exists(&conn, table) {
+                Ok(false) => Ok(None),
+                _ => Err(self.duckdb_error(format!("loading table {table:?}"))(
+                    message,
+                )),
+            },
+        }
+    }
+
+    /// The first `rows` rows of `table`, or `None` if there is no such table.
+    fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let conn = self.lock();
+        let context = format!("reading the first rows of {table:?}");
+        if !table_exists(&conn, table).map_err(self.duckdb_error(context.clone()))? {
+            return Ok(None);
+        }
+        let limit = i64::try_from(rows).unwrap_or(i64::MAX);
+        conn.query(
+            &format!("SELECT * FROM {} LIMIT ?", quote_ident(table)),
+            &[Param::Int(limit)],
+        )
+        .map(Some)
+        .map_err(self.duckdb_error(context))
+    }
+
+    /// Every checkpoint with its valid key, newest first (then by name). Read from the
+    /// metadata this process keeps of the file, as [`has_checkpoint`](Self::has_checkpoint).
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        let checkpoints = self.checkpoints(|| "listing checkpoints".to_owned())?;
+        let mut list: Vec<CheckpointInfo> = checkpoints.values().cloned().collect();
+        newest_first(&mut list);
+        Ok(list)
+    }
+
+    /// Drops each of `tables` with its `_checkpoints` row, key, batches and partial rows, all in
+    /// one transaction: all are deleted, or none.
+    fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
+        for table in tables {
+            validate_writable_table_name(table)?;
+        }
+        let context = format!("deleting checkpoints {tables:?}");
+        self.check_writable(&context)?;
+        self.writing(|conn| {
+            conn.transaction(|| {
+                for table in tables {
+                    conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))?;
+                    conn.query(
+                        "DELETE FROM _checkpoints WHERE table_name = ?",
+                        &[(*table).into()],
+                    )?;
+                    delete_key(conn, table)?;
+                    delete_batches(conn, table)?;
+                }
+                Ok(())
+            })
+        })
+        .map_err(self.duckdb_error(context))
+    }
+
+    /// Writes `table` to a Parquet file at `output_path` (parent directories created).
+    /// The file appears whole or not at all: it is written under a temporary name beside it
+    /// and renamed once complete, so a killed export never leaves a truncated Parquet file
+    /// where a user expects the output (an existing file stays until the new one replaces it).
+    fn export_parquet(&self, table: &str, output_path: &Path) -> Result<()> {
+        validate_table_name(table)?;
+        let conn = self.lock();
+        if !table_exists(&conn, table)
+            .map_err(self.duckdb_error(format!("exporting table {table:?}")))?
+        {
+            return Err(Error::TableNotFound {
+                table: table.to_owned(),
+                path: self.path.clone(),
+            });
+        }
+        replace_atomically(output_path, "export parquet", |tmp| {
+            conn.query(
+                &format!("COPY {} TO ? (FORMAT PARQUET)", quote_ident(table)),
+                &[tmp.to_string_lossy().as_ref().into()],
+            )
+            .map(drop)
+            .map_err(self.duckdb_error(format!(
+                "exporting table {table:?} to {}",
+                output_path.display()
+            )))
+        })
+    }
+
+    /// Runs one query (`SELECT`, `WITH ... SELECT`, `VALUES`, `FROM t`) with `?` parameters
+    /// bound to `params` and returns its result. Values are always bound, never pasted into the
+    /// SQL text; several statements in one string are refused by DuckDB's prepare.
+    ///
+    /// Only queries run here: a statement that writes (`UPDATE`, `CREATE`, `COPY`...) is an
+    /// [`Error::Duckdb`] of kind [`InvalidInput`](crate::DuckdbErrorKind::InvalidInput) and
+    /// changes nothing. Writes go through [`execute`](Self::execute), which keeps lineage true.
+    fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
+        self.lock()
+            .query_select(sql, params)
+            .map_err(self.duckdb_error(format!("running query {sql:?}")))
+    }
+
+    /// Every `_provenance` row, oldest first (none for a store without the table).
+    fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
+        let context = "reading _provenance";
+        let conn = self.lock();
+        if !table_exists(&conn, "_provenance").map_err(self.duckdb_error(context))? {
+            return Ok(Vec::new());
+        }
+        let rows = conn
+            .query_text_rows_cached(
+                "SELECT version, config_hash, strftime(CAST(created_at AS TIMESTAMP), \
+                 '%Y-%m-%d %H:%M:%S.%f'), steps_json FROM _provenance \
+                 ORDER BY created_at, rowid",
+                &[],
+            )
+            .map_err(self.duckdb_error(context))?;
+        rows.into_iter()
+            .map(|row| {
+                let mut row = row.into_iter();
+                let mut next = || row.next().flatten().unwrap_or_default();
+                let (version, config_hash, created_at, steps_json) =
+                    (next(), next(), next(), next());
+                let created_at = NaiveDateTime::parse_from_str(&created_at, "%Y-%m-%d %H:%M:%S%.f")
+                    .map_err(|e| {
+                        Error::Format(format!(
+                            "a _provenance row's created_at {created_at:?}: {e}"
+                        ))
+                    })?;
+                Ok(ProvenanceRecord {
+                    version,
+                    config_hash,
+                    created_at,
+                    steps_json,
+                })
+            })
+            .collect()
+    }
+
     fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
         validate_table_name(table)?;
         Ok(self
             .checkpoints(|| format!("reading the checkpoint of {table:?}"))?
             .get(table)
             .cloned())
-    }
-
-    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
-        self.load_dataframe(table)
     }
 
     /// Check, load, and make sure nothing replaced the checkpoint in between: when no write of
@@ -1163,10 +1223,6 @@ impl CheckpointStore for PipelineStore {
         self.load_dataframe(&format!("_partial_{table}"))
     }
 
-    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        PipelineStore::list_checkpoints(self)
-    }
-
     fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
         if !self.batches_table {
             return Ok(Vec::new());
@@ -1332,12 +1388,6 @@ mod tests {
         TempStore {
             store: PipelineStore::open(dir.path().join("conformance.duckdb")).unwrap(),
             _dir: dir,
-        }
-    }
-
-    impl crate::store::conformance::Inspect for PipelineStore {
-        fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
-            PipelineStore::provenance_rows(self).unwrap()
         }
     }
 

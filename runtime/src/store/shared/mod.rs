@@ -412,83 +412,6 @@ impl SharedStore {
             .map(|row| row.get(0)))
     }
 
-    /// Every checkpoint with its valid key and lineage, newest first (then by name).
-    pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        self.off(|| {
-            let context = "listing checkpoints";
-            let mut client = self.catalog().client(context)?;
-            let rows = client
-                .query(&checkpoints_sql(false), &[])
-                .map_err(self.pg(context))?;
-            let mut list = rows
-                .iter()
-                .map(|row| decode(row).map(|(info, _)| info))
-                .collect::<Result<Vec<_>>>()?;
-            newest_first(&mut list);
-            Ok(list)
-        })
-    }
-
-    /// Whether the catalog has a checkpoint of `table`.
-    pub fn has_checkpoint(&self, table: &str) -> Result<bool> {
-        Ok(CheckpointStore::checkpoint(self, table)?.is_some())
-    }
-
-    /// Saves `frame` as `table` without a key (a hand-made checkpoint, as the DuckDB store's
-    /// `save_dataframe`), replacing any previous one.
-    pub fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
-        // Without a key: local time, as the Python pipeline stamps its saves.
-        self.save(table, frame, description, now_local(), None)
-    }
-
-    /// Loads `table`, or `Ok(None)` if the catalog has no such checkpoint.
-    pub fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
-        self.off(|| {
-            validate_table_name(table)?;
-            // A save on another machine may replace the file between reading its name and
-            // opening it: the old one is removed once the new one is registered. Then read the
-            // catalog again.
-            const ATTEMPTS: usize = 5;
-            for attempt in 1..=ATTEMPTS {
-                let Some(file) = self.registered_file(table)? else {
-                    return Ok(None);
-                };
-                match self.inner.files.read(std::slice::from_ref(&file)) {
-                    Ok(frame) => return Ok(Some(frame)),
-                    Err(e) => {
-                        let replaced =
-                            self.registered_file(table)?.as_deref() != Some(file.as_str());
-                        if !replaced || attempt == ATTEMPTS {
-                            return Err(duck_error(
-                                &self.inner.files.absolute(&file),
-                                &format!("loading table {table:?}"),
-                                e,
-                            ));
-                        }
-                    }
-                }
-            }
-            Ok(None)
-        })
-    }
-
-    /// The first `rows` rows of `table`, or `None` if the catalog has no such checkpoint.
-    pub fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
-        self.off(|| {
-            validate_table_name(table)?;
-            let Some(file) = self.registered_file(table)? else {
-                return Ok(None);
-            };
-            self.inner.files.head(&file, rows).map(Some).map_err(|e| {
-                duck_error(
-                    &self.inner.files.absolute(&file),
-                    &format!("reading the first rows of {table:?}"),
-                    e,
-                )
-            })
-        })
-    }
-
     /// Writes `frame` as `table`'s new data file and registers it with the `_checkpoints` row
     /// (and, for a `#[checkpointed]` save, its key, lineage and provenance row) in one
     /// transaction on the lock's connection; then removes the files it supersedes.
@@ -544,93 +467,6 @@ impl SharedStore {
         })
     }
 
-    /// Removes the checkpoints of `tables` (rows, keys, batches) in one transaction, then
-    /// their files.
-    pub fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
-        self.off(|| {
-            for table in tables {
-                validate_table_name(table)?;
-            }
-            // In name order, so two processes deleting overlapping sets cannot each hold a lock
-            // the other waits for (locks on separate connections escape the server's deadlock
-            // detection).
-            let ordered: BTreeSet<&str> = tables.iter().copied().collect();
-            let locks = ordered
-                .iter()
-                .map(|t| self.lock_unless_held(t))
-                .collect::<Result<Vec<_>>>()?;
-            let context = format!("deleting {tables:?}");
-            let mut client = self.catalog().client(&context)?;
-            let mut tx = client.transaction().map_err(self.pg(&context))?;
-            let mut files = Vec::new();
-            for table in tables {
-                files.extend(delete_table_rows(&mut tx, table).map_err(self.pg(&context))?);
-            }
-            tx.commit().map_err(self.pg(&context))?;
-            drop(client);
-            for file in files {
-                self.inner.files.remove(&file);
-            }
-            drop(locks);
-            Ok(())
-        })
-    }
-
-    /// Removes `table`'s checkpoint.
-    pub fn delete_checkpoint(&self, table: &str) -> Result<()> {
-        self.delete_checkpoints(&[table])
-    }
-
-    /// Copies `table`'s data file (Parquet, zstd) to `output_path`, whole or not at all.
-    pub fn export_parquet(&self, table: &str, output_path: impl AsRef<Path>) -> Result<()> {
-        let output_path = output_path.as_ref();
-        validate_table_name(table)?;
-        let Some(file) = self.off(|| self.registered_file(table))? else {
-            return Err(Error::TableNotFound {
-                table: table.to_owned(),
-                path: self.name().into(),
-            });
-        };
-        let source = self.inner.files.absolute(&file);
-        replace_atomically(output_path, "export parquet", |tmp| {
-            std::fs::copy(&source, tmp)
-                .map(drop)
-                .map_err(|source_error| Error::Io {
-                    action: "copy",
-                    path: source.clone(),
-                    source: source_error,
-                })
-        })
-    }
-
-    /// Runs one `SELECT` in DuckDB over the checkpoints' Parquet files, each visible as a view
-    /// named after its table, with `?` parameters bound to `params`. Only queries run: the
-    /// store changes through its own calls, whose writes hold the table's lock, so a statement
-    /// that writes (`COPY ... TO`, `CREATE`, `ATTACH`...) is an [`Error::Duckdb`] of kind
-    /// `InvalidInput`.
-    pub fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
-        self.off(|| {
-            let checkpoints = self.list_checkpoints_with_files()?;
-            let root = self.data_root();
-            let context = format!("running query {sql:?}");
-            let conn = self
-                .inner
-                .files
-                .connection()
-                .map_err(|e| duck_error(root, &context, e))?;
-            for (table, file) in &checkpoints {
-                conn.execute(&format!(
-                    "CREATE TEMP VIEW {} AS SELECT * FROM read_parquet({})",
-                    quote_ident(table),
-                    files::quote_literal(&self.inner.files.absolute(file).to_string_lossy())
-                ))
-                .map_err(|e| duck_error(root, &context, e))?;
-            }
-            conn.query_select(sql, params)
-                .map_err(|e| duck_error(root, &context, e))
-        })
-    }
-
     fn list_checkpoints_with_files(&self) -> Result<Vec<(String, String)>> {
         let context = "listing data files";
         let mut client = self.catalog().client(context)?;
@@ -643,38 +479,6 @@ impl SharedStore {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect())
-    }
-
-    /// Every `_provenance` row, oldest first (rows of one time in the order appended).
-    pub fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
-        self.off(|| {
-            let context = "reading _provenance";
-            let mut client = self.catalog().client(context)?;
-            let rows = client
-                .query(
-                    "SELECT version, config_hash, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
-                     steps_json FROM _provenance ORDER BY created_at, ctid",
-                    &[],
-                )
-                .map_err(self.pg(context))?;
-            rows.iter()
-                .map(|row| {
-                    let created: Option<String> = row.get(2);
-                    let created_at = created
-                        .as_deref()
-                        .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
-                        .ok_or_else(|| {
-                            Error::Format(format!("a _provenance row has created_at {created:?}"))
-                        })?;
-                    Ok(ProvenanceRecord {
-                        version: row.get::<_, Option<String>>(0).unwrap_or_default(),
-                        config_hash: row.get::<_, Option<String>>(1).unwrap_or_default(),
-                        created_at,
-                        steps_json: row.get::<_, Option<String>>(3).unwrap_or_default(),
-                    })
-                })
-                .collect()
-        })
     }
 
     /// Removes data files no catalog row names: those of workers killed between writing and
@@ -1193,12 +997,193 @@ fn new_store_id() -> String {
 }
 
 impl CheckpointStore for SharedStore {
-    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
-        self.off(|| Ok(self.checkpoint_and_file(table)?.map(|(info, _)| info)))
+    /// Saves `frame` as `table` without a key (a hand-made checkpoint, as the DuckDB store's
+    /// `save_dataframe`), replacing any previous one.
+    fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
+        // Without a key: local time, as the Python pipeline stamps its saves.
+        self.save(table, frame, description, now_local(), None)
     }
 
-    fn load_checkpoint(&self, table: &str) -> Result<Option<DataFrame>> {
-        self.load_dataframe(table)
+    /// Loads `table`, or `Ok(None)` if the catalog has no such checkpoint.
+    fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+        self.off(|| {
+            validate_table_name(table)?;
+            // A save on another machine may replace the file between reading its name and
+            // opening it: the old one is removed once the new one is registered. Then read the
+            // catalog again.
+            const ATTEMPTS: usize = 5;
+            for attempt in 1..=ATTEMPTS {
+                let Some(file) = self.registered_file(table)? else {
+                    return Ok(None);
+                };
+                match self.inner.files.read(std::slice::from_ref(&file)) {
+                    Ok(frame) => return Ok(Some(frame)),
+                    Err(e) => {
+                        let replaced =
+                            self.registered_file(table)?.as_deref() != Some(file.as_str());
+                        if !replaced || attempt == ATTEMPTS {
+                            return Err(duck_error(
+                                &self.inner.files.absolute(&file),
+                                &format!("loading table {table:?}"),
+                                e,
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// The first `rows` rows of `table`, or `None` if the catalog has no such checkpoint.
+    fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
+        self.off(|| {
+            validate_table_name(table)?;
+            let Some(file) = self.registered_file(table)? else {
+                return Ok(None);
+            };
+            self.inner.files.head(&file, rows).map(Some).map_err(|e| {
+                duck_error(
+                    &self.inner.files.absolute(&file),
+                    &format!("reading the first rows of {table:?}"),
+                    e,
+                )
+            })
+        })
+    }
+
+    /// Every checkpoint with its valid key and lineage, newest first (then by name).
+    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        self.off(|| {
+            let context = "listing checkpoints";
+            let mut client = self.catalog().client(context)?;
+            let rows = client
+                .query(&checkpoints_sql(false), &[])
+                .map_err(self.pg(context))?;
+            let mut list = rows
+                .iter()
+                .map(|row| decode(row).map(|(info, _)| info))
+                .collect::<Result<Vec<_>>>()?;
+            newest_first(&mut list);
+            Ok(list)
+        })
+    }
+
+    /// Removes the checkpoints of `tables` (rows, keys, batches) in one transaction, then
+    /// their files.
+    fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
+        self.off(|| {
+            for table in tables {
+                validate_table_name(table)?;
+            }
+            // In name order, so two processes deleting overlapping sets cannot each hold a lock
+            // the other waits for (locks on separate connections escape the server's deadlock
+            // detection).
+            let ordered: BTreeSet<&str> = tables.iter().copied().collect();
+            let locks = ordered
+                .iter()
+                .map(|t| self.lock_unless_held(t))
+                .collect::<Result<Vec<_>>>()?;
+            let context = format!("deleting {tables:?}");
+            let mut client = self.catalog().client(&context)?;
+            let mut tx = client.transaction().map_err(self.pg(&context))?;
+            let mut files = Vec::new();
+            for table in tables {
+                files.extend(delete_table_rows(&mut tx, table).map_err(self.pg(&context))?);
+            }
+            tx.commit().map_err(self.pg(&context))?;
+            drop(client);
+            for file in files {
+                self.inner.files.remove(&file);
+            }
+            drop(locks);
+            Ok(())
+        })
+    }
+
+    /// Copies `table`'s data file (Parquet, zstd) to `output_path`, whole or not at all.
+    fn export_parquet(&self, table: &str, output_path: &Path) -> Result<()> {
+        validate_table_name(table)?;
+        let Some(file) = self.off(|| self.registered_file(table))? else {
+            return Err(Error::TableNotFound {
+                table: table.to_owned(),
+                path: self.name().into(),
+            });
+        };
+        let source = self.inner.files.absolute(&file);
+        replace_atomically(output_path, "export parquet", |tmp| {
+            std::fs::copy(&source, tmp)
+                .map(drop)
+                .map_err(|source_error| Error::Io {
+                    action: "copy",
+                    path: source.clone(),
+                    source: source_error,
+                })
+        })
+    }
+
+    /// Runs one `SELECT` in DuckDB over the checkpoints' Parquet files, each visible as a view
+    /// named after its table, with `?` parameters bound to `params`. Only queries run: the
+    /// store changes through its own calls, whose writes hold the table's lock, so a statement
+    /// that writes (`COPY ... TO`, `CREATE`, `ATTACH`...) is an [`Error::Duckdb`] of kind
+    /// `InvalidInput`.
+    fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
+        self.off(|| {
+            let checkpoints = self.list_checkpoints_with_files()?;
+            let root = self.data_root();
+            let context = format!("running query {sql:?}");
+            let conn = self
+                .inner
+                .files
+                .connection()
+                .map_err(|e| duck_error(root, &context, e))?;
+            for (table, file) in &checkpoints {
+                conn.execute(&format!(
+                    "CREATE TEMP VIEW {} AS SELECT * FROM read_parquet({})",
+                    quote_ident(table),
+                    files::quote_literal(&self.inner.files.absolute(file).to_string_lossy())
+                ))
+                .map_err(|e| duck_error(root, &context, e))?;
+            }
+            conn.query_select(sql, params)
+                .map_err(|e| duck_error(root, &context, e))
+        })
+    }
+
+    /// Every `_provenance` row, oldest first (rows of one time in the order appended).
+    fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
+        self.off(|| {
+            let context = "reading _provenance";
+            let mut client = self.catalog().client(context)?;
+            let rows = client
+                .query(
+                    "SELECT version, config_hash, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
+                     steps_json FROM _provenance ORDER BY created_at, ctid",
+                    &[],
+                )
+                .map_err(self.pg(context))?;
+            rows.iter()
+                .map(|row| {
+                    let created: Option<String> = row.get(2);
+                    let created_at = created
+                        .as_deref()
+                        .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
+                        .ok_or_else(|| {
+                            Error::Format(format!("a _provenance row has created_at {created:?}"))
+                        })?;
+                    Ok(ProvenanceRecord {
+                        version: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                        config_hash: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                        created_at,
+                        steps_json: row.get::<_, Option<String>>(3).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
+        self.off(|| Ok(self.checkpoint_and_file(table)?.map(|(info, _)| info)))
     }
 
     /// The checkpoint row and its data file come from one query, and exactly that file is
@@ -1538,10 +1523,6 @@ impl CheckpointStore for SharedStore {
         })
     }
 
-    fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        SharedStore::list_checkpoints(self)
-    }
-
     fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
         self.off(|| {
             let context = "reading the pending batches";
@@ -1644,12 +1625,6 @@ pub(crate) mod tests {
             schema,
             _dir: dir,
         })
-    }
-
-    impl crate::store::conformance::Inspect for SharedStore {
-        fn provenance_rows(&self) -> Vec<ProvenanceRecord> {
-            SharedStore::provenance_rows(self).unwrap()
-        }
     }
 
     conformance_suite!(match temp_shared() {

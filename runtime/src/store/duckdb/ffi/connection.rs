@@ -14,10 +14,10 @@ use polars::prelude::DataFrame;
 use super::arrow::ArrowResult;
 use super::database::Database;
 use super::error::{DuckError, DuckdbErrorKind, kind_of};
-use super::param::Param;
 use super::statement::{RESULT_BATCH_ROWS, Statement};
 use super::stream::FrameStream;
 use super::{c_string, message, usher_arrow_scan_temporary, usher_query_arrow_batched};
+use crate::store::param::Param;
 
 /// Most statements the cache holds; past it the cache starts over.
 const STATEMENT_CACHE: usize = 64;

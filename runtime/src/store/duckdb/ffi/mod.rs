@@ -28,15 +28,14 @@ mod arrow;
 mod connection;
 mod database;
 mod error;
-mod param;
 mod statement;
 mod stream;
 
+pub use crate::store::param::Param;
 pub(crate) use connection::Connection;
 pub(crate) use database::Database;
 pub(crate) use error::DuckError;
 use error::DuckdbErrorKind;
-pub use param::Param;
 pub(crate) use stream::FrameStream;
 
 use std::ffi::{CStr, c_char};

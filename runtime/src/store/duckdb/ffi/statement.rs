@@ -8,8 +8,8 @@ use libduckdb_sys as sys;
 
 use super::arrow::ArrowResult;
 use super::error::{DuckError, DuckdbErrorKind, kind_of};
-use super::param::Param;
 use super::{c_string, message, usher_execute_prepared_arrow_batched, usher_prepare_error_type};
+use crate::store::param::Param;
 
 /// Rows per Arrow array of a result: one DuckDB row group. The C API's 2,048 makes DuckDB slower
 /// and needs a merging copy afterwards (peak memory 3.4x the frame); 1,000,000 (Python's choice)

@@ -1,4 +1,6 @@
-//! Values bound to `?` parameters.
+//! Values bound to the `?` parameters of a store's SQL
+//! ([`CheckpointStore::query`](crate::CheckpointStore::query)): plain values, so the trait
+//! can name them whichever backend binds them.
 
 /// A bound parameter value.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,15 +1,9 @@
-//! What the inspection command line asks of a store beyond the checkpoint trait: the provenance
-//! history, a table's first rows, deleting several checkpoints at once, and collecting the
-//! garbage interrupted runs leave behind.
+//! Collecting the garbage interrupted and superseded work leaves in a DuckDB store file
+//! (`usher-pipeline gc`).
 
-use chrono::NaiveDateTime;
-use polars::prelude::DataFrame;
-
-use super::ffi::{Connection, DuckError, Param};
-use super::{PipelineStore, delete_batches, delete_key, table_exists};
-use crate::error::{Error, Result};
-use crate::model::ProvenanceRecord;
-use crate::names::{validate_table_name, validate_writable_table_name};
+use super::PipelineStore;
+use super::ffi::{Connection, DuckError};
+use crate::error::Result;
 use crate::store::sql::quote_ident;
 
 /// What [`PipelineStore::gc`] removed, and the file's size before and after.
@@ -29,85 +23,6 @@ pub struct GcReport {
 }
 
 impl PipelineStore {
-    /// Every `_provenance` row, oldest first (none for a store without the table).
-    pub fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
-        let context = "reading _provenance";
-        let conn = self.lock();
-        if !table_exists(&conn, "_provenance").map_err(self.duckdb_error(context))? {
-            return Ok(Vec::new());
-        }
-        let rows = conn
-            .query_text_rows_cached(
-                "SELECT version, config_hash, strftime(CAST(created_at AS TIMESTAMP), \
-                 '%Y-%m-%d %H:%M:%S.%f'), steps_json FROM _provenance \
-                 ORDER BY created_at, rowid",
-                &[],
-            )
-            .map_err(self.duckdb_error(context))?;
-        rows.into_iter()
-            .map(|row| {
-                let mut row = row.into_iter();
-                let mut next = || row.next().flatten().unwrap_or_default();
-                let (version, config_hash, created_at, steps_json) =
-                    (next(), next(), next(), next());
-                let created_at = NaiveDateTime::parse_from_str(&created_at, "%Y-%m-%d %H:%M:%S%.f")
-                    .map_err(|e| {
-                        Error::Format(format!(
-                            "a _provenance row's created_at {created_at:?}: {e}"
-                        ))
-                    })?;
-                Ok(ProvenanceRecord {
-                    version,
-                    config_hash,
-                    created_at,
-                    steps_json,
-                })
-            })
-            .collect()
-    }
-
-    /// The first `rows` rows of `table`, or `None` if there is no such table.
-    pub fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
-        validate_table_name(table)?;
-        let conn = self.lock();
-        let context = format!("reading the first rows of {table:?}");
-        if !table_exists(&conn, table).map_err(self.duckdb_error(context.clone()))? {
-            return Ok(None);
-        }
-        let limit = i64::try_from(rows).unwrap_or(i64::MAX);
-        conn.query(
-            &format!("SELECT * FROM {} LIMIT ?", quote_ident(table)),
-            &[Param::Int(limit)],
-        )
-        .map(Some)
-        .map_err(self.duckdb_error(context))
-    }
-
-    /// Drops each of `tables` with its `_checkpoints` row, key, batches and partial rows, all in
-    /// one transaction: all are deleted, or none.
-    pub fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
-        for table in tables {
-            validate_writable_table_name(table)?;
-        }
-        let context = format!("deleting checkpoints {tables:?}");
-        self.check_writable(&context)?;
-        self.writing(|conn| {
-            conn.transaction(|| {
-                for table in tables {
-                    conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))?;
-                    conn.query(
-                        "DELETE FROM _checkpoints WHERE table_name = ?",
-                        &[(*table).into()],
-                    )?;
-                    delete_key(conn, table)?;
-                    delete_batches(conn, table)?;
-                }
-                Ok(())
-            })
-        })
-        .map_err(self.duckdb_error(context))
-    }
-
     /// Removes what interrupted or superseded work left behind (see [`GcReport`]) in one
     /// transaction, then runs DuckDB's `CHECKPOINT` so freed blocks can be reused or returned.
     /// Finished batches are always kept, whatever their key: a call with that key resumes
