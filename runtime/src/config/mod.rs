@@ -22,8 +22,9 @@ pub use usher::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, p
 /// A [`Pipeline`](crate::Pipeline) is generic over its config type (`Pipeline<S, C>`, with
 /// [`PipelineConfig`] the default), so `config(a.b)` in `#[checkpointed]` is checked by the
 /// compiler against *your* type, and a [`ProvenanceTracker`](crate::ProvenanceTracker) records
-/// your type's hash. Any type serde can serialise needs no code: the hash is taken of its
-/// [canonical JSON](Config::canonical_json) and it names no data-source versions.
+/// your type's hash. A type that implements `serde::Serialize` needs one line,
+/// `impl Config for LabConfig {}`: its hash is taken of its
+/// [canonical JSON](Config::canonical_json), and it names no data-source versions.
 ///
 /// ```
 /// use serde::Serialize;
