@@ -442,6 +442,7 @@ struct App {
 
 impl PipelineContext for App {
     type Store = usher_pipeline::AnyStore;
+    type Config = PipelineConfig;
     fn pipeline(&self) -> &Pipeline {
         &self.pipeline
     }

@@ -7,15 +7,17 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 use usher_pipeline::CheckpointStore;
 use usher_pipeline::polars::prelude::*;
 use usher_pipeline::{
-    Error, Force, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker, checkpointed,
+    Config, DefaultStore, Error, Force, Pipeline, PipelineConfig, PipelineContext, PipelineStore,
+    ProvenanceTracker, checkpointed,
 };
 
-/// One run's steps: (table, outcome, reason).
-fn steps(p: &Pipeline) -> Vec<(String, String, Option<String>)> {
+/// One run's steps: (table, outcome, reason), whatever the run's config type.
+fn steps<C>(p: &Pipeline<DefaultStore, C>) -> Vec<(String, String, Option<String>)> {
     p.provenance()
         .steps()
         .into_iter()
@@ -32,7 +34,7 @@ fn steps(p: &Pipeline) -> Vec<(String, String, Option<String>)> {
 }
 
 /// The outcome of `table`'s step in the run.
-fn outcome(p: &Pipeline, table: &str) -> (String, Option<String>) {
+fn outcome<C>(p: &Pipeline<DefaultStore, C>, table: &str) -> (String, Option<String>) {
     let found: Vec<_> = steps(p).into_iter().filter(|s| s.0 == table).collect();
     assert_eq!(found.len(), 1, "one step of {table}: {:?}", steps(p));
     let (_, outcome, reason) = found.into_iter().next().unwrap();
@@ -281,6 +283,179 @@ fn a_config_field_in_the_key_recomputes_when_it_changes() {
         other => panic!("expected NoConfig, got {other:?}"),
     }
     assert_eq!(GNOMAD.load(Ordering::SeqCst), 2);
+}
+
+// --- A pipeline's own config type ----------------------------------------------------------
+
+/// A lab's settings, its own type with nothing of usher's schema: only `model.threshold` keys
+/// `variant_hits`; the other fields are in the config's hash, not in that step's key.
+#[derive(Debug, Clone, Serialize)]
+struct LabConfig {
+    model: Model,
+    cohort: Cohort,
+    clinvar_release: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Model {
+    threshold: f64,
+    name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Cohort {
+    samples: u32,
+}
+
+impl Config for LabConfig {
+    fn data_source_versions(&self) -> Map<String, Value> {
+        let mut versions = Map::new();
+        versions.insert("clinvar".into(), self.clinvar_release.clone().into());
+        versions
+    }
+}
+
+fn lab_config(threshold: f64) -> LabConfig {
+    LabConfig {
+        model: Model {
+            threshold,
+            name: "splice-v2".to_owned(),
+        },
+        cohort: Cohort { samples: 412 },
+        clinvar_release: "2026-11".to_owned(),
+    }
+}
+
+/// A run of the lab's pipeline: a new pipeline over the store of `dir`, with `config`.
+fn lab_run(dir: &Path, config: &LabConfig) -> Pipeline<DefaultStore, LabConfig> {
+    let store = PipelineStore::open(dir.join("lab.duckdb")).unwrap();
+    Pipeline::with_config(store, config).unwrap()
+}
+
+static VARIANT_HITS: AtomicUsize = AtomicUsize::new(0);
+
+/// The genes whose splice score reaches the model's threshold.
+#[checkpointed(table = "variant_hits", config(model.threshold))]
+fn fetch_variant_hits(ctx: &Pipeline<DefaultStore, LabConfig>) -> Result<DataFrame, Error> {
+    VARIANT_HITS.fetch_add(1, Ordering::SeqCst);
+    let threshold = ctx.config().unwrap().model.threshold;
+    let scores = df!(
+        "gene_symbol" => ["USH2A", "MYO7A", "CDH23"],
+        "splice_score" => [0.91, 0.74, 0.55],
+    )?;
+    let kept = scores.column("splice_score")?.f64()?.gt_eq(threshold);
+    Ok(scores.filter(&kept)?)
+}
+
+fn genes_of(frame: &DataFrame) -> Vec<String> {
+    frame
+        .column("gene_symbol")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|gene| gene.unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_field_of_a_users_own_config_type_keys_the_step_and_no_other_field_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let first = lab_config(0.7);
+    let p = lab_run(dir, &first);
+    assert_eq!(
+        genes_of(&fetch_variant_hits(&p).unwrap()),
+        ["USH2A", "MYO7A"]
+    );
+    assert_eq!(VARIANT_HITS.load(Ordering::SeqCst), 1);
+    assert_eq!(outcome(&p, "variant_hits").0, "miss");
+    let details = p.provenance().steps()[0].details.clone().unwrap();
+    assert_eq!(details["config"], json!({"model.threshold": 0.7}));
+
+    // Every other field changed, nested or not: the config's hash differs, the key does not.
+    let mut unrelated = lab_config(0.7);
+    unrelated.model.name = "splice-v3".to_owned();
+    unrelated.cohort.samples = 9000;
+    unrelated.clinvar_release = "2027-01".to_owned();
+    let p = lab_run(dir, &unrelated);
+    assert_ne!(p.provenance().config_hash(), first.config_hash());
+    assert_eq!(
+        genes_of(&fetch_variant_hits(&p).unwrap()),
+        ["USH2A", "MYO7A"]
+    );
+    assert_eq!(
+        VARIANT_HITS.load(Ordering::SeqCst),
+        1,
+        "no keyed field changed: the body did not run"
+    );
+    assert_eq!(outcome(&p, "variant_hits"), ("hit".to_owned(), None));
+
+    // The keyed field changed: stale, recomputed with the new value, and the reason says so.
+    let p = lab_run(dir, &lab_config(0.9));
+    assert_eq!(genes_of(&fetch_variant_hits(&p).unwrap()), ["USH2A"]);
+    assert_eq!(VARIANT_HITS.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        outcome(&p, "variant_hits"),
+        (
+            "stale".to_owned(),
+            Some("config `model.threshold` changed (0.7 -> 0.9)".to_owned())
+        )
+    );
+    // And back: the checkpoint holds 0.9 now, so 0.7 recomputes rather than loading it.
+    let p = lab_run(dir, &lab_config(0.7));
+    assert_eq!(
+        genes_of(&fetch_variant_hits(&p).unwrap()),
+        ["USH2A", "MYO7A"]
+    );
+    assert_eq!(VARIANT_HITS.load(Ordering::SeqCst), 3);
+}
+
+/// An application's context lending a pipeline of the lab's config type.
+struct LabApp {
+    pipeline: Pipeline<DefaultStore, LabConfig>,
+}
+
+impl PipelineContext for LabApp {
+    type Store = DefaultStore;
+    type Config = LabConfig;
+    fn pipeline(&self) -> &Pipeline<DefaultStore, LabConfig> {
+        &self.pipeline
+    }
+}
+
+static APP_HITS: AtomicUsize = AtomicUsize::new(0);
+
+#[checkpointed(table = "app_variant_hits", context = app, config(model.threshold))]
+async fn fetch_hits_in_app(app: &LabApp) -> Result<DataFrame, Error> {
+    APP_HITS.fetch_add(1, Ordering::SeqCst);
+    let threshold = app.pipeline.config().unwrap().model.threshold;
+    Ok(df!("gene_symbol" => ["USH2A"], "threshold" => [threshold])?)
+}
+
+#[test]
+fn an_application_context_of_a_users_config_type_keys_async_steps_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    let call = |config: &LabConfig| {
+        let app = LabApp {
+            pipeline: lab_run(dir.path(), config),
+        };
+        // Spawned: the call's future is `Send` with the lab's config in the context.
+        let (frame, how) = runtime
+            .block_on(runtime.spawn(async move {
+                let frame = fetch_hits_in_app(&app).await.unwrap();
+                (frame, outcome(&app.pipeline, "app_variant_hits").0)
+            }))
+            .unwrap();
+        let threshold = frame.column("threshold").unwrap().f64().unwrap().get(0);
+        (how, threshold.unwrap(), APP_HITS.load(Ordering::SeqCst))
+    };
+    assert_eq!(call(&lab_config(0.7)), ("miss".to_owned(), 0.7, 1));
+    let mut unrelated = lab_config(0.7);
+    unrelated.cohort.samples = 1;
+    assert_eq!(call(&unrelated), ("hit".to_owned(), 0.7, 1));
+    assert_eq!(call(&lab_config(0.8)), ("stale".to_owned(), 0.8, 2));
 }
 
 // --- Expiry ----------------------------------------------------------------------------------

@@ -4,9 +4,13 @@
 
 mod common;
 
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 use usher_pipeline::CheckpointStore;
-use usher_pipeline::{Error, PipelineConfig, PipelineStore, ProvenanceTracker};
+use usher_pipeline::polars::prelude::*;
+use usher_pipeline::{
+    Config, Error, Pipeline, PipelineConfig, PipelineStore, ProvenanceTracker, checkpointed,
+};
 
 /// A config whose directories live in a temporary directory (the seed's test fixture).
 fn config(dir: &std::path::Path) -> PipelineConfig {
@@ -189,4 +193,110 @@ fn broken_sidecars_are_typed_errors_naming_the_file() {
         matches!(missing, Error::Io { .. }) && missing.to_string().contains("none.json"),
         "{missing}"
     );
+}
+
+/// A lab's own config type: its hash by the default rule, its data-source versions its own.
+#[derive(Debug, Clone, Serialize)]
+struct LabConfig {
+    model: Model,
+    cohort: String,
+    clinvar_release: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Model {
+    threshold: f64,
+    name: String,
+}
+
+impl Config for LabConfig {
+    fn data_source_versions(&self) -> Map<String, Value> {
+        let mut versions = Map::new();
+        versions.insert("clinvar".into(), self.clinvar_release.clone().into());
+        versions
+    }
+}
+
+fn lab_config() -> LabConfig {
+    LabConfig {
+        model: Model {
+            threshold: 0.8,
+            name: "splice-v2".to_owned(),
+        },
+        cohort: "retina-2026".to_owned(),
+        clinvar_release: "2026-11".to_owned(),
+    }
+}
+
+/// `hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()` for
+/// `d = {"model": {"threshold": 0.8, "name": "splice-v2"}, "cohort": "retina-2026",
+/// "clinvar_release": "2026-11"}`, computed by Python 3.11.
+const LAB_HASH: &str = "bbea6a51c67168491b219979d10276d9dc21700e8a29bae4a3171ad2b6fbfa68";
+
+#[checkpointed(table = "variant_hits", config(model.threshold))]
+fn fetch_variant_hits(ctx: &Pipeline<PipelineStore, LabConfig>) -> Result<DataFrame, Error> {
+    Ok(df!("gene_symbol" => ["USH2A"], "splice_score" => [0.91])?)
+}
+
+#[test]
+fn a_users_config_type_is_what_provenance_records() {
+    let lab = lab_config();
+    assert_eq!(lab.config_hash(), LAB_HASH);
+    let tracker = ProvenanceTracker::new("lab-pipeline 2.1", &lab);
+    let metadata = tracker.create_metadata();
+    assert_eq!(metadata.config_hash, LAB_HASH);
+    assert_eq!(
+        Value::Object(metadata.data_source_versions),
+        json!({"clinvar": "2026-11"})
+    );
+
+    // Through a pipeline of the lab's type: every `_provenance` row and the sidecar carry it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = PipelineStore::open(dir.path().join("lab.duckdb")).unwrap();
+    let pipeline = Pipeline::with_config(store, &lab).unwrap();
+    assert_eq!(pipeline.provenance().config_hash(), LAB_HASH);
+    fetch_variant_hits(&pipeline).unwrap();
+    pipeline.save_provenance().unwrap();
+    let rows = pipeline
+        .store()
+        .query("SELECT config_hash FROM _provenance", &[])
+        .unwrap();
+    assert_eq!(rows.height(), 2, "the step's row and the run's");
+    let hashes: Vec<Option<&str>> = rows
+        .column("config_hash")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(hashes, [Some(LAB_HASH), Some(LAB_HASH)]);
+    let sidecar = pipeline
+        .provenance()
+        .save_sidecar(dir.path().join("variant_hits.parquet"))
+        .unwrap();
+    let loaded = ProvenanceTracker::load_sidecar(&sidecar).unwrap();
+    assert_eq!(loaded.config_hash, LAB_HASH);
+    assert_eq!(
+        Value::Object(loaded.data_source_versions),
+        json!({"clinvar": "2026-11"})
+    );
+    assert_eq!(loaded.processing_steps.len(), 1);
+}
+
+#[test]
+fn a_serialisable_type_without_versions_records_an_empty_object() {
+    #[derive(Serialize)]
+    struct Thresholds {
+        min_depth: u32,
+    }
+    impl Config for Thresholds {}
+    let metadata = ProvenanceTracker::new("1.0", &Thresholds { min_depth: 30 }).create_metadata();
+    assert_eq!(
+        metadata.config_hash,
+        // `json.dumps({"min_depth": 30}, sort_keys=True)` hashed by Python 3.11.
+        "3fda94dc5939cf9194077a02922284514b9f80cc8fb120042785c40802c83d40"
+    );
+    assert!(metadata.data_source_versions.is_empty());
+    let text = serde_json::to_string(&metadata).unwrap();
+    assert!(text.contains(r#""data_source_versions":{}"#), "{text}");
 }

@@ -74,7 +74,7 @@ mod store;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use config::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights};
+pub use config::{ApiConfig, Config, DataSourceVersions, PipelineConfig, ScoringWeights};
 pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
 pub use fingerprint::{DataVersion, data_version};
 pub use graph::LineageGraph;
@@ -167,9 +167,11 @@ pub use store::{CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, 
 /// - `reads(t1, t2)`: stored tables the body reads (by SQL, say): their current data versions
 ///   become the checkpoint's inputs, so a change to either makes it stale. A declared table
 ///   without a checkpoint is [`Error::MissingInput`].
-/// - `config(versions.gnomad_version, ...)`: fields of the pipeline's [`PipelineConfig`] in
-///   the key: bumping the release in the YAML recomputes. A misspelt field is a compile error
-///   at that field; a pipeline without a config is [`Error::NoConfig`].
+/// - `config(versions.gnomad_version, ...)`: fields of the pipeline's config in the key:
+///   bumping the release in the YAML recomputes. The fields are those of the pipeline's config
+///   type, [`PipelineConfig`] for `Pipeline`, your own for `Pipeline<S, YourConfig>` (see
+///   [`Config`]). A misspelt field is a compile error at that field; a pipeline without a
+///   config is [`Error::NoConfig`].
 /// - `max_age = "30d"` (or `"12h"`): an older checkpoint is stale (the source moved on). Time
 ///   is the pipeline's clock ([`Pipeline::with_clock`] in tests). It also applies to a
 ///   checkpoint adopted with `USHER_UNKEYED=adopt`: an adopted table older than `max_age` is
@@ -243,6 +245,7 @@ pub use store::{CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, 
 /// [`Error::NoConfig`]: crate::Error::NoConfig
 /// [`Error::CheckFailed`]: crate::Error::CheckFailed
 /// [`PipelineConfig`]: crate::PipelineConfig
+/// [`Config`]: crate::Config
 /// [`Pipeline::with_clock`]: crate::Pipeline::with_clock
 /// [`checks::non_empty`]: crate::checks::non_empty
 /// [`status`]: crate::status()

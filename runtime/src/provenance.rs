@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::atomic_file::replace_atomically;
-use crate::config::PipelineConfig;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::ProvenanceRecord;
 use crate::python::json as pyjson;
@@ -39,9 +39,10 @@ pub struct ProvenanceStep {
 pub struct ProvenanceMetadata {
     /// The pipeline's version.
     pub pipeline_version: String,
-    /// The data-source versions of the config (`versions:`).
+    /// The data-source versions of the config ([`Config::data_source_versions`]: the
+    /// `versions:` section of a [`PipelineConfig`](crate::PipelineConfig)).
     pub data_source_versions: Map<String, Value>,
-    /// The config's [`config_hash`](PipelineConfig::config_hash).
+    /// The config's [`config_hash`](Config::config_hash).
     pub config_hash: String,
     /// When the tracker was created, UTC.
     #[serde(with = "iso")]
@@ -145,24 +146,27 @@ pub fn sidecar_path(output_path: &Path) -> Result<PathBuf> {
 }
 
 impl ProvenanceTracker {
-    /// A tracker for `pipeline_version` and `config`.
-    pub fn new(pipeline_version: impl Into<String>, config: &PipelineConfig) -> Self {
-        let versions =
-            serde_json::to_value(&config.versions).expect("versions serialise to a JSON object");
-        let Value::Object(data_source_versions) = versions else {
-            unreachable!("a struct serialises to an object")
-        };
+    /// A tracker for `pipeline_version` and `config`, of any [`Config`] type: its hash and
+    /// data-source versions are what every record of the run carries.
+    ///
+    /// # Panics
+    /// When the config cannot be written as JSON (see [`Config::canonical_json`]).
+    pub fn new(pipeline_version: impl Into<String>, config: &impl Config) -> Self {
         Self {
             pipeline_version: pipeline_version.into(),
             config_hash: config.config_hash(),
-            data_source_versions,
+            data_source_versions: config.data_source_versions(),
             created_at: now(),
             steps: Mutex::new(Vec::new()),
         }
     }
 
-    /// A tracker for `config`, with this library's version unless `version` is given.
-    pub fn from_config(config: &PipelineConfig, version: Option<&str>) -> Self {
+    /// A tracker for `config` (of any [`Config`] type), with this library's version unless
+    /// `version` is given.
+    ///
+    /// # Panics
+    /// As [`new`](Self::new).
+    pub fn from_config(config: &impl Config, version: Option<&str>) -> Self {
         Self::new(version.unwrap_or(env!("CARGO_PKG_VERSION")), config)
     }
 

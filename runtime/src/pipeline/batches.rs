@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::CheckpointVersion;
 use crate::pipeline::Pipeline;
 use crate::pipeline::lineage::Recorder;
-use crate::progress::ProgressEvent;
+use crate::progress::{Progress, ProgressEvent};
 use crate::store::CheckpointStore;
 
 /// The finished batches of a `#[checkpointed(..., batches = name)]` function: each batch is
@@ -41,7 +41,11 @@ use crate::store::CheckpointStore;
 /// its frame replaces the partial rows in the same transaction that saves the checkpoint.
 /// Items are told apart by their JSON (serde) form.
 pub struct Batches<'a, S> {
-    pipeline: &'a Pipeline<S>,
+    /// The pipeline's store, where progress is kept.
+    store: &'a S,
+    /// The pipeline's progress display, if it has one. (The pipeline itself is not kept: its
+    /// config type has no part in a loop.)
+    progress: Option<&'a dyn Progress>,
     table: &'static str,
     /// The call's checkpoint key.
     key: String,
@@ -82,15 +86,16 @@ fn item_texts<T: Serialize>(table: &str, items: &[T]) -> Result<Vec<String>> {
 }
 
 impl<'a, S: CheckpointStore> Batches<'a, S> {
-    pub(crate) fn new(
-        pipeline: &'a Pipeline<S>,
+    pub(crate) fn new<C>(
+        pipeline: &'a Pipeline<S, C>,
         table: &'static str,
         (key, legacy_key): (String, Option<String>),
         fresh: bool,
         recorder: Recorder,
     ) -> Self {
         Self {
-            pipeline,
+            store: pipeline.store(),
+            progress: pipeline.progress.as_deref(),
             table,
             key,
             legacy_key,
@@ -111,7 +116,7 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
         }
         let inputs = self.recorder.inputs();
         let mut key = progress_key(&self.key, &inputs);
-        let store = self.pipeline.store();
+        let store = self.store;
         let items = if self.fresh {
             store.discard_batches(self.table)?;
             Vec::new()
@@ -176,10 +181,8 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
         })?;
         let total = items.len();
         *self.total.lock().unwrap_or_else(PoisonError::into_inner) = Some(total);
-        self.pipeline
-            .store()
-            .record_batch_total(self.table, &key, total)?;
-        self.pipeline.report(ProgressEvent::Batches {
+        self.store.record_batch_total(self.table, &key, total)?;
+        self.report(ProgressEvent::Batches {
             table: self.table,
             done: total - todo.len(),
             total,
@@ -199,15 +202,13 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
         let texts = item_texts(self.table, items)?;
         // Load (or discard) earlier progress first, so this batch is not discarded with it.
         let key = self.with_done(|key, _| key.to_owned())?;
-        self.pipeline
-            .store()
-            .save_batch(self.table, &key, &texts, rows)?;
+        self.store.save_batch(self.table, &key, &texts, rows)?;
         let finished = self.with_done(|_, done| {
             done.extend(texts);
             done.len()
         })?;
         if let Some(total) = *self.total.lock().unwrap_or_else(PoisonError::into_inner) {
-            self.pipeline.report(ProgressEvent::Batches {
+            self.report(ProgressEvent::Batches {
                 table: self.table,
                 done: finished.min(total),
                 total,
@@ -227,11 +228,16 @@ impl<'a, S: CheckpointStore> Batches<'a, S> {
     /// refuses).
     pub fn finish(self) -> Result<DataFrame> {
         self.with_done(|_, _| ())?;
-        Ok(self
-            .pipeline
-            .store()
-            .load_batches(self.table)?
-            .unwrap_or_default())
+        Ok(self.store.load_batches(self.table)?.unwrap_or_default())
+    }
+}
+
+impl<S> Batches<'_, S> {
+    /// Sends `event` to the pipeline's progress display, if it has one.
+    fn report(&self, event: ProgressEvent<'_>) {
+        if let Some(progress) = self.progress {
+            progress.report(event);
+        }
     }
 }
 
@@ -266,8 +272,7 @@ impl<S> Drop for Batches<'_, S> {
             .unwrap_or_else(PoisonError::into_inner)
             .is_some();
         if started {
-            self.pipeline
-                .report(ProgressEvent::BatchesFinished { table: self.table });
+            self.report(ProgressEvent::BatchesFinished { table: self.table });
         }
     }
 }

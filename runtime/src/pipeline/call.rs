@@ -24,7 +24,6 @@ use polars::prelude::DataFrame;
 use serde_json::{Map, Value};
 
 use crate::bounds::{CarriesStoreErrors, CheckFn, CheckpointValue, FetchResult};
-use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::fingerprint::data_version;
 use crate::model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage};
@@ -84,8 +83,9 @@ pub fn run_check<F: CheckFn>(check: &F, frame: &DataFrame) -> std::result::Resul
     check.check(frame)
 }
 
-/// The config of the pipeline `context` lends, for `config(...)` fields.
-pub fn config_of<C: PipelineContext + ?Sized>(context: &C) -> Option<&PipelineConfig> {
+/// The config of the pipeline `context` lends, for `config(...)` fields: of the context's own
+/// config type, so a field that type lacks is a compile error at the field's token.
+pub fn config_of<C: PipelineContext + ?Sized>(context: &C) -> Option<&C::Config> {
     context.pipeline().config()
 }
 
@@ -210,7 +210,7 @@ where
 /// A call of a table whose body is already running on this thread in the same pipeline
 /// (recursion, or two functions writing one table, nested) would wait for its own lock: it is
 /// an error instead.
-fn refuse_reentry<S: CheckpointStore>(pipeline: &Pipeline<S>, spec: &Spec<'_>) -> Result<()> {
+fn refuse_reentry<S: CheckpointStore, C>(pipeline: &Pipeline<S, C>, spec: &Spec<'_>) -> Result<()> {
     if lineage::running(pipeline.id(), spec.table) {
         return Err(Error::Reentrant {
             table: spec.table.to_owned(),
@@ -226,8 +226,8 @@ fn refuse_reentry<S: CheckpointStore>(pipeline: &Pipeline<S>, spec: &Spec<'_>) -
 const REJUDGE_LIMIT: usize = 8;
 
 /// The checkpoint of a hit, loaded (exactly the one judged), or why the body must run.
-fn load_or_why<S: CheckpointStore>(
-    pipeline: &Pipeline<S>,
+fn load_or_why<S: CheckpointStore, C>(
+    pipeline: &Pipeline<S, C>,
     call: &Call<'_>,
 ) -> Result<std::result::Result<DataFrame, (Outcome, Option<String>)>> {
     for _ in 0..REJUDGE_LIMIT {
@@ -259,7 +259,7 @@ fn load_or_why<S: CheckpointStore>(
     )))
 }
 
-impl<S: CheckpointStore> Pipeline<S> {
+impl<S: CheckpointStore, C> Pipeline<S, C> {
     /// Decides between loading the checkpoint and running the body, by the one stale rule
     /// ([`Judge`]) with this run's forced tables.
     pub(crate) fn plan(&self, call: &Call<'_>) -> Result<Plan> {
@@ -472,8 +472,8 @@ struct Saving {
 /// How a call that must run its body does so, holding the store's lock on the table. On a
 /// store other processes share, the checkpoint is looked at again first: what the lock's
 /// previous holder saved is loaded rather than computed twice.
-fn prepare<'a, S: CheckpointStore>(
-    pipeline: &'a Pipeline<S>,
+fn prepare<'a, S: CheckpointStore, C>(
+    pipeline: &'a Pipeline<S, C>,
     spec: &Spec<'_>,
     call: &Call<'_>,
     why: (Outcome, Option<String>),
@@ -523,8 +523,8 @@ fn prepare<'a, S: CheckpointStore>(
 
 /// Runs the checks on what the body returned, then saves it with the inputs it recorded. A
 /// failed check saves nothing.
-fn check_and_save<S: CheckpointStore>(
-    pipeline: &Pipeline<S>,
+fn check_and_save<S: CheckpointStore, C>(
+    pipeline: &Pipeline<S, C>,
     spec: &Spec<'_>,
     call: &Call<'_>,
     saving: Saving,
@@ -560,7 +560,7 @@ fn check_and_save<S: CheckpointStore>(
     pipeline.save(call, outcome, reason.as_deref(), frame, recorder.inputs())
 }
 
-impl<S: CheckpointStore> Pipeline<S> {
+impl<S: CheckpointStore, C> Pipeline<S, C> {
     /// Saves what the body returned, with its data version, its `inputs` and the
     /// `_provenance` row of its step in the same transaction, and records the step.
     pub(crate) fn save(

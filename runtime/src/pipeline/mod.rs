@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDateTime;
 
-use crate::config::PipelineConfig;
+use crate::config::{Config, PipelineConfig};
 use crate::error::{Error, Result};
 use crate::model::CheckpointInfo;
 use crate::names::validate_table_name;
@@ -124,17 +124,21 @@ impl UnkeyedPolicy {
 }
 
 /// The context of a pipeline run: the store, the provenance tracker, the config and the force
-/// settings. `#[checkpointed]` functions take it as `&Pipeline`; it is `Sync`, so one context
-/// serves every thread of a run.
+/// settings. `#[checkpointed]` functions take it as `&Pipeline`; it is `Sync` (when its config
+/// is), so one context serves every thread of a run.
 ///
-/// `Pipeline` alone is this type over the [`DefaultStore`] (the DuckDB file or the shared store);
-/// `Pipeline<MemoryStore>` keeps checkpoints in memory (tests, dry runs).
+/// `Pipeline` alone is this type over the [`DefaultStore`] (the DuckDB file or the shared store)
+/// with the usher pipeline's [`PipelineConfig`]; `Pipeline<MemoryStore>` keeps checkpoints in
+/// memory (tests, dry runs). The second parameter is the config type, any [`Config`]:
+/// `Pipeline<DefaultStore, LabConfig>` runs a pipeline with settings of its own, and
+/// `config(model.threshold)` in its `#[checkpointed]` functions is checked against `LabConfig`
+/// (see [`Config`] for an example).
 ///
 /// [`MemoryStore`]: crate::MemoryStore
-pub struct Pipeline<S = DefaultStore> {
+pub struct Pipeline<S = DefaultStore, C = PipelineConfig> {
     store: S,
     provenance: ProvenanceTracker,
-    config: Option<PipelineConfig>,
+    config: Option<C>,
     force: Force,
     unkeyed: UnkeyedPolicy,
     /// Forced tables already recomputed by this pipeline.
@@ -154,7 +158,7 @@ pub struct Pipeline<S = DefaultStore> {
 /// A clock for [`Pipeline::with_clock`]: the current time in UTC.
 pub type Clock = Arc<dyn Fn() -> NaiveDateTime + Send + Sync>;
 
-impl<S> Pipeline<S> {
+impl<S, C> Pipeline<S, C> {
     /// Sends `event` to the pipeline's [`Progress`], if it has one.
     pub(crate) fn report(&self, event: ProgressEvent<'_>) {
         if let Some(progress) = &self.progress {
@@ -163,7 +167,7 @@ impl<S> Pipeline<S> {
     }
 }
 
-impl<S> std::fmt::Debug for Pipeline<S> {
+impl<S, C> std::fmt::Debug for Pipeline<S, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("provenance", &self.provenance)
@@ -173,6 +177,8 @@ impl<S> std::fmt::Debug for Pipeline<S> {
     }
 }
 
+/// `new` is for the default config type only, as `HashMap::new` is for the default hasher: a
+/// call names no config, so its type must not be left for the caller to annotate.
 impl<S: CheckpointStore> Pipeline<S> {
     /// A context over `store` recording into `provenance`, with no config, nothing forced and
     /// unkeyed checkpoints refused. The environment is not read (see [`with_env`](Self::with_env)).
@@ -181,10 +187,18 @@ impl<S: CheckpointStore> Pipeline<S> {
     /// [`AnyStore`](crate::AnyStore)), a `PipelineStore`, `SharedStore` or [`MemoryStore`](crate::MemoryStore)
     /// as it is.
     pub fn new(store: impl Into<S>, provenance: ProvenanceTracker) -> Self {
+        Self::with_parts(store.into(), provenance, None)
+    }
+}
+
+impl<S: CheckpointStore, C> Pipeline<S, C> {
+    /// A context over `store` recording into `provenance`, with `config` (if any), nothing
+    /// forced and unkeyed checkpoints refused.
+    fn with_parts(store: S, provenance: ProvenanceTracker, config: Option<C>) -> Self {
         Self {
-            store: store.into(),
+            store,
             provenance,
-            config: None,
+            config,
             force: Force::None,
             unkeyed: UnkeyedPolicy::default(),
             forced_done: Mutex::new(HashSet::new()),
@@ -195,13 +209,21 @@ impl<S: CheckpointStore> Pipeline<S> {
         }
     }
 
-    /// A context over `store` for a run of `config`: a provenance tracker for it, the config
-    /// kept, and the command-line settings of the environment ([`FORCE_ENV`],
-    /// [`UNKEYED_ENV`]) applied. `Pipeline::from_config` opens the store the config names.
-    pub fn with_config(store: impl Into<S>, config: &PipelineConfig) -> Result<Self> {
-        let mut pipeline = Self::new(store, ProvenanceTracker::from_config(config, None));
-        pipeline.config = Some(config.clone());
-        pipeline.with_env()
+    /// A context over `store` (anything that converts into the pipeline's store, as for
+    /// [`new`](Pipeline::new)) for a run of `config`, of any [`Config`] type: a provenance
+    /// tracker for it (its hash and data-source versions, this library's version), the config
+    /// kept for `config(...)` fields, and the command-line settings of the environment
+    /// ([`FORCE_ENV`], [`UNKEYED_ENV`]) applied. `Pipeline::from_config` opens the store a
+    /// [`PipelineConfig`] names.
+    ///
+    /// # Panics
+    /// When the config cannot be written as JSON (see [`Config::canonical_json`]).
+    pub fn with_config(store: impl Into<S>, config: &C) -> Result<Self>
+    where
+        C: Config + Clone,
+    {
+        let provenance = ProvenanceTracker::from_config(config, None);
+        Self::with_parts(store.into(), provenance, Some(config.clone())).with_env()
     }
 
     /// Sets which tables to recompute.
@@ -283,7 +305,7 @@ impl<S: CheckpointStore> Pipeline<S> {
     }
 
     /// The config, when the pipeline was made from one.
-    pub fn config(&self) -> Option<&PipelineConfig> {
+    pub fn config(&self) -> Option<&C> {
         self.config.as_ref()
     }
 
@@ -340,6 +362,24 @@ impl Pipeline<crate::store::any::AnyStore> {
 
 /// A value that lends the [`Pipeline`] of a `#[checkpointed]` function: `Pipeline` itself, or
 /// an application's own context that holds one (name its parameter with `context = ...`).
+///
+/// ```
+/// use usher_pipeline::{MemoryStore, Pipeline, PipelineConfig, PipelineContext};
+///
+/// /// An application's context: the pipeline and what else its steps need.
+/// struct App {
+///     pipeline: Pipeline<MemoryStore>,
+///     api_token: String,
+/// }
+///
+/// impl PipelineContext for App {
+///     type Store = MemoryStore;
+///     type Config = PipelineConfig;
+///     fn pipeline(&self) -> &Pipeline<MemoryStore> {
+///         &self.pipeline
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a pipeline context",
     label = "the pipeline context of this `#[checkpointed]` function",
@@ -348,13 +388,17 @@ impl Pipeline<crate::store::any::AnyStore> {
 pub trait PipelineContext {
     /// The store of the pipeline.
     type Store: CheckpointStore;
+    /// The config type of the pipeline ([`PipelineConfig`] for `Pipeline<S>`): the type
+    /// `config(a.b)` fields are read from and checked against.
+    type Config;
     /// The pipeline.
-    fn pipeline(&self) -> &Pipeline<Self::Store>;
+    fn pipeline(&self) -> &Pipeline<Self::Store, Self::Config>;
 }
 
-impl<S: CheckpointStore> PipelineContext for Pipeline<S> {
+impl<S: CheckpointStore, C> PipelineContext for Pipeline<S, C> {
     type Store = S;
-    fn pipeline(&self) -> &Pipeline<S> {
+    type Config = C;
+    fn pipeline(&self) -> &Pipeline<S, C> {
         self
     }
 }

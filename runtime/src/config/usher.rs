@@ -15,8 +15,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use serde_json::{Map, Value};
 
+use super::Config;
 use crate::error::{ConfigError, Problem, ProblemKind};
 use crate::python::json as pyjson;
 use crate::python::yaml::{self, Node, NodeKind, Resolved};
@@ -202,19 +203,31 @@ impl PipelineConfig {
     }
 
     /// The canonical JSON the hash is taken of: Python's
-    /// `json.dumps(config.model_dump(mode="python"), sort_keys=True, default=str)`.
+    /// `json.dumps(config.model_dump(mode="python"), sort_keys=True, default=str)`, which is
+    /// [`Config::canonical_json`]'s rule applied to this schema (a validated config has only
+    /// finite numbers and UTF-8 paths, so it never panics).
     pub fn canonical_json(&self) -> String {
-        let value = serde_json::to_value(self)
-            .expect("a validated config has only finite numbers and UTF-8 paths");
-        pyjson::to_string(&pyjson::sort_keys(value), None)
-            .expect("serialising a JSON value cannot fail")
+        super::canonical_json(self)
     }
 
     /// SHA-256 (lowercase hex) of [`canonical_json`](Self::canonical_json): byte for byte the
     /// Python pipeline's `config_hash()` for the same file.
     pub fn config_hash(&self) -> String {
-        let digest = Sha256::digest(self.canonical_json().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        super::sha256_hex(&self.canonical_json())
+    }
+}
+
+/// The usher pipeline's config: hashed by [`Config`]'s rule, which is the Python pipeline's
+/// (the same as [`PipelineConfig::config_hash`]), with its `versions:` section as the
+/// data-source versions, as the Python pipeline's provenance records them.
+impl Config for PipelineConfig {
+    fn data_source_versions(&self) -> Map<String, Value> {
+        match serde_json::to_value(&self.versions) {
+            Ok(Value::Object(versions)) => versions,
+            other => {
+                unreachable!("a struct of strings and ints serialises to an object: {other:?}")
+            }
+        }
     }
 }
 
@@ -673,6 +686,22 @@ mod tests {
             "ddbb5195738ac3540f08ed0a46d5936cca070ec880fba3f65e7da48b81ca2b0f"
         );
         config.scoring.validate_sum().unwrap();
+    }
+
+    /// What provenance records of the usher config through [`Config`]: the pinned Python hash
+    /// above and the `versions:` section, as `ProvenanceTracker::new` recorded before the trait.
+    #[test]
+    fn the_config_trait_gives_the_python_hash_and_the_versions_section() {
+        let config = PipelineConfig::from_yaml_str(DEFAULT_YAML, "default.yaml").unwrap();
+        assert_eq!(
+            Config::config_hash(&config),
+            "ddbb5195738ac3540f08ed0a46d5936cca070ec880fba3f65e7da48b81ca2b0f"
+        );
+        assert_eq!(Config::canonical_json(&config), config.canonical_json());
+        assert_eq!(
+            Value::Object(config.data_source_versions()),
+            serde_json::json!({"ensembl_release": 113, "gnomad_version": "v4.1", "gtex_version": "v8", "hpa_version": "23.0"})
+        );
     }
 
     #[test]
