@@ -570,17 +570,17 @@ impl CheckpointStore for Racy {
     fn load_judged(&self, judged: &CheckpointInfo) -> usher_pipeline::Result<JudgedLoad> {
         self.inner.load_judged(judged)
     }
-    fn save_checkpoint(
+    fn save_checkpoint_with(
         &self,
         table: &str,
         frame: &DataFrame,
         description: &str,
         key: &CheckpointKey,
-        lineage: &Lineage,
-        provenance: &ProvenanceRecord,
+        saved_at: chrono::NaiveDateTime,
+        metadata: &mut dyn FnMut() -> usher_pipeline::Result<(Lineage, ProvenanceRecord)>,
     ) -> usher_pipeline::Result<()> {
         self.inner
-            .save_checkpoint(table, frame, description, key, lineage, provenance)
+            .save_checkpoint_with(table, frame, description, key, saved_at, metadata)
     }
     fn adopt_checkpoint(
         &self,

@@ -533,3 +533,95 @@ fn results_of_every_duckdb_type_are_frames_or_typed_errors() {
         "{err}"
     );
 }
+
+/// A backend written outside this crate, as a user would: it implements the required methods
+/// of `CheckpointStore` (here over a `MemoryStore`, with export and query declined as the
+/// memory store declines them) and proves itself with the public conformance suite.
+#[cfg(feature = "test-util")]
+mod outside_backend {
+    use std::path::Path;
+
+    use usher_pipeline::polars::prelude::DataFrame;
+    use usher_pipeline::{
+        CheckpointInfo, CheckpointKey, CheckpointStore, Lineage, MemoryStore, PendingBatches,
+        ProvenanceRecord, Result,
+    };
+
+    struct Outside(MemoryStore);
+
+    impl CheckpointStore for Outside {
+        fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
+            self.0.save_dataframe(table, frame, description)
+        }
+        fn load_dataframe(&self, table: &str) -> Result<Option<DataFrame>> {
+            self.0.load_dataframe(table)
+        }
+        fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+            self.0.list_checkpoints()
+        }
+        fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
+            self.0.delete_checkpoints(tables)
+        }
+        fn export_parquet(&self, table: &str, output_path: &Path) -> Result<()> {
+            self.0.export_parquet(table, output_path)
+        }
+        fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
+            self.0.provenance_rows()
+        }
+        fn checkpoint(&self, table: &str) -> Result<Option<CheckpointInfo>> {
+            self.0.checkpoint(table)
+        }
+        fn save_checkpoint_with(
+            &self,
+            table: &str,
+            frame: &DataFrame,
+            description: &str,
+            key: &CheckpointKey,
+            saved_at: chrono::NaiveDateTime,
+            metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+        ) -> Result<()> {
+            self.0
+                .save_checkpoint_with(table, frame, description, key, saved_at, metadata)
+        }
+        fn adopt_checkpoint(
+            &self,
+            table: &str,
+            created_at: Option<chrono::NaiveDateTime>,
+            saved_at: Option<chrono::NaiveDateTime>,
+            key: &CheckpointKey,
+            lineage: &Lineage,
+        ) -> Result<bool> {
+            self.0
+                .adopt_checkpoint(table, created_at, saved_at, key, lineage)
+        }
+        fn batch_progress(&self, table: &str, key: &str) -> Result<Vec<String>> {
+            self.0.batch_progress(table, key)
+        }
+        fn discard_batches(&self, table: &str) -> Result<()> {
+            self.0.discard_batches(table)
+        }
+        fn record_batch_total(&self, table: &str, key: &str, total: usize) -> Result<()> {
+            self.0.record_batch_total(table, key, total)
+        }
+        fn save_batch(
+            &self,
+            table: &str,
+            key: &str,
+            items: &[String],
+            frame: &DataFrame,
+        ) -> Result<()> {
+            self.0.save_batch(table, key, items, frame)
+        }
+        fn load_batches(&self, table: &str) -> Result<Option<DataFrame>> {
+            self.0.load_batches(table)
+        }
+        fn append_provenance(&self, record: &ProvenanceRecord) -> Result<()> {
+            self.0.append_provenance(record)
+        }
+        fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
+            self.0.pending_batches()
+        }
+    }
+
+    usher_pipeline::conformance_suite!(Box::new(Outside(MemoryStore::new())));
+}

@@ -38,11 +38,17 @@
 //! the Python pipeline, benchmarks and known limits.
 //!
 //! # Features
+//! Each adds, none changes what another gives ([`DefaultStore`] is [`AnyStore`] in every build):
 //! - `duckdb` (default): the file-backed [`PipelineStore`], built from DuckDB's C++ sources.
-//!   Without it, [`Pipeline`] runs over [`MemoryStore`].
+//!   Without it, a [`Pipeline`] runs over a [`MemoryStore`] (or a store of your own).
+//! - `postgres`: the shared store (`SharedStore`): catalog and locks on PostgreSQL, Parquet
+//!   files on storage every worker mounts.
 //! - `cli`: the `usher-pipeline` command line.
+//! - `test-util`: the store conformance suite (`usher_pipeline::conformance`), for a backend of your own.
 
 #![warn(missing_docs)]
+// On docs.rs: every item behind a feature says which (`duckdb`, `postgres`, `test-util`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // The unsafe fence as a check: DuckDB's C API and the Arrow C Data Interface are reached in
 // `store/duckdb/ffi/` only (allowed there), and every unsafe block says why it is sound.
 #![deny(unsafe_code)]
@@ -90,6 +96,10 @@ pub use settings::{DATA_ROOT_ENV, STORE_ENV, STORE_WAIT_ENV};
 pub use settings::{FORCE_ENV, UNKEYED_ENV};
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 pub use store::any::AnyStore;
+/// The behaviour every store must show, as test cases a new backend runs against itself
+/// (`test-util` feature).
+#[cfg(any(test, feature = "test-util"))]
+pub use store::conformance;
 #[cfg(feature = "duckdb")]
 pub use store::duckdb::{
     DEFAULT_STORAGE_COMPATIBILITY, GcReport, PipelineStore, SCHEMA_VERSION, SaveMode, StoreOptions,

@@ -1,8 +1,22 @@
-//! The behaviour every [`CheckpointStore`] must show, written once and run against each store
-//! by [`conformance_suite!`]: `store::memory` (no DuckDB, seconds) and `store::duckdb`.
+//! The behaviour every [`CheckpointStore`] must show, written once and run against each store:
+//! the crate's own ([`MemoryStore`](crate::MemoryStore), the DuckDB file, the shared store) and
+//! a backend written outside this crate, which runs the same cases with one line in its tests
+//! (`test-util` feature):
 //!
-//! Each case takes a fresh, empty store. What the trait cannot read back (the `_provenance`
-//! rows) is read through [`Inspect`], which each store's test module implements.
+//! ```ignore
+//! // tests/conformance.rs of a crate with a store of its own; Cargo.toml:
+//! // [dev-dependencies] usher-pipeline = { version = "0.2", features = ["test-util"] }
+//! usher_pipeline::conformance_suite!(Box::new(MyStore::open_temporary()));
+//! ```
+//!
+//! [`conformance_suite!`](crate::conformance_suite) makes one `#[test]` per case; each case is
+//! also a public function taking a fresh, empty store, to call from a test harness of your own.
+//! A case panics (as a failed `assert!` does) when the store misbehaves, naming what it expected.
+//! Operations a store may decline ([`query`](CheckpointStore::query),
+//! [`export_parquet`](CheckpointStore::export_parquet)) pass when they return
+//! [`Error::Unsupported`].
+
+use std::path::PathBuf;
 
 use chrono::NaiveDateTime;
 use polars::prelude::*;
@@ -11,14 +25,20 @@ use serde_json::{Map, Value, json};
 use crate::error::Error;
 use crate::fingerprint::data_version;
 use crate::model::{CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
-use crate::store::{CheckpointStore, JudgedLoad};
+use crate::store::{CheckpointStore, JudgedLoad, PendingBatches};
 
-/// One `#[test]` per case for the store `$open` makes: an expression giving a fresh, empty
-/// store behind a pointer (`Box::new(MemoryStore::new())`, or a guard that also owns the
-/// store's temporary directory).
+/// One `#[test]` per conformance case for the store `$open` makes: an expression giving a fresh,
+/// empty store behind a pointer (`Box::new(MyStore::new())`, or a guard that owns the store's
+/// temporary directory and derefs to the store). It may `return` to skip every case (a store
+/// whose server is missing on a developer's machine, say).
+///
+/// ```ignore
+/// usher_pipeline::conformance_suite!(Box::new(usher_pipeline::MemoryStore::new()));
+/// ```
+#[macro_export]
 macro_rules! conformance_suite {
     ($open:expr) => {
-        conformance_suite!(@cases $open;
+        $crate::conformance_suite!(@cases $open;
             missing_table_has_no_checkpoint,
             a_save_is_loaded_with_its_row_and_key,
             lineage_is_kept_with_the_key,
@@ -33,6 +53,9 @@ macro_rules! conformance_suite {
             frames_without_columns_are_refused,
             lineage_made_during_a_save_is_saved_with_it,
             a_judged_load_reads_only_the_judged_checkpoint,
+            unkeyed_saves_are_loaded_listed_and_deleted,
+            deletes_are_all_or_nothing,
+            exports_and_queries_read_the_table_or_are_unsupported,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
@@ -40,7 +63,7 @@ macro_rules! conformance_suite {
             #[test]
             fn $case() {
                 let store = $open;
-                $crate::store::conformance::$case(&*store);
+                $crate::conformance::$case(&*store);
             }
         )*
     };
@@ -77,7 +100,8 @@ fn sorted(frame: DataFrame) -> DataFrame {
         .unwrap()
 }
 
-pub(crate) fn missing_table_has_no_checkpoint<S: CheckpointStore>(store: &S) {
+/// A table never saved has no checkpoint, no data, no batches and no progress.
+pub fn missing_table_has_no_checkpoint<S: CheckpointStore + ?Sized>(store: &S) {
     assert_eq!(store.checkpoint("genes").unwrap(), None);
     assert!(store.load_dataframe("genes").unwrap().is_none());
     assert!(store.load_batches("genes").unwrap().is_none());
@@ -87,7 +111,9 @@ pub(crate) fn missing_table_has_no_checkpoint<S: CheckpointStore>(store: &S) {
     );
 }
 
-pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore>(store: &S) {
+/// A keyed save reads back with its `_checkpoints` row (rows, description, a UTC save time of
+/// now) and its key, and its data loads equal.
+pub fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore + ?Sized>(store: &S) {
     let frame = genes(5);
     let k = key(json!({"min_depth": 30, "sources": ["gnomad", "ü"]}));
     store
@@ -123,7 +149,7 @@ pub(crate) fn a_save_is_loaded_with_its_row_and_key<S: CheckpointStore>(store: &
 /// Data version, inputs (either kind of version) and `max_age` come back as saved; adoption
 /// records the lineage it is given (no data version: the checkpoint's version is its save
 /// time).
-pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore>(store: &S) {
+pub fn lineage_is_kept_with_the_key<S: CheckpointStore + ?Sized>(store: &S) {
     let frame = genes(4);
     let saved =
         NaiveDateTime::parse_from_str("2026-11-25 10:00:00.5", "%Y-%m-%d %H:%M:%S%.f").unwrap();
@@ -176,7 +202,9 @@ pub(crate) fn lineage_is_kept_with_the_key<S: CheckpointStore>(store: &S) {
     assert_eq!(row.version(), CheckpointVersion::Saved(row.created_at));
 }
 
-pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore>(store: &S) {
+/// `list_checkpoints` lists every checkpoint, `pending_batches` the finished batches waiting
+/// per table.
+pub fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore + ?Sized>(store: &S) {
     assert!(store.list_checkpoints().unwrap().is_empty());
     assert!(store.pending_batches().unwrap().is_empty());
     let k = key(json!({}));
@@ -219,7 +247,8 @@ pub(crate) fn checkpoints_and_pending_batches_are_listed<S: CheckpointStore>(sto
     assert_eq!(store.pending_batches().unwrap()[0].total, None);
 }
 
-pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore>(store: &S) {
+/// A second save of a table replaces its data, row and key.
+pub fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore + ?Sized>(store: &S) {
     let (first, second) = (key(json!({"n": 1})), key(json!({"n": 2})));
     store
         .save_checkpoint(
@@ -246,7 +275,8 @@ pub(crate) fn a_save_replaces_the_previous_checkpoint<S: CheckpointStore>(store:
     assert_eq!(store.load_dataframe("genes").unwrap().unwrap().height(), 3);
 }
 
-pub(crate) fn adoption_needs_the_same_checkpoint<S: CheckpointStore>(store: &S) {
+/// `adopt_checkpoint` keys a checkpoint only while it is the one created at the time given.
+pub fn adoption_needs_the_same_checkpoint<S: CheckpointStore + ?Sized>(store: &S) {
     let (made, adopted) = (key(json!({"n": 1})), key(json!({"n": 2})));
     assert!(
         !store
@@ -297,7 +327,9 @@ fn items(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("{n:?}")).collect()
 }
 
-pub(crate) fn batches_resume_under_their_key_only<S: CheckpointStore>(store: &S) {
+/// Finished batches resume under the key they were saved with; progress saved under another
+/// key is discarded.
+pub fn batches_resume_under_their_key_only<S: CheckpointStore + ?Sized>(store: &S) {
     let all = genes(6);
     store
         .save_batch("genes", "k1", &items(&["a", "b"]), &all.slice(0, 3))
@@ -322,7 +354,8 @@ pub(crate) fn batches_resume_under_their_key_only<S: CheckpointStore>(store: &S)
     assert!(store.load_batches("genes").unwrap().is_none());
 }
 
-pub(crate) fn batches_without_columns_record_items_only<S: CheckpointStore>(store: &S) {
+/// A batch whose frame has no columns records its items and keeps no rows.
+pub fn batches_without_columns_record_items_only<S: CheckpointStore + ?Sized>(store: &S) {
     store
         .save_batch("genes", "k", &items(&["a"]), &DataFrame::empty())
         .unwrap();
@@ -330,7 +363,8 @@ pub(crate) fn batches_without_columns_record_items_only<S: CheckpointStore>(stor
     assert!(store.load_batches("genes").unwrap().is_none());
 }
 
-pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore>(store: &S) {
+/// Saving the checkpoint removes the table's batches.
+pub fn a_checkpoint_save_removes_its_batches<S: CheckpointStore + ?Sized>(store: &S) {
     let k = key(json!({}));
     store
         .save_batch("genes", &k.key, &items(&["a"]), &genes(2))
@@ -357,7 +391,9 @@ pub(crate) fn a_checkpoint_save_removes_its_batches<S: CheckpointStore>(store: &
     );
 }
 
-pub(crate) fn provenance_rows_are_appended<S: CheckpointStore>(store: &S) {
+/// Each save with a provenance row, and each `append_provenance`, adds one `_provenance` row,
+/// read back in order.
+pub fn provenance_rows_are_appended<S: CheckpointStore + ?Sized>(store: &S) {
     let before = store.provenance_rows().unwrap().len();
     store
         .save_checkpoint(
@@ -375,7 +411,9 @@ pub(crate) fn provenance_rows_are_appended<S: CheckpointStore>(store: &S) {
     assert_eq!(rows[before..], [record("save"), record("run")]);
 }
 
-pub(crate) fn names_follow_the_table_name_rule<S: CheckpointStore>(store: &S) {
+/// Table names follow the crate's one rule: names that are not identifiers are refused to read
+/// and to write, reserved ones (`_...`) to write.
+pub fn names_follow_the_table_name_rule<S: CheckpointStore + ?Sized>(store: &S) {
     let (frame, k) = (genes(1), key(json!({})));
     for (name, reserved) in [("_checkpoints", true), ("Genes", false), ("a b", false)] {
         let err = store
@@ -403,7 +441,8 @@ pub(crate) fn names_follow_the_table_name_rule<S: CheckpointStore>(store: &S) {
     assert_eq!(store.checkpoint("Genes").unwrap(), None);
 }
 
-pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore>(store: &S) {
+/// A frame the store cannot hold as it is (no columns) is refused, and nothing is saved.
+pub fn frames_without_columns_are_refused<S: CheckpointStore + ?Sized>(store: &S) {
     let err = store
         .save_checkpoint(
             "genes",
@@ -423,7 +462,7 @@ pub(crate) fn frames_without_columns_are_refused<S: CheckpointStore>(store: &S) 
 
 /// `save_checkpoint_with` asks for the lineage once and saves it with the frame; an error of
 /// the lineage saves nothing and reaches the caller as it is.
-pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore>(store: &S) {
+pub fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore + ?Sized>(store: &S) {
     let k = key(json!({"release": 1}));
     let lineage = Lineage {
         data_version: Some(data_version(&genes(3)).unwrap()),
@@ -475,7 +514,7 @@ pub(crate) fn lineage_made_during_a_save_is_saved_with_it<S: CheckpointStore>(st
 }
 
 /// `load_judged` loads the checkpoint judged, and says `Replaced` once another took its place.
-pub(crate) fn a_judged_load_reads_only_the_judged_checkpoint<S: CheckpointStore>(store: &S) {
+pub fn a_judged_load_reads_only_the_judged_checkpoint<S: CheckpointStore + ?Sized>(store: &S) {
     let lineage = |n| Lineage {
         data_version: Some(data_version(&genes(n)).unwrap()),
         ..Lineage::default()
@@ -513,5 +552,134 @@ pub(crate) fn a_judged_load_reads_only_the_judged_checkpoint<S: CheckpointStore>
     match store.load_judged(&now).unwrap() {
         JudgedLoad::Loaded(frame) => assert_eq!(frame.height(), 4),
         other => panic!("{other:?}"),
+    }
+}
+
+/// A save without a key (the Python pipeline's, or one by hand) is what the store holds until
+/// deleted: listed, loaded whole or by its first rows, with no key.
+pub fn unkeyed_saves_are_loaded_listed_and_deleted<S: CheckpointStore + ?Sized>(store: &S) {
+    let frame = genes(5);
+    store.save_dataframe("genes", &frame, "by hand").unwrap();
+    assert!(store.has_checkpoint("genes").unwrap());
+    let row = store.checkpoint("genes").unwrap().expect("a checkpoint");
+    assert_eq!(
+        (row.key, row.row_count, row.description.as_deref()),
+        (None, Some(5), Some("by hand")),
+        "an unkeyed save has no key"
+    );
+    let listed: Vec<String> = store
+        .list_checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.table_name)
+        .collect();
+    assert_eq!(listed, ["genes"]);
+    assert!(sorted(store.load_dataframe("genes").unwrap().unwrap()).equals_missing(&frame));
+    let head = store.head("genes", 2).unwrap().expect("the first rows");
+    assert_eq!(head.height(), 2);
+    assert_eq!(head.get_column_names(), frame.get_column_names());
+    assert!(store.head("other", 2).unwrap().is_none());
+
+    store.delete_checkpoint("genes").unwrap();
+    assert!(!store.has_checkpoint("genes").unwrap());
+    assert!(store.load_dataframe("genes").unwrap().is_none());
+    assert!(store.head("genes", 2).unwrap().is_none());
+    assert!(store.list_checkpoints().unwrap().is_empty());
+}
+
+/// `delete_checkpoints` removes every table named with its batches, or, when one name is
+/// refused, none of them.
+pub fn deletes_are_all_or_nothing<S: CheckpointStore + ?Sized>(store: &S) {
+    for table in ["a", "b", "c"] {
+        store.save_dataframe(table, &genes(2), "").unwrap();
+    }
+    store
+        .save_batch("b", "k", &["\"x\"".into()], &genes(1))
+        .unwrap();
+    assert!(
+        store.delete_checkpoints(&["a", "_reserved"]).is_err(),
+        "a reserved name is refused"
+    );
+    assert!(
+        store.has_checkpoint("a").unwrap(),
+        "a refused delete removes nothing"
+    );
+    store.delete_checkpoints(&["a", "b"]).unwrap();
+    let left: Vec<String> = store
+        .list_checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.table_name)
+        .collect();
+    assert_eq!(left, ["c"]);
+    let pending: Vec<PendingBatches> = store.pending_batches().unwrap();
+    assert!(
+        pending.iter().all(|p| p.table != "b"),
+        "a deleted table's batches go with it: {pending:?}"
+    );
+    assert!(store.load_batches("b").unwrap().is_none());
+}
+
+/// A unique path under the system's temporary directory, removed when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        TempPath(std::env::temp_dir().join(format!(
+            "usher-conformance-{}-{nanos}/{name}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `export_parquet` writes the table whole (a missing table is [`Error::TableNotFound`]) and
+/// `query` reads it; a store without them says [`Error::Unsupported`].
+pub fn exports_and_queries_read_the_table_or_are_unsupported<S: CheckpointStore + ?Sized>(
+    store: &S,
+) {
+    store.save_dataframe("genes", &genes(3), "").unwrap();
+    let out = TempPath::new("genes.parquet");
+    match store.export_parquet("genes", &out.0) {
+        Ok(()) => {
+            let bytes = std::fs::read(&out.0).expect("the exported file");
+            assert!(
+                bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
+                "a whole Parquet file"
+            );
+            let missing = store.export_parquet("missing", &out.0).unwrap_err();
+            assert!(
+                matches!(&missing, Error::TableNotFound { table, .. } if table == "missing"),
+                "{missing}"
+            );
+        }
+        Err(Error::Unsupported { .. }) => {}
+        Err(e) => panic!("export_parquet: {e}"),
+    }
+    match store.query(
+        "SELECT count(*) AS n FROM genes WHERE score IS NULL OR score >= ?",
+        &[0.0.into()],
+    ) {
+        Ok(frame) => {
+            let n = frame.column("n").unwrap().cast(&DataType::Int64).unwrap();
+            assert_eq!(n.i64().unwrap().get(0), Some(3));
+            assert!(
+                store.query("DROP TABLE genes", &[]).is_err(),
+                "query only reads"
+            );
+            assert!(store.has_checkpoint("genes").unwrap());
+        }
+        Err(Error::Unsupported { .. }) => {}
+        Err(e) => panic!("query: {e}"),
     }
 }

@@ -11,7 +11,7 @@ use polars::prelude::DataFrame;
 use crate::error::Result;
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::time::{now_local, now_utc, to_micros};
+use crate::store::time::{now_local, to_micros};
 use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
@@ -73,12 +73,6 @@ impl MemoryStore {
     pub fn key(&self, table: &str) -> Option<CheckpointKey> {
         self.lock().tables.get(table).and_then(|e| e.key.clone())
     }
-}
-
-/// Now, to the microsecond: the precision of `_checkpoints.created_at` in every store, so an
-/// adoption compares what a store can hold.
-fn now() -> NaiveDateTime {
-    to_micros(now_utc())
 }
 
 impl CheckpointStore for MemoryStore {
@@ -149,19 +143,6 @@ impl CheckpointStore for MemoryStore {
             }
             _ => JudgedLoad::Replaced,
         })
-    }
-
-    fn save_checkpoint(
-        &self,
-        table: &str,
-        frame: &DataFrame,
-        description: &str,
-        key: &CheckpointKey,
-        lineage: &Lineage,
-        provenance: &ProvenanceRecord,
-    ) -> Result<()> {
-        let mut metadata = || Ok((lineage.clone(), provenance.clone()));
-        self.save_checkpoint_with(table, frame, description, key, now(), &mut metadata)
     }
 
     fn save_checkpoint_with(
@@ -326,5 +307,5 @@ impl CheckpointStore for MemoryStore {
 mod tests {
     use super::*;
 
-    conformance_suite!(Box::new(MemoryStore::new()));
+    crate::conformance_suite!(Box::new(MemoryStore::new()));
 }

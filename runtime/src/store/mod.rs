@@ -17,9 +17,8 @@ macro_rules! key_of_checkpoint {
 }
 
 pub(crate) mod any;
-#[cfg(test)]
-#[macro_use]
-mod conformance;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
 #[cfg(feature = "duckdb")]
 pub(crate) mod duckdb;
 pub(crate) mod memory;
@@ -130,25 +129,13 @@ pub trait CheckpointStore: Send + Sync {
         })
     }
 
-    /// Saves `frame` as `table` with its `_checkpoints` row, `key`, `lineage` and the
-    /// `_provenance` row of the step that made it, and removes the table's partial batches,
-    /// all or nothing.
-    fn save_checkpoint(
-        &self,
-        table: &str,
-        frame: &DataFrame,
-        description: &str,
-        key: &CheckpointKey,
-        lineage: &Lineage,
-        provenance: &ProvenanceRecord,
-    ) -> Result<()>;
-
-    /// [`save_checkpoint`](Self::save_checkpoint) stamped `saved_at` (UTC, by the saving
-    /// pipeline's clock, so ages and `max_age` are measured by one clock), whose lineage and
-    /// `_provenance` row are asked of `metadata` once the frame is stored, before the
-    /// transaction commits (so a caller may still be computing them while the table is
-    /// written). An error of `metadata` saves nothing. The default asks first, then saves with
-    /// the store's own time.
+    /// Saves `frame` as `table` with its `_checkpoints` row, `key`, its lineage and the
+    /// `_provenance` row of the step that made it, and removes the table's partial batches, all
+    /// or nothing. The save is stamped `saved_at` (UTC, by the saving pipeline's clock, so ages
+    /// and `max_age` are measured by one clock); lineage and `_provenance` row are asked of
+    /// `metadata` once, before the save commits (a store may ask after writing the frame, so a
+    /// caller can still be computing them meanwhile). An error of `metadata` saves nothing and
+    /// is returned as it is.
     fn save_checkpoint_with(
         &self,
         table: &str,
@@ -157,10 +144,22 @@ pub trait CheckpointStore: Send + Sync {
         key: &CheckpointKey,
         saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()>;
+
+    /// [`save_checkpoint_with`](Self::save_checkpoint_with) stamped now, with `lineage` and
+    /// `provenance` at hand.
+    fn save_checkpoint(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        lineage: &Lineage,
+        provenance: &ProvenanceRecord,
     ) -> Result<()> {
-        let _ = saved_at;
-        let (lineage, provenance) = metadata()?;
-        self.save_checkpoint(table, frame, description, key, &lineage, &provenance)
+        let mut metadata = || Ok((lineage.clone(), provenance.clone()));
+        let now = time::to_micros(time::now_utc());
+        self.save_checkpoint_with(table, frame, description, key, now, &mut metadata)
     }
 
     /// Records `key` and `lineage` for the existing checkpoint of `table` (unkeyed, or keyed by

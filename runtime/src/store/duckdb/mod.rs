@@ -1058,26 +1058,6 @@ impl CheckpointStore for PipelineStore {
         })
     }
 
-    fn save_checkpoint(
-        &self,
-        table: &str,
-        frame: &DataFrame,
-        description: &str,
-        key: &CheckpointKey,
-        lineage: &Lineage,
-        provenance: &ProvenanceRecord,
-    ) -> Result<()> {
-        let mut metadata = || Ok((lineage.clone(), provenance.clone()));
-        self.save_keyed(
-            table,
-            frame,
-            description,
-            SaveMode::Replace,
-            now_utc(),
-            Some((key, &mut metadata)),
-        )
-    }
-
     /// The table is written first, then `metadata` is asked for the lineage, in one
     /// transaction stamped `saved_at`.
     fn save_checkpoint_with(
@@ -1408,7 +1388,7 @@ mod tests {
         }
     }
 
-    conformance_suite!(temp_store());
+    crate::conformance_suite!(temp_store());
 
     /// Release 0.1.0 writing to an upgraded store re-saves a checkpoint and rewrites only the
     /// six key columns it knows: the lineage left from the previous save is not taken for the

@@ -33,9 +33,9 @@ use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::settings::{DATA_ROOT_ENV, STORE_ENV, store_env};
-use crate::store::duckdb::Param;
+use crate::store::Param;
 use crate::store::sql::{checkpoint_row, quote_ident};
-use crate::store::time::{now_local, now_utc, to_micros};
+use crate::store::time::{now_local, to_micros};
 use crate::store::{
     CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first,
     validate_columns,
@@ -1074,7 +1074,8 @@ impl CheckpointStore for SharedStore {
     fn delete_checkpoints(&self, tables: &[&str]) -> Result<()> {
         self.off(|| {
             for table in tables {
-                validate_table_name(table)?;
+                // The store's own tables (`_...`) are not deleted through here, as on every store.
+                validate_writable_table_name(table)?;
             }
             // In name order, so two processes deleting overlapping sets cannot each hold a lock
             // the other waits for (locks on separate connections escape the server's deadlock
@@ -1227,24 +1228,6 @@ impl CheckpointStore for SharedStore {
                 )),
             }
         })
-    }
-
-    fn save_checkpoint(
-        &self,
-        table: &str,
-        frame: &DataFrame,
-        description: &str,
-        key: &CheckpointKey,
-        lineage: &Lineage,
-        provenance: &ProvenanceRecord,
-    ) -> Result<()> {
-        self.save(
-            table,
-            frame,
-            description,
-            now_utc(),
-            Some((key, lineage, provenance)),
-        )
     }
 
     /// Stamped by the saving pipeline's clock (`saved_at`): on a shared store each worker
@@ -1627,7 +1610,7 @@ pub(crate) mod tests {
         })
     }
 
-    conformance_suite!(match temp_shared() {
+    crate::conformance_suite!(match temp_shared() {
         Some(store) => store,
         None => return,
     });
