@@ -680,3 +680,56 @@ fn force_and_unkeyed_come_from_the_environment() {
         "{e}"
     );
 }
+
+/// Settings built in code are what a run follows: `Pipeline::open` reads no environment, forces
+/// what they force, adopts as they say, and opens the store they name (a shared store without
+/// its data root is refused, naming the missing setting and never the password).
+#[test]
+fn settings_built_in_code_are_what_a_run_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let calls = AtomicUsize::new(0);
+    {
+        let first = Pipeline::open(&config, &usher_pipeline::Settings::default()).unwrap();
+        fetch_constraint(&first, 30, &calls).unwrap();
+        first
+            .store()
+            .save_dataframe("hpa_expression", &constraint(1), "by hand")
+            .unwrap();
+    }
+    let mut settings = usher_pipeline::Settings::default();
+    settings.force = Force::tables(["gnomad_constraint"]);
+    settings.unkeyed = UnkeyedPolicy::Adopt;
+    let forced = Pipeline::open(&config, &settings).unwrap();
+    assert_eq!(forced.force(), &Force::tables(["gnomad_constraint"]));
+    assert_eq!(forced.unkeyed_policy(), UnkeyedPolicy::Adopt);
+    assert_eq!(
+        fetch_constraint(&forced, 30, &calls).unwrap(),
+        constraint(30)
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "forced: the body ran again"
+    );
+    fetch_constraint(&forced, 30, &calls).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "forced once per run");
+    let hpa = AtomicUsize::new(0);
+    let adopted = fetch_with_client(&forced, "113", "client".to_owned(), &hpa).unwrap();
+    assert_eq!(
+        hpa.load(Ordering::SeqCst),
+        0,
+        "the unkeyed table was adopted, not fetched"
+    );
+    assert_eq!(adopted, constraint(1));
+    drop(forced);
+
+    settings.store = Some("postgres://usher:s3cret@127.0.0.1:1/usher".into());
+    let err = Pipeline::open(&config, &settings).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(&err, Error::Setting { setting, .. } if *setting == usher_pipeline::DATA_ROOT_ENV),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret"), "{message}");
+}

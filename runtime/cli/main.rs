@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command, value_parser};
 use serde_json::{Value, json};
 use usher_pipeline::{
-    AnyStore, DATA_ROOT_ENV, Error, PipelineConfig, PipelineStore, STORE_ENV, SharedStore,
+    AnyStore, DATA_ROOT_ENV, Error, PipelineConfig, PipelineStore, Settings, SharedStore,
     SharedStoreOptions, StoreOptions,
 };
 
@@ -293,9 +293,10 @@ fn source(
     config: Option<PathBuf>,
     data_root: Option<PathBuf>,
 ) -> Result<Source, Error> {
-    let env = |name: &'static str| std::env::var_os(name).filter(|v| !v.is_empty());
+    // The environment is read where the library reads it, with the same rules.
+    let settings = Settings::from_env()?;
     let root = || {
-        data_root.clone().or_else(|| env(DATA_ROOT_ENV).map(PathBuf::from)).ok_or_else(|| {
+        data_root.clone().or_else(|| settings.data_root.clone()).ok_or_else(|| {
             Error::Setting {
                 setting: DATA_ROOT_ENV,
                 value: String::new(),
@@ -303,7 +304,7 @@ fn source(
             }
         })
     };
-    let env_store = env(STORE_ENV).map(|url| url.to_string_lossy().into_owned());
+    let env_store = settings.store.clone();
     match (store, env_store, config) {
         (Some(store), _, _) if is_catalog(&store) => Ok(Source::Shared(
             store.to_string_lossy().into_owned(),

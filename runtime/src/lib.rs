@@ -86,14 +86,15 @@ pub use fingerprint::{DataVersion, data_version};
 pub use graph::LineageGraph;
 pub use model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
 pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
-pub use pipeline::{Batches, Clock, DefaultStore, Force, Pipeline, PipelineContext, UnkeyedPolicy};
+pub use pipeline::{Batches, Clock, DefaultStore, Pipeline, PipelineContext};
 pub use progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 pub use provenance::{
     ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, save_sidecar, sidecar_path,
 };
-#[cfg(feature = "duckdb")]
-pub use settings::{DATA_ROOT_ENV, STORE_ENV, STORE_WAIT_ENV};
-pub use settings::{FORCE_ENV, UNKEYED_ENV};
+pub use settings::{
+    DATA_ROOT_ENV, FORCE_ENV, Force, STORE_ENV, STORE_WAIT_ENV, Settings, UNKEYED_ENV,
+    UnkeyedPolicy,
+};
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 pub use store::any::AnyStore;
 /// The behaviour every store must show, as test cases a new backend runs against itself

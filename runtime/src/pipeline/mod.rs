@@ -1,18 +1,18 @@
 //! `Pipeline`: the context a `#[checkpointed]` function takes (store, provenance, config,
 //! force settings), and the decisions the attribute's expansion hands over to it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDateTime;
 
 use crate::config::{Config, PipelineConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::CheckpointInfo;
-use crate::names::validate_table_name;
 use crate::progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 use crate::provenance::ProvenanceTracker;
-use crate::settings::{FORCE_ENV, UNKEYED_ENV, env_var};
+use crate::settings::Settings;
+pub(crate) use crate::settings::{Force, UnkeyedPolicy};
 use crate::status::{CheckpointStatus, Judge, status_with};
 use crate::store::CheckpointStore;
 
@@ -30,98 +30,6 @@ pub use batches::Batches;
 /// [`MemoryStore`](crate::MemoryStore). The same type with every feature set, so code naming
 /// `Pipeline` compiles whichever stores a build has.
 pub type DefaultStore = crate::store::any::AnyStore;
-
-/// Which checkpoints to recompute even when they are valid.
-///
-/// Forcing a table also recomputes what was made from it, however the pipeline reaches it: a
-/// checkpoint whose input is forced and not yet recomputed in this run is stale (``input `c` is
-/// stale: it is forced in this run``), so its body runs and calls the forced step.
-///
-/// A forced table is recomputed once per run: a second call of the same [`Pipeline`] loads what
-/// the first one saved, and a table whose checkpoint was saved (with a key) after the pipeline
-/// was made counts as recomputed, so workers of a shared store all started with
-/// `USHER_FORCE=t` recompute `t` once between them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Force {
-    /// Use valid checkpoints (the default).
-    #[default]
-    None,
-    /// Recompute every table.
-    All,
-    /// Recompute these tables.
-    Tables(BTreeSet<String>),
-}
-
-impl Force {
-    /// Forces the given tables.
-    pub fn tables<I: IntoIterator<Item = T>, T: Into<String>>(tables: I) -> Self {
-        Force::Tables(tables.into_iter().map(Into::into).collect())
-    }
-
-    /// Whether `table` is forced.
-    pub fn includes(&self, table: &str) -> bool {
-        match self {
-            Force::None => false,
-            Force::All => true,
-            Force::Tables(tables) => tables.contains(table),
-        }
-    }
-
-    /// Parses a [`FORCE_ENV`] value: empty, `0`, `false` or `none` force nothing; `all`, `1`
-    /// or `true` force everything; anything else is a comma-separated list of table names.
-    pub fn parse(value: &str) -> Result<Self> {
-        let trimmed = value.trim();
-        match trimmed.to_ascii_lowercase().as_str() {
-            "" | "0" | "false" | "none" => return Ok(Force::None),
-            "1" | "true" | "all" => return Ok(Force::All),
-            _ => {}
-        }
-        let mut tables = BTreeSet::new();
-        for name in trimmed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            validate_table_name(name).map_err(|e| Error::Setting {
-                setting: FORCE_ENV,
-                value: value.to_owned(),
-                message: e.to_string(),
-            })?;
-            tables.insert(name.to_owned());
-        }
-        Ok(Force::Tables(tables))
-    }
-}
-
-/// What to do with a checkpoint that has no key: one written by the Python pipeline, saved by
-/// hand through the store, or re-saved since its key was recorded.
-///
-/// Such a table may hold hours of fetched data, so it is neither thrown away nor trusted
-/// without a decision: by default the call fails with [`Error::UnkeyedCheckpoint`], whose
-/// message says how to choose.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum UnkeyedPolicy {
-    /// Fail with [`Error::UnkeyedCheckpoint`] (the default).
-    #[default]
-    Refuse,
-    /// Trust the checkpoint: record the current key for it and load it. The provenance step
-    /// says `adopted`.
-    Adopt,
-    /// Recompute and replace it; the provenance step says why.
-    Recompute,
-}
-
-impl UnkeyedPolicy {
-    /// Parses a [`UNKEYED_ENV`] value: `refuse`, `adopt` or `recompute`.
-    pub fn parse(value: &str) -> Result<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "refuse" => Ok(UnkeyedPolicy::Refuse),
-            "adopt" => Ok(UnkeyedPolicy::Adopt),
-            "recompute" => Ok(UnkeyedPolicy::Recompute),
-            _ => Err(Error::Setting {
-                setting: UNKEYED_ENV,
-                value: value.to_owned(),
-                message: "expected `refuse`, `adopt` or `recompute`".to_owned(),
-            }),
-        }
-    }
-}
 
 /// The context of a pipeline run: the store, the provenance tracker, the config and the force
 /// settings. `#[checkpointed]` functions take it as `&Pipeline`; it is `Sync` (when its config
@@ -213,7 +121,7 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
     /// [`new`](Pipeline::new)) for a run of `config`, of any [`Config`] type: a provenance
     /// tracker for it (its hash and data-source versions, this library's version), the config
     /// kept for `config(...)` fields, and the command-line settings of the environment
-    /// ([`FORCE_ENV`], [`UNKEYED_ENV`]) applied. `Pipeline::from_config` opens the store a
+    /// ([`FORCE_ENV`](crate::FORCE_ENV), [`UNKEYED_ENV`](crate::UNKEYED_ENV)) applied. `Pipeline::from_config` opens the store a
     /// [`PipelineConfig`] names.
     ///
     /// # Panics
@@ -282,16 +190,19 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
         }
     }
 
-    /// Applies [`FORCE_ENV`] and [`UNKEYED_ENV`] when they are set; a value that cannot be
-    /// parsed is an [`Error::Setting`] naming the variable.
-    pub fn with_env(mut self) -> Result<Self> {
-        if let Some(value) = env_var(FORCE_ENV)? {
-            self.force = Force::parse(&value)?;
-        }
-        if let Some(value) = env_var(UNKEYED_ENV)? {
-            self.unkeyed = UnkeyedPolicy::parse(&value)?;
-        }
-        Ok(self)
+    /// Applies [`FORCE_ENV`](crate::FORCE_ENV) and [`UNKEYED_ENV`](crate::UNKEYED_ENV) when they are set (see [`Settings::from_env`]);
+    /// a value that cannot be parsed is an [`Error::Setting`](crate::Error::Setting) naming the variable.
+    pub fn with_env(self) -> Result<Self> {
+        Ok(self.with_settings(&Settings::from_env()?))
+    }
+
+    /// Applies the run's [`Settings`] that concern calls: which tables to force and what to do
+    /// with unkeyed checkpoints. (The store settings are for opening a store: see
+    /// [`AnyStore::open`](crate::AnyStore::open).)
+    pub fn with_settings(mut self, settings: &Settings) -> Self {
+        self.force = settings.force.clone();
+        self.unkeyed = settings.unkeyed;
+        self
     }
 
     /// The store.
@@ -347,16 +258,25 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
     }
 }
 
-/// The run of a config, on the store the config and the environment name.
+/// The run of a config, on the store the config and the settings name.
 #[cfg(feature = "duckdb")]
 impl Pipeline<crate::store::any::AnyStore> {
     /// Opens the store of `config` (the shared store [`STORE_ENV`](crate::STORE_ENV) names, or
     /// else the DuckDB file at `config.duckdb_path`; see
     /// [`AnyStore::from_config`](crate::AnyStore::from_config)), starts a provenance tracker for
-    /// the config and applies the command-line settings of the environment ([`FORCE_ENV`],
-    /// [`UNKEYED_ENV`]).
+    /// the config and applies the command-line settings of the environment ([`FORCE_ENV`](crate::FORCE_ENV),
+    /// [`UNKEYED_ENV`](crate::UNKEYED_ENV)): [`open`](Self::open) with [`Settings::from_env`].
     pub fn from_config(config: &PipelineConfig) -> Result<Self> {
-        Self::with_config(crate::store::any::AnyStore::from_config(config)?, config)
+        Self::open(config, &Settings::from_env()?)
+    }
+
+    /// [`from_config`](Self::from_config) with `settings` given in code instead of read from
+    /// the environment (which is not read at all): the store they name, the tables they force,
+    /// the unkeyed policy.
+    pub fn open(config: &PipelineConfig, settings: &Settings) -> Result<Self> {
+        let store = crate::store::any::AnyStore::open(config, settings)?;
+        let provenance = ProvenanceTracker::from_config(config, None);
+        Ok(Self::with_parts(store, provenance, Some(config.clone())).with_settings(settings))
     }
 }
 

@@ -8,7 +8,9 @@ use crate::error::Error;
 #[cfg(feature = "duckdb")]
 use crate::error::Result;
 #[cfg(all(feature = "duckdb", not(feature = "postgres")))]
-use crate::settings::{STORE_ENV, store_env};
+use crate::settings::STORE_ENV;
+#[cfg(feature = "duckdb")]
+use crate::settings::Settings;
 #[cfg(feature = "duckdb")]
 use crate::store::duckdb::PipelineStore;
 use crate::store::memory::MemoryStore;
@@ -57,16 +59,26 @@ impl AnyStore {
     /// [`DATA_ROOT_ENV`](crate::DATA_ROOT_ENV)), otherwise the
     /// DuckDB file at `config.duckdb_path` (see [`PipelineStore::from_config`]). The YAML
     /// config keeps the Python pipeline's schema, so where the checkpoints live across
-    /// machines is a setting of the environment, not of the config.
+    /// machines is a setting of the environment, not of the config: [`open`](Self::open) with
+    /// [`Settings::from_env`].
     #[cfg(feature = "duckdb")]
     pub fn from_config(config: &PipelineConfig) -> Result<Self> {
+        Self::open(config, &Settings::from_env()?)
+    }
+
+    /// The store `settings` name for a run of `config`: the shared store of `settings.store`
+    /// (with `settings.data_root`), otherwise the DuckDB file at `config.duckdb_path`, waited
+    /// for up to `settings.store_wait`. A shared store named in a build without the `postgres`
+    /// feature is an [`Error::Setting`](crate::Error::Setting), never the local file (every worker would compute every
+    /// table).
+    #[cfg(feature = "duckdb")]
+    pub fn open(config: &PipelineConfig, settings: &Settings) -> Result<Self> {
         #[cfg(feature = "postgres")]
-        if let Some(shared) = SharedStore::from_env()? {
+        if let Some(shared) = SharedStore::from_settings(settings)? {
             return Ok(AnyStore::Shared(shared));
         }
         #[cfg(not(feature = "postgres"))]
-        if store_env().is_some() {
-            // Falling back to the local file would let every worker compute every table.
+        if settings.store.is_some() {
             return Err(Error::Setting {
                 setting: STORE_ENV,
                 value: String::new(),
@@ -75,7 +87,7 @@ impl AnyStore {
                     .to_owned(),
             });
         }
-        PipelineStore::from_config(config).map(AnyStore::File)
+        PipelineStore::open_waiting(config, settings.store_wait).map(AnyStore::File)
     }
 
     /// Where the store is, for messages: `memory`, the DuckDB file's path, or the catalog as

@@ -29,7 +29,7 @@ use crate::error::DuckdbErrorKind;
 use crate::error::{Error, Result, create_parent_dir};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::settings::STORE_WAIT_ENV;
+use crate::settings::Settings;
 use crate::store::sql::{checkpoint_row, quote_ident};
 use crate::store::time::{now_local, now_utc, to_micros};
 use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
@@ -142,31 +142,8 @@ pub struct StoreOptions {
     pub external_access: bool,
     /// How long to wait for a file another process holds before failing with
     /// [`Error::StoreInUse`]; `None` (the default) fails at once. `from_config` reads it from
-    /// [`STORE_WAIT_ENV`].
+    /// [`STORE_WAIT_ENV`](crate::STORE_WAIT_ENV).
     pub wait_if_busy: Option<std::time::Duration>,
-}
-
-/// Parses a [`STORE_WAIT_ENV`] value.
-fn parse_wait(value: &str) -> Result<std::time::Duration> {
-    let text = value.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let seconds = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => f64::NAN,
-    };
-    let total = number.parse::<f64>().unwrap_or(f64::NAN) * seconds;
-    std::time::Duration::try_from_secs_f64(total).map_err(|_| Error::Setting {
-        setting: STORE_WAIT_ENV,
-        value: value.to_owned(),
-        message: "expected a duration: seconds (`30`) or with a unit (`500ms`, `30s`, `10m`, `2h`)"
-            .to_owned(),
-    })
 }
 
 impl Default for StoreOptions {
@@ -231,12 +208,17 @@ impl PipelineStore {
     }
 
     /// Opens the store at `config.duckdb_path`, waiting for another process that holds it for
-    /// as long as [`STORE_WAIT_ENV`] says (not at all when it is unset).
+    /// as long as [`STORE_WAIT_ENV`](crate::STORE_WAIT_ENV) says (not at all when it is unset).
     pub fn from_config(config: &PipelineConfig) -> Result<Self> {
-        let wait_if_busy = match std::env::var(STORE_WAIT_ENV) {
-            Ok(value) if !value.trim().is_empty() => Some(parse_wait(&value)?),
-            _ => None,
-        };
+        Self::open_waiting(config, Settings::from_env()?.store_wait)
+    }
+
+    /// Opens the store at `config.duckdb_path`, waiting up to `wait_if_busy` for another
+    /// process that holds it.
+    pub(crate) fn open_waiting(
+        config: &PipelineConfig,
+        wait_if_busy: Option<std::time::Duration>,
+    ) -> Result<Self> {
         Self::open_with(
             &config.duckdb_path,
             &StoreOptions {
@@ -1393,20 +1375,6 @@ mod tests {
     /// Release 0.1.0 writing to an upgraded store re-saves a checkpoint and rewrites only the
     /// six key columns it knows: the lineage left from the previous save is not taken for the
     /// new data's.
-    #[test]
-    fn store_waits_are_parsed() {
-        use std::time::Duration;
-        assert_eq!(parse_wait("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_wait("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_wait("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_wait(" 10m ").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_wait("2h").unwrap(), Duration::from_secs(7200));
-        for bad in ["", "soon", "-1", "5 days", "1e400"] {
-            let e = parse_wait(bad).unwrap_err();
-            assert!(e.to_string().contains("USHER_STORE_WAIT"), "{e}");
-        }
-    }
-
     #[test]
     fn lineage_left_behind_by_an_older_writer_is_ignored() {
         let store = temp_store();

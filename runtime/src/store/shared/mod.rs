@@ -32,7 +32,7 @@ use crate::atomic_file::replace_atomically;
 use crate::error::{Error, Result};
 use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::settings::{DATA_ROOT_ENV, STORE_ENV, store_env};
+use crate::settings::{DATA_ROOT_ENV, STORE_ENV, Settings};
 use crate::store::Param;
 use crate::store::sql::{checkpoint_row, quote_ident};
 use crate::store::time::{now_local, to_micros};
@@ -177,20 +177,24 @@ impl SharedStore {
         })?
     }
 
-    /// The store [`STORE_ENV`] and [`DATA_ROOT_ENV`] name, or `None` when `USHER_STORE` is
-    /// not set. Setting one without the other is an [`Error::Setting`].
+    /// The shared store [`STORE_ENV`] and [`DATA_ROOT_ENV`] name, `None` when neither is set:
+    /// [`from_settings`](Self::from_settings) with [`Settings::from_env`].
     pub fn from_env() -> Result<Option<Self>> {
-        let url = store_env();
-        let root = std::env::var_os(DATA_ROOT_ENV).filter(|v| !v.is_empty());
-        match (url, root) {
+        Self::from_settings(&Settings::from_env()?)
+    }
+
+    /// The shared store `settings.store` and `settings.data_root` name, `None` when neither is
+    /// set; one without the other is an [`Error::Setting`] naming the missing one.
+    pub fn from_settings(settings: &Settings) -> Result<Option<Self>> {
+        match (&settings.store, &settings.data_root) {
             (None, None) => Ok(None),
-            (Some(url), Some(root)) => Self::open(&url, PathBuf::from(root)).map(Some),
+            (Some(url), Some(root)) => Self::open(url, root).map(Some),
             (Some(url), None) => Err(Error::Setting {
                 setting: DATA_ROOT_ENV,
                 value: String::new(),
                 message: format!(
                     "{STORE_ENV}={} names a shared store, which also needs the directory of its data files",
-                    catalog::redact(&url)
+                    catalog::redact(url)
                 ),
             }),
             (None, Some(root)) => Err(Error::Setting {
@@ -198,7 +202,7 @@ impl SharedStore {
                 value: String::new(),
                 message: format!(
                     "{DATA_ROOT_ENV}={} is set, but no PostgreSQL catalog to go with it",
-                    Path::new(&root).display()
+                    root.display()
                 ),
             }),
         }
