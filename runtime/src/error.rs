@@ -24,11 +24,11 @@ pub enum Error {
         /// The name as given.
         name: String,
         /// What is wrong with it.
-        problem: crate::names::NameProblem,
+        problem: usher_pipeline_names::NameProblem,
     },
 
     /// A write to a name beginning with `_`, which belongs to the store's own tables.
-    #[error("{}", crate::names::NameProblem::Reserved.message(name))]
+    #[error("{}", usher_pipeline_names::NameProblem::Reserved.message(name))]
     ReservedTableName {
         /// The name as given.
         name: String,

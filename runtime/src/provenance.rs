@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -15,7 +15,7 @@ use crate::atomic_file::replace_atomically;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::ProvenanceRecord;
-use crate::python::json as pyjson;
+use crate::python::{self, json as pyjson};
 use crate::store::CheckpointStore;
 
 /// One recorded processing step.
@@ -62,17 +62,6 @@ pub struct ProvenanceTracker {
     steps: Mutex<Vec<ProvenanceStep>>,
 }
 
-/// Python's `datetime.isoformat()` for an aware UTC datetime: microseconds only when nonzero,
-/// offset as `+00:00`.
-pub fn python_isoformat(t: &DateTime<FixedOffset>) -> String {
-    let format = if t.timestamp_subsec_micros() == 0 {
-        SecondsFormat::Secs
-    } else {
-        SecondsFormat::Micros
-    };
-    t.to_rfc3339_opts(format, false)
-}
-
 fn now() -> DateTime<FixedOffset> {
     // Python's datetime has microsecond resolution; keep the same so values round-trip.
     let t = Utc::now();
@@ -88,7 +77,7 @@ mod iso {
         t: &DateTime<FixedOffset>,
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&python_isoformat(t))
+        s.serialize_str(&python::isoformat(t))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
@@ -281,13 +270,5 @@ mod tests {
             );
         }
         assert!(sidecar_path(Path::new("/")).is_err());
-    }
-
-    #[test]
-    fn isoformat_matches_python() {
-        let t = DateTime::parse_from_rfc3339("2026-11-24T15:37:00+00:00").unwrap();
-        assert_eq!(python_isoformat(&t), "2026-11-24T15:37:00+00:00");
-        let t = DateTime::parse_from_rfc3339("2026-11-24T15:37:00.012300+00:00").unwrap();
-        assert_eq!(python_isoformat(&t), "2026-11-24T15:37:00.012300+00:00");
     }
 }

@@ -14,7 +14,7 @@ use crate::python::json as pyjson;
 
 mod usher;
 
-pub use usher::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights, python_path_str};
+pub use usher::{ApiConfig, DataSourceVersions, PipelineConfig, ScoringWeights};
 
 /// A pipeline's config: the settings a run is made with, identified in provenance by a hash
 /// and by the versions of the data sources it names.

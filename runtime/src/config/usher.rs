@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 
 use super::Config;
 use crate::error::{ConfigError, Problem, ProblemKind};
-use crate::python::json as pyjson;
 use crate::python::yaml::{self, Node, NodeKind, Resolved};
+use crate::python::{self, json as pyjson};
 
 /// The pipeline's configuration, validated. Field order and names are the Python model's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -228,27 +228,6 @@ impl Config for PipelineConfig {
                 unreachable!("a struct of strings and ints serialises to an object: {other:?}")
             }
         }
-    }
-}
-
-/// Python's `str(PurePosixPath(p))`: `./a` -> `a`, `a//b` -> `a/b`, `a/` -> `a`, `''` -> `.`;
-/// `..` is kept and exactly two leading slashes are kept (POSIX leaves `//` implementation-defined).
-pub fn python_path_str(p: &str) -> String {
-    let leading = p.len() - p.trim_start_matches('/').len();
-    let root = match leading {
-        0 => "",
-        2 => "//",
-        _ => "/",
-    };
-    let parts: Vec<&str> = p
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
-    let joined = format!("{root}{}", parts.join("/"));
-    if joined.is_empty() {
-        ".".to_owned()
-    } else {
-        joined
     }
 }
 
@@ -656,7 +635,7 @@ impl Validator {
             self.wrong(node, field, "a path", Some("it contains a NUL character"));
             return None;
         }
-        Some(PathBuf::from(python_path_str(&text)))
+        Some(PathBuf::from(python::path_str(&text)))
     }
 }
 
@@ -702,25 +681,6 @@ mod tests {
             Value::Object(config.data_source_versions()),
             serde_json::json!({"ensembl_release": 113, "gnomad_version": "v4.1", "gtex_version": "v8", "hpa_version": "23.0"})
         );
-    }
-
-    #[test]
-    fn python_paths() {
-        for (input, expected) in [
-            ("", "."),
-            (".", "."),
-            ("./data", "data"),
-            ("a//b", "a/b"),
-            ("data/", "data"),
-            ("//a", "//a"),
-            ("///a", "/a"),
-            ("a/./b", "a/b"),
-            ("../x", "../x"),
-            ("a/../b", "a/../b"),
-            ("/", "/"),
-        ] {
-            assert_eq!(python_path_str(input), expected, "{input:?}");
-        }
     }
 
     fn problems(yaml: &str) -> Vec<Problem> {
