@@ -1,5 +1,8 @@
 //! The integration tests, built as one test binary: each module was a test binary of its own
-//! (`tests/*.rs`), and every one of them linked DuckDB and polars. A test's name is
+//! (`tests/*.rs`), and every one of them linked DuckDB and polars. One binary halves the test
+//! build: after an edit of the library, `cargo test --workspace --all-features --no-run` took
+//! 25 s with 17 binaries and takes 10 s with one; rebuilding this package's targets, 47 s and
+//! 28 s (2 cores; 2.2 GB of test executables became 0.15 GB). A test's name is
 //! `module::test`, so `cargo test --test it kill::` runs the kill tests and `cargo test --test
 //! it -- --exact store::some_test` one test.
 //!
