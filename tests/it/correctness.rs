@@ -5,6 +5,8 @@
 //! and, with a test server (`USHER_TEST_POSTGRES`), on the shared store; bodies are counted
 //! and values compared.
 
+// Only the shared store's half needs the helpers.
+#[cfg(feature = "postgres")]
 use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

@@ -192,13 +192,16 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
 /// `kill::child_saves_in_a_loop` for `test_name!(child_saves_in_a_loop)` in `kill.rs` (the
 /// module path without the binary's own name, `it`). The function must exist in the calling
 /// module, so a child test renamed or moved fails to compile instead of its parent starting a
-/// child that matches no test, runs nothing and exits successfully.
+/// child that matches no test, runs nothing and exits successfully. (Unused without the
+/// `duckdb` feature, as every test with a child process needs the store.)
+#[allow(unused_macros)]
 macro_rules! test_name {
     ($test:ident) => {{
         let _ = $test;
         $crate::common::in_module(module_path!(), stringify!($test))
     }};
 }
+#[allow(unused_imports)]
 pub(crate) use test_name;
 
 /// `test` in the module `module_path` (a `module_path!()`), as the test harness names it.
