@@ -1,4 +1,4 @@
-//! The README's quickstart, compiled: `tests/readme.rs` checks that the README's first code
+//! The README's quickstart, compiled: `tests/it/readme.rs` checks that the README's first code
 //! block is this file (below this header). Run it with `cargo run --example quickstart`.
 
 use usher_pipeline::polars::prelude::*;

@@ -1,4 +1,4 @@
-"""Interop checks run by tests/interop.rs against real Python duckdb + polars.
+"""Interop checks run by tests/it/interop.rs against real Python duckdb + polars.
 
     interop.py write DIR         the seed code writes DIR/py.duckdb, a Parquet export and sidecar
     interop.py read DIR          the seed code (duckdb 1.x) reads what Rust wrote in DIR
@@ -29,7 +29,7 @@ from seed_persistence import PipelineStore, ProvenanceTracker  # noqa: E402
 
 
 def genes() -> pl.DataFrame:
-    """The frame both languages build identically (tests/common/mod.rs has the Rust twin)."""
+    """The frame both languages build identically (tests/it/common/mod.rs has the Rust twin)."""
     return pl.DataFrame(
         {
             "gene_id": ["ENSG00000042781", "ENSG00000107736", None, "ENSG ü ✓ 😀", ""],

@@ -19,7 +19,7 @@ use crate::store::CheckpointStore;
 /// that was in flight again.
 ///
 /// ```ignore
-/// // (compiled and run in the repository's tests/batches.rs)
+/// // (compiled and run in the repository's tests/it/batches.rs)
 /// # use usher_pipeline::polars::prelude::*;
 /// # use usher_pipeline::{checkpointed, Pipeline, Error};
 /// # fn search(genes: &[String]) -> Result<DataFrame, Error> { Ok(df!("gene" => genes)?) }

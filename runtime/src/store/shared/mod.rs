@@ -973,7 +973,7 @@ fn write_marker(path: &Path, id: &str) -> Result<()> {
 }
 
 /// The test hook of a store's creation: a debug build whose `USHER_TEST_ABORT_CREATING`
-/// names `point` dies there, as a worker killed at that moment (tests/shared_create.rs).
+/// names `point` dies there, as a worker killed at that moment (tests/it/shared_create.rs).
 /// Release builds have no such hook.
 fn crash_point(point: &str) {
     #[cfg(debug_assertions)]

@@ -72,7 +72,8 @@ impl Shared {
         SharedStore::open(&self.url, self.root()).unwrap()
     }
 
-    /// A worker: this test binary running the ignored test `name` on this store.
+    /// A worker: this test binary running the ignored test `name` (its full name, from
+    /// [`test_name!`](super::test_name)) on this store.
     pub fn spawn(&self, name: &str, extra: &[(&str, String)]) -> (Child, mpsc::Receiver<String>) {
         let mut command = super::child_test(name);
         command

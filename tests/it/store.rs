@@ -1,9 +1,7 @@
 //! PipelineStore: the seed's eight store tests in Rust form, plus round trips of every dtype,
 //! names, modes and errors.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
 
-mod common;
+use crate::common;
 
 use common::{assert_frames_equal, genes};
 use usher_pipeline::CheckpointStore;

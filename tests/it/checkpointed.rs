@@ -1,9 +1,7 @@
 //! `#[checkpointed]` on a real DuckDB store: every body run is counted, so a hit is proven by
 //! a counter that did not move.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -646,7 +644,7 @@ fn force_and_unkeyed_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     fetch_constraint(&pipeline(&dir), 30, &AtomicUsize::new(0)).unwrap();
     let child = |vars: &[(&str, &str)]| {
-        let mut cmd = common::child_test("child_pipeline_from_env");
+        let mut cmd = common::child_test(&common::test_name!(child_pipeline_from_env));
         cmd.env("USHER_TEST_DIR", dir.path())
             .env_remove("USHER_FORCE")
             .env_remove("USHER_UNKEYED");

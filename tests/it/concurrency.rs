@@ -1,7 +1,5 @@
 //! One `Pipeline` shared by many threads: N threads x M checkpointed calls over distinct and
 //! shared tables. Every body run is counted per table. And reads beside a write in progress.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::SeqCst;

@@ -188,8 +188,33 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// The arguments that make this test binary run only the ignored test `name`, uncaptured: the
-/// child half of a test that needs a second process (killed, holding a lock, under `ulimit`).
+/// The name the test harness gives the test function `$test` of the calling module:
+/// `kill::child_saves_in_a_loop` for `test_name!(child_saves_in_a_loop)` in `kill.rs` (the
+/// module path without the binary's own name, `it`). The function must exist in the calling
+/// module, so a child test renamed or moved fails to compile instead of its parent starting a
+/// child that matches no test, runs nothing and exits successfully. (Unused without the
+/// `duckdb` feature, as every test with a child process needs the store.)
+#[allow(unused_macros)]
+macro_rules! test_name {
+    ($test:ident) => {{
+        let _ = $test;
+        $crate::common::in_module(module_path!(), stringify!($test))
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use test_name;
+
+/// `test` in the module `module_path` (a `module_path!()`), as the test harness names it.
+pub fn in_module(module_path: &str, test: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_binary, module)) => format!("{module}::{test}"),
+        None => test.to_owned(),
+    }
+}
+
+/// The arguments that make this test binary run only the ignored test `name` (its full name,
+/// from [`test_name!`]), uncaptured: the child half of a test that needs a second process
+/// (killed, holding a lock, under `ulimit`).
 pub fn child_args(name: &str) -> [&str; 5] {
     [
         "--exact",
@@ -200,7 +225,8 @@ pub fn child_args(name: &str) -> [&str; 5] {
     ]
 }
 
-/// This test binary again, as a child process running only the ignored test `name`.
+/// This test binary again, as a child process running only the ignored test `name` (its full
+/// name, from [`test_name!`]).
 pub fn child_test(name: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("the test binary's path"));
     command.args(child_args(name));

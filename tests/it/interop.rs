@@ -7,10 +7,8 @@
 //! - A store created here (default storage compatibility) opens in the seed code on duckdb 1.x
 //!   and in duckdb 2.x with the same values; the sidecar is byte-identical to Python's
 //!   `json.dump(indent=2)` of the same record.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use usher_pipeline::CheckpointStore;
@@ -326,7 +324,7 @@ fn python_local_save_times_have_their_age_in_every_zone() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let child = common::child_test("child_adopts_a_python_table")
+        let child = common::child_test(&common::test_name!(child_adopts_a_python_table))
             .env("USHER_TEST_STORE", d.join("local.duckdb"))
             .env("TZ", zone)
             .output()

@@ -7,7 +7,7 @@
 //! hash. Rust may reject a file that Python's lax model accepts (`yes` for an int, unknown
 //! keys, octal `0161`, ints beyond 64 bits), never the other way round with a different hash.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

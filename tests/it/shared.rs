@@ -4,11 +4,10 @@
 //!
 //! Needs `USHER_TEST_POSTGRES` (`.ci/postgres start DIR` prints it); without it these tests
 //! print why and pass, unless `USHER_REQUIRE_POSTGRES` is set (CI), which makes them fail.
-//! `USHER_SHARED_KILLS=100 cargo test --all-features --test shared -- --nocapture` runs more
-//! kills than CI's 30 and prints the takeover times.
-#![cfg(feature = "postgres")]
+//! `USHER_SHARED_KILLS=100 cargo test --all-features --test it shared:: -- --nocapture` runs
+//! more kills than CI's 30 and prints the takeover times.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -188,7 +187,7 @@ fn eight_workers_compute_each_step_once() {
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
             shared.spawn(
-                "worker_runs_the_pipeline",
+                &common::test_name!(worker_runs_the_pipeline),
                 &[("USHER_TEST_WORKER", w.to_string())],
             )
         })
@@ -259,7 +258,7 @@ fn catalog_creation_is_serialised() {
         return;
     };
     let workers: Vec<_> = (0..WORKERS)
-        .map(|_| shared.spawn("worker_opens_the_store", &[]))
+        .map(|_| shared.spawn(&common::test_name!(worker_opens_the_store), &[]))
         .collect();
     for (mut child, rx) in workers {
         let opened = wait_for(&rx, "opened", Duration::from_secs(60));
@@ -344,8 +343,10 @@ fn a_killed_worker_is_taken_over() {
             "too few kills landed: {kills_done}"
         );
         let round_env = [("USHER_TEST_ROUND", round.to_string())];
-        let (mut first, first_rx) = shared.spawn("worker_computes_slow", &round_env);
-        let (mut second, second_rx) = shared.spawn("worker_computes_slow", &round_env);
+        let (mut first, first_rx) =
+            shared.spawn(&common::test_name!(worker_computes_slow), &round_env);
+        let (mut second, second_rx) =
+            shared.spawn(&common::test_name!(worker_computes_slow), &round_env);
         // Whoever computes is killed at a random moment of its body or its save.
         let (victim, victim_rx, survivor, survivor_rx) = {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -495,7 +496,7 @@ fn a_batched_step_resumes_on_another_worker() {
     let Some(shared) = Shared::new("batches") else {
         return;
     };
-    let (mut first, first_rx) = shared.spawn("worker_fetches_literature", &[]);
+    let (mut first, first_rx) = shared.spawn(&common::test_name!(worker_fetches_literature), &[]);
     for _ in 0..3 {
         wait_for(&first_rx, "batch saved", Duration::from_secs(60)).expect("a batch");
     }
@@ -505,7 +506,7 @@ fn a_batched_step_resumes_on_another_worker() {
         .try_iter()
         .filter_map(|l| l.strip_prefix("fetch ").map(str::to_owned))
         .collect();
-    let (mut second, second_rx) = shared.spawn("worker_fetches_literature", &[]);
+    let (mut second, second_rx) = shared.spawn(&common::test_name!(worker_fetches_literature), &[]);
     let mut fetched_second = Vec::new();
     let mut loaded = None;
     while let Ok(line) = second_rx.recv_timeout(Duration::from_secs(60)) {
@@ -745,7 +746,7 @@ fn the_environment_picks_the_shared_store() {
     let root = shared.root().to_string_lossy().into_owned();
     std::fs::create_dir_all(shared.runs()).unwrap();
     let child = |with_root: bool| -> Vec<String> {
-        let mut command = common::child_test("child_from_config");
+        let mut command = common::child_test(&common::test_name!(child_from_config));
         command
             .env("USHER_TEST_DIR", d)
             .env("USHER_TEST_RUNS", shared.runs())
@@ -795,7 +796,7 @@ fn the_environment_picks_the_shared_store() {
     let workers: Vec<_> = (0..4)
         .map(|_| {
             shared.spawn(
-                "child_from_config",
+                &common::test_name!(child_from_config),
                 &[
                     ("USHER_TEST_DIR", d.to_string_lossy().into_owned()),
                     ("USHER_STORE", shared.url.clone()),

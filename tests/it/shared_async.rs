@@ -7,9 +7,8 @@
 //!
 //! Needs `USHER_TEST_POSTGRES` (`.ci/postgres start DIR` prints it); without it these tests
 //! print why and pass, unless `USHER_REQUIRE_POSTGRES` is set (CI).
-#![cfg(feature = "postgres")]
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::path::Path;
@@ -500,7 +499,7 @@ fn from_config_opens_the_shared_store_inside_a_runtime() {
     .unwrap();
     let mut computed = 0;
     for flavour in ["multi-thread", "current-thread", "multi-thread"] {
-        let out = common::child_test("child_from_config_in_a_runtime")
+        let out = common::child_test(&common::test_name!(child_from_config_in_a_runtime))
             .env("USHER_TEST_DIR", d)
             .env("USHER_TEST_FLAVOUR", flavour)
             .env("USHER_STORE", &shared.url)

@@ -1,8 +1,4 @@
 //! ProvenanceTracker: the seed's five provenance tests in Rust form, plus the formats.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
-
-mod common;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};

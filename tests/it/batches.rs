@@ -1,9 +1,7 @@
 //! Resumable batches inside `#[checkpointed]` functions, interrupted in-process by a failing
-//! batch (the real SIGKILL version is in `tests/kill.rs`). Every item fetched is counted.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
+//! batch (the real SIGKILL version is in `tests/it/kill.rs`). Every item fetched is counted.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

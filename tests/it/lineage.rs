@@ -2,7 +2,6 @@
 //! calls as inputs, early cut-off, `config(...)` fields, `max_age` and `check = ...`. Each run
 //! is a new `Pipeline` on the same store file; what ran, and why, is read back from the
 //! provenance steps.
-#![cfg(feature = "duckdb")]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! The command line, run as a user runs it: the built binary, its stdout, stderr and exit code.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -512,7 +512,7 @@ fn a_store_written_by_the_python_pipeline_reads_as_unkeyed() {
 // The command line's display, as the binary and the example use it (the logging half is
 // not needed here).
 #[allow(dead_code)]
-#[path = "../runtime/cli/terminal.rs"]
+#[path = "../../runtime/cli/terminal.rs"]
 mod terminal;
 
 #[checkpointed(table = "slow_loop", batches = done)]
@@ -540,7 +540,7 @@ fn child_runs_a_slow_loop() {
 fn progress_is_drawn_on_a_terminal_and_absent_in_a_pipe() {
     // In a pipe (stdout and stderr captured): no bar, only the child's own line.
     let dir = tempfile::tempdir().unwrap();
-    let o = common::child_test("child_runs_a_slow_loop")
+    let o = common::child_test(&common::test_name!(child_runs_a_slow_loop))
         .env("USHER_TEST_DIR", dir.path())
         .output()
         .unwrap();
@@ -569,7 +569,7 @@ fn progress_is_drawn_on_a_terminal_and_absent_in_a_pipe() {
     let command = format!(
         "{} {}",
         exe.display(),
-        common::child_args("child_runs_a_slow_loop").join(" ")
+        common::child_args(&common::test_name!(child_runs_a_slow_loop)).join(" ")
     );
     let o = Command::new("script")
         .args(["-qec", &command, "/dev/null"])

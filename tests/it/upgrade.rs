@@ -1,14 +1,17 @@
 //! Stores written by release 0.1.0 (checkpoint keys, no data versions, no schema version) keep
 //! their hits under this release. `tests/fixtures/store-0.1.0.duckdb.gz` was written by
-//! `make_fixture` below, run with the 0.1.0 code (commit 0a77a8a):
+//! `make_fixture` below, run with the 0.1.0 code (commit 0a77a8a), when this file was a test
+//! binary of its own, `tests/upgrade.rs`:
 //!
 //! ```sh
 //! cargo test --test upgrade -- --ignored make_fixture
 //! ```
 //!
+//! (Now a module of the one test binary: `cargo test --test it -- --ignored --exact
+//! upgrade::make_fixture`.)
+//!
 //! The functions must stay token for token as they were then: their code hash is part of the
 //! keys the fixture holds.
-#![cfg(feature = "duckdb")]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

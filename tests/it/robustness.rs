@@ -1,9 +1,7 @@
 //! Hostile and broken input, and a second process: typed errors naming the culprit, never a
 //! panic, a hang or a damaged store.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -33,7 +31,7 @@ fn child_holds_store_open() {
 fn another_process_holding_the_store_gets_store_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("busy.duckdb");
-    let mut child = common::child_test("child_holds_store_open")
+    let mut child = common::child_test(&common::test_name!(child_holds_store_open))
         .env("USHER_TEST_HOLD_STORE", &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -41,7 +39,8 @@ fn another_process_holding_the_store_gets_store_in_use() {
         .unwrap();
     let mut ready = String::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        // The test harness prints "test child_holds_store_open ... " on the same line.
+        // The test harness prints "test robustness::child_holds_store_open ... " on the same
+        // line.
         ready = line.unwrap();
         if ready.trim_end().ends_with("ready") {
             break;
@@ -73,7 +72,7 @@ fn another_process_holding_the_store_gets_store_in_use() {
 
 /// Starts a child holding `path` open and returns it once it has.
 fn holder(path: &std::path::Path) -> std::process::Child {
-    let mut child = common::child_test("child_holds_store_open")
+    let mut child = common::child_test(&common::test_name!(child_holds_store_open))
         .env("USHER_TEST_HOLD_STORE", path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -380,7 +379,8 @@ fn a_failing_disk_during_a_save_is_a_typed_error_and_keeps_the_checkpoint() {
         .arg("-c")
         .arg(format!(
             "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" {}",
-            common::child_args("child_saves_beyond_the_file_size_limit").join(" ")
+            common::child_args(&common::test_name!(child_saves_beyond_the_file_size_limit))
+                .join(" ")
         ))
         .arg(std::env::current_exe().unwrap())
         .env("USHER_TEST_STORE", &path)

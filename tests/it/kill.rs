@@ -1,12 +1,10 @@
 //! Processes really killed (SIGKILL) in the middle of saves and of a resumable loop; after every
 //! kill the store is reopened and checked.
 //!
-//! The number of kills defaults to a CI-sized count; `USHER_KILLS=120 cargo test --test kill --
-//! --nocapture` runs the full 100+ and prints the figures.
-// These tests need the DuckDB store: without the `duckdb` feature they compile to nothing.
-#![cfg(feature = "duckdb")]
+//! The number of kills defaults to a CI-sized count; `USHER_KILLS=120 cargo test --test it kill::
+//! -- --nocapture` runs the full 100+ and prints the figures.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -48,8 +46,8 @@ fn pipeline(dir: &Path) -> Pipeline {
     )
 }
 
-/// Starts this test binary as a child running the ignored test `name` on `dir`, with stdout
-/// piped into a channel of lines.
+/// Starts this test binary as a child running the ignored test `name` (its full name, from
+/// `common::test_name!`) on `dir`, with stdout piped into a channel of lines.
 fn spawn_child(name: &str, dir: &Path) -> (Child, mpsc::Receiver<String>) {
     common::spawn_with_lines(common::child_test(name).env("USHER_TEST_DIR", dir))
 }
@@ -178,7 +176,8 @@ fn sigkill_during_saves_leaves_the_previous_or_the_new_checkpoint() {
     let (mut version, mut checked, mut mid_save, mut survived) = (0, 0, 0, 0);
     let started = Instant::now();
     for round in 0..kills() {
-        let (mut child, lines) = spawn_child("child_saves_in_a_loop", dir.path());
+        let (mut child, lines) =
+            spawn_child(&common::test_name!(child_saves_in_a_loop), dir.path());
         // Wait for the first save to begin, then kill at a random moment of the saves. Every
         // fifth round waits for a save to commit first, so new versions land however slow the
         // machine is (a loaded one takes longer than the random delay for a save).
@@ -272,7 +271,8 @@ fn sigkill_mid_loop_resumes_without_refetching() {
     let mut killed = 0;
     let mut finished = false;
     for _ in 0..wanted + 50 {
-        let (mut child, lines) = spawn_child("child_fetches_in_batches", dir.path());
+        let (mut child, lines) =
+            spawn_child(&common::test_name!(child_fetches_in_batches), dir.path());
         // Killed 0 to about 8 batches after the loop starts, until enough kills are done.
         let deadline = if killed < wanted {
             Some(Duration::from_millis(rng.below(200)))
@@ -397,7 +397,8 @@ fn sigkill_during_exports_never_leaves_a_torn_parquet_file() {
         if round % 2 == 0 {
             let _ = std::fs::remove_file(&output);
         }
-        let (mut child, lines) = spawn_child("child_exports_in_a_loop", dir.path());
+        let (mut child, lines) =
+            spawn_child(&common::test_name!(child_exports_in_a_loop), dir.path());
         assert!(
             lines.iter().any(|l| l.contains("exporting")),
             "the child never started exporting"

@@ -4,9 +4,10 @@
 //! call of a table whose call is already running. Each scenario runs on the DuckDB file store
 //! and, with a test server (`USHER_TEST_POSTGRES`), on the shared store; bodies are counted
 //! and values compared.
-#![cfg(feature = "duckdb")]
 
-mod common;
+// Only the shared store's half needs the helpers.
+#[cfg(feature = "postgres")]
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};

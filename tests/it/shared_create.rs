@@ -6,9 +6,8 @@
 //!
 //! Needs `USHER_TEST_POSTGRES` (`.ci/postgres start DIR` prints it); without it these tests
 //! print why and pass, unless `USHER_REQUIRE_POSTGRES` is set (CI).
-#![cfg(feature = "postgres")]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -119,7 +118,7 @@ fn assert_whole_store(shared: &Shared, what: &str) {
 /// Runs the worker on `shared` with `env`; returns whether it said it opened the store and how
 /// it ended.
 fn run_worker(shared: &Shared, env: &[(&str, String)]) -> (bool, std::process::ExitStatus) {
-    let (mut child, lines) = shared.spawn("worker_creates_the_store", env);
+    let (mut child, lines) = shared.spawn(&common::test_name!(worker_creates_the_store), env);
     let status = child.wait().unwrap();
     let opened = lines.iter().any(|l| l == "opened");
     (opened, status)
@@ -190,7 +189,7 @@ fn workers_racing_after_killed_creations_agree_on_one_store() {
             assert_eq!(opened, finishes, "{point}, attempt {attempt}");
         }
         let workers: Vec<_> = (0..4)
-            .map(|_| shared.spawn("worker_creates_the_store", &[]))
+            .map(|_| shared.spawn(&common::test_name!(worker_creates_the_store), &[]))
             .collect();
         for (mut child, lines) in workers {
             let status = child.wait().unwrap();
@@ -218,7 +217,7 @@ fn random_kills_of_a_first_open_leave_an_openable_store() {
         let Some(shared) = Shared::new("create_random") else {
             return;
         };
-        let (mut child, lines) = shared.spawn("worker_creates_the_store", &[]);
+        let (mut child, lines) = shared.spawn(&common::test_name!(worker_creates_the_store), &[]);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !lines.try_iter().any(|l| l.ends_with("ready")) {
             assert!(
