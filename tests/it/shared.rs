@@ -662,6 +662,110 @@ fn passwords_never_reach_errors_names_or_provenance() {
     assert!(!text.contains(wrong), "{text}");
 }
 
+/// A worker whose `USHER_STORE` names no password finds it where libpq would: `PGPASSWORD`,
+/// else the password file (`PGPASSFILE`, else `~/.pgpass`), whose first line matching the
+/// store's host, port, database and user wins; a file others can read is ignored. Each case
+/// is a child process with exactly that environment (the real server refuses `usher_pw`
+/// without its password), and no output ever shows the password.
+#[test]
+fn the_password_comes_from_pgpassword_or_the_password_file() {
+    let Some(shared) = Shared::new("passfile") else {
+        return;
+    };
+    shared
+        .sql()
+        .batch_execute(&format!(
+            "GRANT ALL ON SCHEMA {} TO usher_pw",
+            shared.schema
+        ))
+        .unwrap();
+    let url = password_url(&shared, "")
+        .unwrap()
+        .replace("usher_pw:@", "usher_pw@");
+    let port = url
+        .split_once("127.0.0.1:")
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap()
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let file = |name: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "# another port first: not this store's\n127.0.0.1:1:*:usher_pw:wrong-pw\n\
+                 127.0.0.1:{port}:usher:usher_pw:{PASSWORD}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let private = file("pgpass", 0o600);
+    let readable = file("pgpass-readable", 0o644);
+    let run = |vars: &[(&str, &std::ffi::OsStr)], home: &Path| {
+        let mut command = common::child_test(&common::test_name!(child_opens_the_store));
+        command
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .env("HOME", home)
+            .env("USHER_TEST_PW_URL", &url)
+            .env("USHER_TEST_PW_ROOT", shared.root());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let out = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains(PASSWORD),
+            "the password is never shown: {text}"
+        );
+        (
+            out.status.success() && text.contains("opened and saved"),
+            text,
+        )
+    };
+    let (opened, text) = run(&[("PGPASSFILE", private.as_os_str())], &home);
+    assert!(opened, "PGPASSFILE: {text}");
+    let (opened, text) = run(&[("PGPASSWORD", std::ffi::OsStr::new(PASSWORD))], &home);
+    assert!(opened, "PGPASSWORD: {text}");
+    std::fs::copy(&private, home.join(".pgpass")).unwrap();
+    let (opened, text) = run(&[], &home);
+    assert!(opened, "~/.pgpass: {text}");
+    let (opened, text) = run(&[("PGPASSFILE", readable.as_os_str())], dir.path());
+    assert!(
+        !opened,
+        "a password file others can read is ignored: {text}"
+    );
+    assert!(
+        text.contains("usher_pw@127.0.0.1"),
+        "the refusal names the store: {text}"
+    );
+    let (opened, text) = run(&[], dir.path());
+    assert!(!opened, "no password anywhere: refused: {text}");
+}
+
+#[test]
+#[ignore = "a child process of the_password_comes_from_pgpassword_or_the_password_file"]
+fn child_opens_the_store() {
+    let url = std::env::var("USHER_TEST_PW_URL").unwrap();
+    let root = std::env::var("USHER_TEST_PW_ROOT").unwrap();
+    let store = SharedStore::open(&url, root).unwrap_or_else(|e| panic!("refused: {e}"));
+    let frame = df!("gene" => ["USH2A"]).unwrap();
+    store.save_dataframe("by_password", &frame, "").unwrap();
+    assert_eq!(store.load_dataframe("by_password").unwrap(), Some(frame));
+    println!("opened and saved");
+}
+
 /// A worker given a directory that is not the store's data root (the share not mounted, or
 /// another store's files) stops at once with `Error::DataRoot`, before anything is written.
 #[test]

@@ -9,6 +9,7 @@ use postgres::{Client, Config, NoTls};
 use sha2::{Digest, Sha256};
 
 use super::conn::{Conn, off_runtime};
+use super::passfile;
 use crate::error::{Error, Result};
 
 /// How long a connection may be silent before TCP keepalive probes start, how far apart they
@@ -113,6 +114,12 @@ impl Catalog {
             code: None,
             message: scrub(e.to_string()),
         })?;
+        // No password in the URL: where libpq would look (PGPASSWORD, the password file).
+        if config.get_password().is_none()
+            && let Some(found) = passfile::password(&config, &|name| std::env::var_os(name))
+        {
+            config.password(found);
+        }
         let password = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())

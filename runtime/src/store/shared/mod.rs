@@ -16,6 +16,7 @@
 mod catalog;
 mod conn;
 mod files;
+mod passfile;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
