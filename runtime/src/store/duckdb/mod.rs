@@ -11,7 +11,7 @@
 pub(crate) mod ffi;
 mod gc;
 mod meta;
-mod readers;
+pub(crate) mod readers;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

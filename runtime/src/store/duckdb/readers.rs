@@ -1,10 +1,11 @@
-//! The connections a DuckDB store reads with, beside the one it writes with.
+//! The connections a DuckDB instance reads with, beside the one it writes with: a pool, used
+//! by the file store and by the shared store's data root alike.
 //!
 //! DuckDB serves several connections to one database in a process, and each statement reads
 //! the last committed state (MVCC): a read on a connection of its own never waits for a save
 //! running on the writer's, and never sees half of it. So hits, loads, queries and exports take
-//! a reader from this pool; saves, deletes and the batch bookkeeping stay on the one writer
-//! connection, whose mutex keeps a transaction's statements together.
+//! a reader from this pool; saves, deletes and the batch bookkeeping of the file store stay on
+//! its one writer connection, whose mutex keeps a transaction's statements together.
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,27 +19,36 @@ const IDLE_READERS: usize = 8;
 
 /// Every connection of a store, reader or writer, is set up the same way: strings come back
 /// as Utf8View, which polars takes without a copy.
-pub(super) fn configure(conn: &Connection) -> Result<(), DuckError> {
+pub(crate) fn configure(conn: &Connection) -> Result<(), DuckError> {
     conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")
 }
 
 /// The pool of reading connections of one store.
-pub(super) struct Readers {
+pub(crate) struct Readers {
     db: Arc<Database>,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
     /// A pool over `db`, empty until the first read.
-    pub(super) fn new(db: Arc<Database>) -> Self {
+    pub(crate) fn new(db: Arc<Database>) -> Self {
         Readers {
             db,
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    /// A connection for one read, idle or new; back to the pool when dropped.
-    pub(super) fn get(&self) -> Result<Reader<'_>, DuckError> {
+    /// A new connection of the instance, set up as every reader is, for work that leaves
+    /// something behind on it (views, settings) and so is not pooled.
+    pub(crate) fn connect(&self) -> Result<Connection, DuckError> {
+        let conn = Connection::connect(&self.db)?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    /// A connection for one read that leaves nothing behind on it, idle or new; back to the
+    /// pool when dropped.
+    pub(crate) fn get(&self) -> Result<Reader<'_>, DuckError> {
         let idle = self
             .idle
             .lock()
@@ -46,11 +56,7 @@ impl Readers {
             .pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => {
-                let conn = Connection::connect(&self.db)?;
-                configure(&conn)?;
-                conn
-            }
+            None => self.connect()?,
         };
         Ok(Reader {
             conn: Some(conn),
@@ -60,7 +66,7 @@ impl Readers {
 }
 
 /// A reading connection lent by [`Readers::get`].
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     conn: Option<Connection>,
     pool: &'a Readers,
 }

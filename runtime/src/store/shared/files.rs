@@ -11,14 +11,15 @@
 //! then is the old one removed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use polars::prelude::DataFrame;
 
 use crate::atomic_file::{host, replace_atomically};
 use crate::error::{Error, Result};
 use crate::store::duckdb::ffi::{Connection, Database, DuckError, FrameStream};
+use crate::store::duckdb::readers::{Reader, Readers};
 use crate::store::time::now_utc;
 
 /// What a data file holds.
@@ -42,41 +43,9 @@ impl Kind {
 /// The data root and the DuckDB instance that reads and writes its files.
 pub(crate) struct DataRoot {
     root: PathBuf,
-    db: Arc<Database>,
-    /// Connections of finished reads, kept for the next one: a new connection costs a connect
-    /// and two `SET`s, a good part of a small table's hit.
-    idle: Mutex<Vec<Connection>>,
-}
-
-/// Idle read connections kept at most.
-const IDLE_READERS: usize = 8;
-
-/// A read connection of the data root, back among the idle ones when dropped.
-pub(crate) struct Reader<'a> {
-    root: &'a DataRoot,
-    conn: Option<Connection>,
-}
-
-impl std::ops::Deref for Reader<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("taken only by Drop")
-    }
-}
-
-impl Drop for Reader<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let mut idle = self
-                .root
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < IDLE_READERS {
-                idle.push(conn);
-            }
-        }
-    }
+    /// The instance's connections: reads take a pooled one (a new connection costs a connect
+    /// and two `SET`s, a good part of a small table's hit), writes a fresh one.
+    readers: Readers,
 }
 
 impl std::fmt::Debug for DataRoot {
@@ -113,8 +82,7 @@ impl DataRoot {
             .map_err(|e| duck_error(root, "starting DuckDB for the data root", e))?;
         Ok(Self {
             root: root.to_owned(),
-            db: Arc::new(db),
-            idle: Mutex::new(Vec::new()),
+            readers: Readers::new(Arc::new(db)),
         })
     }
 
@@ -128,29 +96,15 @@ impl DataRoot {
         self.root.join(relative)
     }
 
-    /// A connection of the instance, set up as the DuckDB store's (strings as views).
+    /// A connection of the instance, set up as the DuckDB store's (strings as views), for
+    /// work that leaves views or settings behind.
     pub fn connection(&self) -> std::result::Result<Connection, DuckError> {
-        let conn = Connection::connect(&self.db)?;
-        conn.execute("SET arrow_output_version = '1.4'; SET produce_arrow_string_view = true;")?;
-        Ok(conn)
+        self.readers.connect()
     }
 
-    /// A connection for reads that leave nothing behind on it (no views, no settings): an
-    /// idle one, or a new one.
+    /// A pooled connection for reads that leave nothing behind on it.
     fn reader(&self) -> std::result::Result<Reader<'_>, DuckError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.connection()?,
-        };
-        Ok(Reader {
-            root: self,
-            conn: Some(conn),
-        })
+        self.readers.get()
     }
 
     /// The first `rows` rows of the relative path `file`.
