@@ -33,12 +33,13 @@ struct Place {
 impl Place {
     /// The file store, and the shared store when a test server is there.
     fn all(name: &str) -> Vec<Place> {
-        let mut places = Vec::new();
-        places.push(Place {
+        // Mutable only when the shared store can be added.
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
+        let mut places = vec![Place {
             dir: tempfile::tempdir().unwrap(),
             #[cfg(feature = "postgres")]
             shared: None,
-        });
+        }];
         #[cfg(feature = "postgres")]
         if let Some(shared) = common::shared::Shared::new(name) {
             places.push(Place {
