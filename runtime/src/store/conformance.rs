@@ -612,6 +612,7 @@ pub fn deletes_are_all_or_nothing<S: CheckpointStore + ?Sized>(store: &S) {
         .map(|c| c.table_name)
         .collect();
     assert_eq!(left, ["c"]);
+    assert!(store.load_dataframe("a").unwrap().is_none());
     let pending: Vec<PendingBatches> = store.pending_batches().unwrap();
     assert!(
         pending.iter().all(|p| p.table != "b"),

@@ -173,28 +173,6 @@ mod tests {
     }
 
     #[test]
-    fn several_checkpoints_are_deleted_together_and_a_bad_name_deletes_none() {
-        let store = temp_store();
-        for table in ["a", "b", "c"] {
-            store.save_dataframe(table, &frame(), "").unwrap();
-        }
-        assert!(store.delete_checkpoints(&["a", "_reserved"]).is_err());
-        assert!(
-            store.has_checkpoint("a").unwrap(),
-            "a bad name deletes nothing"
-        );
-        store.delete_checkpoints(&["a", "b"]).unwrap();
-        let left: Vec<String> = store
-            .list_checkpoints()
-            .unwrap()
-            .into_iter()
-            .map(|c| c.table_name)
-            .collect();
-        assert_eq!(left, ["c"]);
-        assert!(store.load_dataframe("a").unwrap().is_none());
-    }
-
-    #[test]
     fn head_and_provenance_read_what_is_there() {
         let store = temp_store();
         store.save_dataframe("genes", &frame(), "").unwrap();
