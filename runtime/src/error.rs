@@ -116,6 +116,23 @@ pub enum Error {
         message: String,
     },
 
+    /// A shared store's compute lock was lost before what was computed under it was registered:
+    /// the session holding it ended (the server restarted, the session was terminated, the
+    /// network failed), so another worker may have taken the table over. What this worker
+    /// computed was not registered (unless the session ended during the registration's commit,
+    /// when the catalog may hold it); running again loads or computes the table.
+    #[error(
+        "the compute lock of table {table:?} at {store} was lost before its result was registered ({reason}); run again"
+    )]
+    LockLost {
+        /// The catalog, without its password.
+        store: String,
+        /// The table whose lock was lost.
+        table: String,
+        /// How it was lost.
+        reason: String,
+    },
+
     /// The shared store's data root is not the one its catalog was made with (another store's
     /// directory, or a mount missing on this machine).
     #[error("data root {path} does not belong to the shared store {store}: {message}")]

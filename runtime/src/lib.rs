@@ -108,7 +108,10 @@ pub use store::duckdb::{
 };
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use store::shared::{CATALOG_SCHEMA_VERSION, SharedGcReport, SharedStore, SharedStoreOptions};
+pub use store::shared::{
+    CATALOG_SCHEMA_VERSION, DEFAULT_CONNECTIONS, RECONNECT_LIMIT, SharedGcReport, SharedStore,
+    SharedStoreOptions,
+};
 pub use store::{CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, TableLock};
 /// Makes an expensive fetch function restartable and traced.
 ///

@@ -29,6 +29,11 @@ pub const STORE_ENV: &str = "USHER_STORE";
 /// (NFS, a cluster filesystem), where the Parquet files live.
 pub const DATA_ROOT_ENV: &str = "USHER_DATA_ROOT";
 
+/// The environment variable that bounds the connections each process opens to a shared store's
+/// catalog: a whole number, at least 1 (default 2: the session connection, which holds the
+/// process's compute locks, and one reading connection).
+pub const STORE_CONNECTIONS_ENV: &str = "USHER_STORE_CONNECTIONS";
+
 /// The environment variable that lets `PipelineStore::from_config` wait for a store file
 /// another process holds: seconds (`30`), or with a unit (`500ms`, `30s`, `10m`, `2h`).
 pub const STORE_WAIT_ENV: &str = "USHER_STORE_WAIT";
@@ -63,6 +68,9 @@ pub struct Settings {
     /// How long to wait for a DuckDB store file another process holds ([`STORE_WAIT_ENV`]);
     /// `None` fails at once.
     pub store_wait: Option<Duration>,
+    /// The most connections each process opens to the shared store's catalog
+    /// ([`STORE_CONNECTIONS_ENV`]); `None` for the default.
+    pub store_connections: Option<usize>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -73,13 +81,14 @@ impl std::fmt::Debug for Settings {
             .field("store", &self.store.as_ref().map(|_| "(set, not shown)"))
             .field("data_root", &self.data_root)
             .field("store_wait", &self.store_wait)
+            .field("store_connections", &self.store_connections)
             .finish()
     }
 }
 
 impl Settings {
     /// Reads every `USHER_*` variable once: [`FORCE_ENV`], [`UNKEYED_ENV`], [`STORE_ENV`],
-    /// [`DATA_ROOT_ENV`], [`STORE_WAIT_ENV`]. An unset or blank variable leaves the default; a
+    /// [`DATA_ROOT_ENV`], [`STORE_WAIT_ENV`], [`STORE_CONNECTIONS_ENV`]. An unset or blank variable leaves the default; a
     /// value that cannot be parsed (or is not UTF-8) is an [`Error::Setting`] naming the
     /// variable and the value.
     pub fn from_env() -> Result<Self> {
@@ -96,6 +105,9 @@ impl Settings {
             .map(PathBuf::from);
         if let Some(value) = env_var(STORE_WAIT_ENV)?.filter(|v| !v.trim().is_empty()) {
             settings.store_wait = Some(parse_wait(&value)?);
+        }
+        if let Some(value) = env_var(STORE_CONNECTIONS_ENV)?.filter(|v| !v.trim().is_empty()) {
+            settings.store_connections = Some(parse_connections(&value)?);
         }
         Ok(settings)
     }
@@ -137,6 +149,18 @@ fn parse_wait(value: &str) -> Result<Duration> {
         message: "expected a duration: seconds (`30`) or with a unit (`500ms`, `30s`, `10m`, `2h`)"
             .to_owned(),
     })
+}
+
+/// Parses a [`STORE_CONNECTIONS_ENV`] value: a whole number, at least 1.
+fn parse_connections(value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(Error::Setting {
+            setting: STORE_CONNECTIONS_ENV,
+            value: value.to_owned(),
+            message: "expected a whole number of connections, at least 1".to_owned(),
+        }),
+    }
 }
 
 /// Which checkpoints to recompute even when they are valid.

@@ -1,9 +1,18 @@
 //! The shared store's catalog on PostgreSQL: the connection settings (keepalives, the
 //! password kept out of every message), the metadata tables and their creation, and the
-//! per-table advisory locks that make one worker compute a missing table.
+//! connections a process opens, bounded: one session connection, which holds every compute
+//! lock of the process (see `locks.rs`), and up to `limit - 1` reading connections beside it.
+//!
+//! A cluster of workers must fit the server's `max_connections`, whatever their number: a
+//! connection the server refuses for lack of slots (SQLSTATE 53300) is waited for, with
+//! backoff, rather than failing the worker, and a reading connection refused so falls back to
+//! the session's. Once the catalog was reached, a server that goes away (restarted, say) is
+//! waited for up to [`RECONNECT_LIMIT`]; a first connection that fails stops at once, so a
+//! mistyped URL is not retried for a minute.
 
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
 use sha2::{Digest, Sha256};
@@ -24,6 +33,27 @@ const KEEPALIVE_COUNT: u32 = 3;
 const CONNECTION_CHECK_MS: u32 = 1000;
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The connections a process opens to one store by default: the session connection and one
+/// reading connection. A cluster of `N` worker processes needs at most `2 N` of the server's
+/// slots, and runs with fewer (see the module's documentation).
+pub const DEFAULT_CONNECTIONS: usize = 2;
+
+/// How long a catalog that was reached before is waited for when it goes away (a server
+/// restart takes seconds; a failover tens of them) before a call fails.
+pub const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
+
+/// After the server refused a reading connection for lack of slots, how long reads stay on the
+/// session connection before another reading connection is tried (each try costs the server a
+/// process start).
+const REFUSED_PAUSE: Duration = Duration::from_secs(10);
+
+/// The first and the longest pause between two connection attempts (each pause is drawn
+/// between half and all of it, so workers refused together do not come back together).
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How often a wait for a connection slot says it is still waiting.
+const SLOT_WAIT_REPORT: Duration = Duration::from_secs(60);
 
 /// The catalog's tables. Text where the DuckDB store has VARCHAR, so one decoder reads both;
 /// `_checkpoints` keeps the Python pipeline's four columns.
@@ -79,7 +109,8 @@ const DDL: &[&str] = &[
 /// The version of the catalog's tables, recorded in `_usher_schema` as `schema_version`.
 pub const CATALOG_SCHEMA_VERSION: i64 = 1;
 
-/// A PostgreSQL catalog: how to connect, the name it is shown by, and idle connections.
+/// A PostgreSQL catalog: how to connect, the name it is shown by, and this process's
+/// connections to it.
 pub(crate) struct Catalog {
     config: Config,
     /// `postgres://user@host:port/dbname`: what errors and logs name.
@@ -89,7 +120,33 @@ pub(crate) struct Catalog {
     /// The schema the tables live in (`current_schema()` of a connection), part of each lock's
     /// identity so two stores in one database never share locks.
     schema: String,
-    idle: Mutex<Vec<Conn>>,
+    /// The most connections open at once: the session's and `limit - 1` reading ones.
+    limit: usize,
+    session: Mutex<Session>,
+    readers: Mutex<Readers>,
+}
+
+/// The session connection, which holds every compute lock of this process, and what rides on
+/// it.
+pub(crate) struct Session {
+    /// `None` once the connection was found lost, until the next use makes a new one.
+    conn: Option<Conn>,
+    /// How many connections were made: the locks taken on one are gone with it, so a lock
+    /// remembers the epoch it was taken in and is known lost when the epoch moved on.
+    pub epoch: u64,
+    /// Whether the connection listens for other workers' release notices.
+    pub listening: bool,
+}
+
+/// The reading connections.
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Conn>,
+    /// Reading connections open, idle or in use.
+    open: usize,
+    /// No new reading connection before then: the server refused the last one for lack of
+    /// slots.
+    paused_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -97,14 +154,27 @@ impl std::fmt::Debug for Catalog {
         f.debug_struct("Catalog")
             .field("name", &self.name)
             .field("schema", &self.schema)
+            .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
 
+/// Why a connection was refused or lost, when it is worth trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The server has no free connection slot (SQLSTATE 53300): wait as long as it takes, as
+    /// for a lock.
+    NoSlot,
+    /// The server is not there or closed the connection (restarting, shutting down, the
+    /// network): wait up to [`RECONNECT_LIMIT`] for a server reached before.
+    Away,
+}
+
 impl Catalog {
     /// Parses `url` (a `postgres://` URL or a `key=value` string), connects once, and creates
-    /// or checks the catalog's tables, serialised against other workers doing the same.
-    pub fn open(url: &str, create: bool) -> Result<Self> {
+    /// or checks the catalog's tables, serialised against other workers doing the same. The
+    /// process opens at most `limit` connections to it (at least one).
+    pub fn open(url: &str, create: bool, limit: usize) -> Result<Self> {
         let shown = redact(url);
         let password = password_of(url);
         let scrub = |message: String| scrub(message, password.as_deref());
@@ -131,9 +201,17 @@ impl Catalog {
             name,
             password,
             schema: String::new(),
-            idle: Mutex::new(Vec::new()),
+            limit: limit.max(1),
+            session: Mutex::new(Session {
+                conn: None,
+                epoch: 0,
+                listening: false,
+            }),
+            readers: Mutex::new(Readers::default()),
         };
-        let mut client = catalog.connect("connecting")?;
+        // The first connection does not wait for a server that is not there (a mistyped URL
+        // fails at once), only for a free slot.
+        let mut client = catalog.connect("connecting", false)?;
         catalog.schema = client
             .query_one("SELECT current_schema()::text", &[])
             .map_err(catalog.error("reading the current schema"))?
@@ -163,7 +241,12 @@ impl Catalog {
             }
         }
         catalog.create_tables(&mut client)?;
-        catalog.put_back(client);
+        let session = catalog
+            .session
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        session.conn = Some(client);
+        session.epoch = 1;
         Ok(catalog)
     }
 
@@ -172,38 +255,168 @@ impl Catalog {
         &self.name
     }
 
-    /// A new connection of its own (a lock holder's, say), not taken from the idle ones.
-    pub fn connect(&self, context: &str) -> Result<Conn> {
-        self.config
-            .connect(NoTls)
-            .map(Conn::new)
-            .map_err(self.error(context))
+    /// One attempt at a new connection.
+    fn attempt(&self) -> std::result::Result<Conn, postgres::Error> {
+        self.config.connect(NoTls).map(Conn::new)
     }
 
-    /// An idle connection, or a new one.
-    pub fn client(&self, context: &str) -> Result<Pooled<'_>> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let client = match idle {
-            Some(client) if !client.is_closed() => client,
-            _ => self.connect(context)?,
-        };
-        Ok(Pooled {
-            catalog: self,
-            client: Some(client),
-        })
-    }
-
-    /// Keeps `client` for the next caller, unless it is closed or in a transaction it left.
-    pub fn put_back(&self, client: Conn) {
-        if !client.is_closed() {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < 8 {
-                idle.push(client);
+    /// A new connection, waiting (with backoff) while the server has no free slot, and, when
+    /// `reached_before`, while it is away, up to [`RECONNECT_LIMIT`].
+    fn connect(&self, context: &str, reached_before: bool) -> Result<Conn> {
+        let started = Instant::now();
+        let mut reported: Option<Instant> = None;
+        let mut pause = RETRY_FIRST;
+        loop {
+            let e = match self.attempt() {
+                Ok(conn) => return Ok(conn),
+                Err(e) => e,
+            };
+            match refusal(&e) {
+                Some(Refusal::NoSlot) => {
+                    if reported.is_none_or(|at| at.elapsed() >= SLOT_WAIT_REPORT) {
+                        tracing::info!(
+                            store = self.name,
+                            waited_s = started.elapsed().as_secs(),
+                            "the server has no free connection slot: waiting for one"
+                        );
+                        reported = Some(Instant::now());
+                    }
+                }
+                Some(Refusal::Away) if reached_before && started.elapsed() < RECONNECT_LIMIT => {
+                    if reported.is_none() {
+                        tracing::warn!(store = self.name, error = %self.error(context)(e),
+                            "the catalog's server is away: reconnecting");
+                        reported = Some(Instant::now());
+                    }
+                }
+                _ => return Err(self.error(context)(e)),
             }
+            std::thread::sleep(jittered(pause));
+            pause = (pause * 3 / 2).min(RETRY_MAX);
+        }
+    }
+
+    /// The session connection, made anew (a new epoch) if it was lost. Waits while another
+    /// thread of this process uses it.
+    pub fn session(&self, context: &str) -> Result<SessionGuard<'_>> {
+        let mut guard = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.conn.as_ref().is_none_or(Conn::is_closed) {
+            guard.conn = None;
+            guard.listening = false;
+            guard.conn = Some(self.connect(context, true)?);
+            guard.epoch += 1;
+        }
+        Ok(SessionGuard { guard })
+    }
+
+    /// The session connection if no other thread uses it and it is not known lost, else
+    /// `None`, without waiting.
+    pub fn try_session(&self) -> Option<SessionGuard<'_>> {
+        let guard = match self.session.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        SessionGuard::connected(guard)
+    }
+
+    /// The session connection unless it is known lost (then `None`: no new one is made),
+    /// waiting while another thread of this process uses it.
+    pub fn connected_session(&self) -> Option<SessionGuard<'_>> {
+        SessionGuard::connected(self.session.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A connection for a statement or a transaction that needs no lock: a reading connection
+    /// (idle, or a new one while fewer than `limit - 1` are open), else the session's.
+    pub fn client(&self, context: &str) -> Result<Pooled<'_>> {
+        match self.reader(context)? {
+            Some(conn) => Ok(Pooled::Reader {
+                catalog: self,
+                conn: Some(conn),
+            }),
+            None => self.session(context).map(Pooled::Session),
+        }
+    }
+
+    /// Runs `work` on a [`client`](Self::client), once more on a new connection when the
+    /// connection turns out lost (a server restarted since it was last used): for reads, which
+    /// may run twice.
+    pub fn read<T>(
+        &self,
+        context: &str,
+        mut work: impl FnMut(&mut Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut client = self.client(context)?;
+        match work(&mut client) {
+            Ok(value) => Ok(value),
+            Err(e) if connection_lost(&e) => {
+                client.discard();
+                self.forget_idle();
+                let mut client = self.client(context)?;
+                work(&mut client).map_err(self.error(context))
+            }
+            Err(e) => Err(self.error(context)(e)),
+        }
+    }
+
+    /// An idle reading connection, a new one, or `None` when the session's is to be used.
+    fn reader(&self, context: &str) -> Result<Option<Conn>> {
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(conn) = readers.idle.pop() {
+            if !conn.is_closed() {
+                return Ok(Some(conn));
+            }
+            readers.open -= 1;
+        }
+        if readers.open + 1 >= self.limit
+            || readers
+                .paused_until
+                .is_some_and(|until| Instant::now() < until)
+        {
+            return Ok(None);
+        }
+        readers.open += 1;
+        drop(readers);
+        let attempt = self.attempt();
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        match attempt {
+            Ok(conn) => Ok(Some(conn)),
+            Err(e) => {
+                readers.open -= 1;
+                match refusal(&e) {
+                    Some(Refusal::NoSlot) => {
+                        tracing::debug!(
+                            store = self.name,
+                            "no free slot for a reading connection: reading on the session's"
+                        );
+                        readers.paused_until = Some(Instant::now() + REFUSED_PAUSE);
+                        Ok(None)
+                    }
+                    // The session's connection waits for the server.
+                    Some(Refusal::Away) => Ok(None),
+                    None => Err(self.error(context)(e)),
+                }
+            }
+        }
+    }
+
+    /// Closes the idle reading connections: after one was found lost, the others most likely
+    /// were too (a server restart ends them all).
+    fn forget_idle(&self) {
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = std::mem::take(&mut readers.idle);
+        readers.open -= idle.len();
+        drop(readers);
+        drop(idle);
+    }
+
+    /// Keeps a reading connection for the next caller, unless it is closed.
+    fn give_back(&self, conn: Conn) {
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if conn.is_closed() {
+            readers.open -= 1;
+        } else {
+            readers.idle.push(conn);
         }
     }
 
@@ -283,47 +496,209 @@ impl Catalog {
 
 impl Drop for Catalog {
     fn drop(&mut self) {
-        // The idle connections, closed together on one thread when this is a runtime's.
-        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
-        if !idle.is_empty() {
+        // The connections, closed together on one thread when this is a runtime's.
+        let session = self
+            .session
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .conn
+            .take();
+        let idle = std::mem::take(
+            &mut self
+                .readers
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .idle,
+        );
+        if session.is_some() || !idle.is_empty() {
             // Were no thread to start, each connection would see to itself (see `Conn`).
-            let _ = off_runtime(move || drop(idle));
+            let _ = off_runtime(move || drop((session, idle)));
         }
     }
 }
 
-/// A connection borrowed from the idle ones, given back when dropped.
-pub(crate) struct Pooled<'a> {
-    catalog: &'a Catalog,
-    client: Option<Conn>,
+/// The session connection, while this thread uses it. A connection found lost is dropped when
+/// the guard is, so the next use makes a new one.
+pub(crate) struct SessionGuard<'a> {
+    guard: MutexGuard<'a, Session>,
+}
+
+impl<'a> SessionGuard<'a> {
+    /// The guard of a session whose connection is not known lost.
+    fn connected(guard: MutexGuard<'a, Session>) -> Option<Self> {
+        guard
+            .conn
+            .as_ref()
+            .is_some_and(|conn| !conn.is_closed())
+            .then_some(SessionGuard { guard })
+    }
+
+    /// The session's state: its epoch, whether it listens.
+    pub fn state(&mut self) -> &mut Session {
+        &mut self.guard
+    }
+
+    /// The epoch of the connection (see [`Session::epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.guard.epoch
+    }
+
+    /// Drops the connection, which was lost (a statement on it failed so): the locks it held
+    /// are gone with its session on the server.
+    pub fn discard(&mut self) {
+        self.guard.conn = None;
+        self.guard.listening = false;
+    }
+}
+
+impl std::ops::Deref for SessionGuard<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match &self.guard.conn {
+            Some(conn) => conn,
+            None => {
+                unreachable!("a session guard is made with a connection, and discard ends its use")
+            }
+        }
+    }
+}
+
+impl std::ops::DerefMut for SessionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match &mut self.guard.conn {
+            Some(conn) => conn,
+            None => {
+                unreachable!("a session guard is made with a connection, and discard ends its use")
+            }
+        }
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if self.guard.conn.as_ref().is_some_and(Conn::is_closed) {
+            self.discard();
+        }
+    }
+}
+
+/// A connection for work that needs no compute lock: a reading connection, given back when
+/// dropped, or the session's, while this thread uses it.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a guard on the stack for one statement; boxing the client would allocate per read"
+)]
+pub(crate) enum Pooled<'a> {
+    /// A reading connection.
+    Reader {
+        /// Where it goes back to.
+        catalog: &'a Catalog,
+        /// Always `Some` but while dropped.
+        conn: Option<Conn>,
+    },
+    /// The session connection (no reading connection could be had).
+    Session(SessionGuard<'a>),
 }
 
 impl Pooled<'_> {
-    /// The connection, no longer given back when dropped (a lock holder's).
-    pub fn detach(mut self) -> Conn {
-        self.client.take().expect("present until dropped")
+    /// Drops the connection, which was lost, instead of keeping it.
+    pub fn discard(mut self) {
+        match &mut self {
+            Pooled::Reader { catalog, conn } => {
+                drop(conn.take());
+                let mut readers = catalog
+                    .readers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                readers.open -= 1;
+            }
+            Pooled::Session(guard) => guard.discard(),
+        }
     }
 }
 
 impl std::ops::Deref for Pooled<'_> {
     type Target = Conn;
     fn deref(&self) -> &Conn {
-        self.client.as_ref().expect("present until dropped")
+        match self {
+            Pooled::Reader {
+                conn: Some(conn), ..
+            } => conn,
+            Pooled::Reader { conn: None, .. } => unreachable!("present until dropped"),
+            Pooled::Session(guard) => guard,
+        }
     }
 }
 
 impl std::ops::DerefMut for Pooled<'_> {
     fn deref_mut(&mut self) -> &mut Conn {
-        self.client.as_mut().expect("present until dropped")
+        match self {
+            Pooled::Reader {
+                conn: Some(conn), ..
+            } => conn,
+            Pooled::Reader { conn: None, .. } => unreachable!("present until dropped"),
+            Pooled::Session(guard) => guard,
+        }
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            self.catalog.put_back(client);
+        if let Pooled::Reader { catalog, conn } = self
+            && let Some(conn) = conn.take()
+        {
+            catalog.give_back(conn);
         }
     }
+}
+
+/// Whether `e` is worth another attempt, and how long (see [`Refusal`]); `None` for errors a
+/// new attempt would meet again (a wrong password, a database that does not exist).
+fn refusal(e: &postgres::Error) -> Option<Refusal> {
+    if let Some(code) = e.code() {
+        return match code.code() {
+            "53300" => Some(Refusal::NoSlot),
+            // admin_shutdown (a restart, pg_terminate_backend), crash_shutdown,
+            // cannot_connect_now (starting up, shutting down), and connection exceptions.
+            "57P01" | "57P02" | "57P03" => Some(Refusal::Away),
+            other if other.starts_with("08") => Some(Refusal::Away),
+            _ => None,
+        };
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+            )
+            .then_some(Refusal::Away);
+        }
+        source = cause.source();
+    }
+    e.is_closed().then_some(Refusal::Away)
+}
+
+/// Whether a statement failed because its connection is gone (its session, and the locks it
+/// held, with it).
+pub(crate) fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed() || refusal(e) == Some(Refusal::Away)
+}
+
+/// A pause between half of `pause` and all of it, drawn anew each time (the standard library's
+/// randomly keyed hasher is the random source), so workers refused together spread out.
+fn jittered(pause: Duration) -> Duration {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    let fraction = (hasher.finish() % 1000) as u32;
+    pause / 2 + pause / 2 * fraction / 1000
 }
 
 /// The keepalive and liveness settings every connection gets, on the client's socket and

@@ -3,11 +3,12 @@
 //! PostgreSQL; each frame is a Parquet file under a data root that every worker mounts.
 //!
 //! One worker computes a missing table: [`CheckpointStore::lock_table`] takes a per-table
-//! advisory lock on a connection of its own, the pipeline checks the catalog again under it,
-//! and the body's result is registered on that same connection before the lock is released.
-//! A worker whose connection died therefore cannot register what it computed after losing the
-//! lock; the file it wrote is an orphan that [`SharedStore::gc`] removes. Workers waiting on
-//! the lock wake as soon as it is released and load the registered result.
+//! advisory lock on the process's session connection (`locks.rs`), the pipeline checks the
+//! catalog again under it, and the body's result is registered on that same connection before
+//! the lock is released. A worker whose session ended therefore cannot register what it
+//! computed after losing the lock ([`Error::LockLost`]); the file it wrote is an orphan that
+//! [`SharedStore::gc`] removes. Workers waiting on the lock hold no connection; they wake on
+//! the release's notice and load the registered result.
 //!
 //! Every write of a table's files happens under its lock (a hand-made save takes it for the
 //! duration), which is what lets `gc` tell an orphan from a file being written: it only
@@ -16,11 +17,13 @@
 mod catalog;
 mod conn;
 mod files;
+mod locks;
 mod passfile;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
@@ -42,10 +45,11 @@ use crate::store::{
     validate_columns,
 };
 use catalog::Catalog;
-use conn::{Conn, off_runtime};
+use conn::off_runtime;
 use files::{DataRoot, Kind, duck_error};
+use locks::Locks;
 
-pub use catalog::CATALOG_SCHEMA_VERSION;
+pub use catalog::{CATALOG_SCHEMA_VERSION, DEFAULT_CONNECTIONS, RECONNECT_LIMIT};
 
 /// The file in the data root that names the catalog it belongs to.
 const STORE_ID_FILE: &str = ".usher-store";
@@ -62,6 +66,11 @@ pub struct SharedStoreOptions {
     /// with its marker) and never make a new one: for looking at a store, where a mistyped URL
     /// or path must not leave an empty store behind.
     pub must_exist: bool,
+    /// The most connections to the catalog this store opens at once (at least 1): one session
+    /// connection, which holds every compute lock of the process and runs every registration,
+    /// and reading connections beside it. `None` is [`DEFAULT_CONNECTIONS`]. Calls waiting for
+    /// another worker's table hold none.
+    pub connections: Option<usize>,
 }
 
 /// Checkpoints shared by several machines: catalog and locks on a PostgreSQL server, frames as
@@ -82,11 +91,11 @@ pub struct SharedStore {
 }
 
 struct Inner {
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     files: DataRoot,
-    /// The tables this process holds the compute lock of, with the connection holding it:
-    /// their writes go through that connection.
-    held: Mutex<HashMap<String, Arc<Mutex<Conn>>>>,
+    /// The compute locks, on the catalog's session connection: the writes of a table whose
+    /// lock this process holds go through it.
+    locks: Locks,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -159,13 +168,14 @@ impl SharedStore {
     ) -> Result<Self> {
         let data_root = data_root.as_ref();
         let open = || {
-            let catalog = Catalog::open(url, !options.must_exist)?;
+            let connections = options.connections.unwrap_or(DEFAULT_CONNECTIONS);
+            let catalog = Arc::new(Catalog::open(url, !options.must_exist, connections)?);
             let files = DataRoot::open(data_root, options.threads, !options.must_exist)?;
             let store = SharedStore {
                 inner: Arc::new(Inner {
+                    locks: Locks::new(Arc::clone(&catalog)),
                     catalog,
                     files,
-                    held: Mutex::new(HashMap::new()),
                 }),
             };
             store.check_data_root(!options.must_exist)?;
@@ -189,7 +199,13 @@ impl SharedStore {
     pub fn from_settings(settings: &Settings) -> Result<Option<Self>> {
         match (&settings.store, &settings.data_root) {
             (None, None) => Ok(None),
-            (Some(url), Some(root)) => Self::open(url, root).map(Some),
+            (Some(url), Some(root)) => {
+                let options = SharedStoreOptions {
+                    connections: settings.store_connections,
+                    ..SharedStoreOptions::default()
+                };
+                Self::open_with(url, root, &options).map(Some)
+            }
             (Some(url), None) => Err(Error::Setting {
                 setting: DATA_ROOT_ENV,
                 value: String::new(),
@@ -356,65 +372,53 @@ impl SharedStore {
         }
     }
 
-    /// Runs `work` on the connection that holds `table`'s compute lock: this process's, if
-    /// it holds it (a body computing the table), or one taken for the duration of `work`.
-    fn locked<T>(&self, table: &str, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let _taken = match self.held_client(table) {
-            Some(_) => None,
-            None => Some(self.lock_table(table)?),
-        };
-        let client = self
-            .held_client(table)
-            .ok_or_else(|| Error::Format(format!("the lock of {table:?} was lost")))?;
-        let mut guard = client.lock().unwrap_or_else(PoisonError::into_inner);
-        work(&mut guard)
+    /// Runs `work` on the session connection holding `table`'s compute lock: taken for the
+    /// duration of `work` unless this process holds it (a body computing the table).
+    fn locked<T>(
+        &self,
+        table: &str,
+        context: &str,
+        work: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let _taken = self.lock_unless_held(table)?;
+        self.inner.locks.on_lock(table, context, work)
     }
 
-    /// The data files `sql` (one `$1` for `table`) names, on an idle connection; `doing`
-    /// says what for in errors ("loading the batches of").
+    /// The data files `sql` (one `$1` for `table`) names; `doing` says what for in errors
+    /// ("loading the batches of").
     fn paths_of(&self, table: &str, sql: &str, doing: &str) -> Result<Vec<String>> {
         let context = format!("{doing} {table:?}");
-        let mut client = self.catalog().client(&context)?;
-        Ok(client
-            .query(sql, &[&table])
-            .map_err(self.pg(context))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect())
-    }
-
-    /// The connection holding `table`'s compute lock, if this process holds it.
-    fn held_client(&self, table: &str) -> Option<Arc<Mutex<Conn>>> {
-        self.inner
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(table)
-            .cloned()
+        self.catalog().read(&context, |client| {
+            Ok(client
+                .query(sql, &[&table])?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })
     }
 
     /// The catalog's row of `table` with its key and lineage, and its data file, in one query.
     fn checkpoint_and_file(&self, table: &str) -> Result<Option<(CheckpointInfo, Option<String>)>> {
         validate_table_name(table)?;
         let context = format!("reading the checkpoint of {table:?}");
-        let mut client = self.catalog().client(&context)?;
-        let row = client
-            .query_typed_opt(&checkpoints_sql(true), &[(&table, Type::TEXT)])
-            .map_err(self.pg(context))?;
+        let sql = checkpoints_sql(true);
+        let row = self.catalog().read(&context, |client| {
+            client.query_typed_opt(&sql, &[(&table, Type::TEXT)])
+        })?;
         row.map(|row| decode(&row)).transpose()
     }
 
     /// The data file the catalog registers for `table`.
     fn registered_file(&self, table: &str) -> Result<Option<String>> {
         let context = format!("reading the data file of {table:?}");
-        let mut client = self.catalog().client(&context)?;
-        Ok(client
-            .query_typed_opt(
-                "SELECT path FROM _checkpoint_files WHERE table_name = $1",
-                &[(&table, Type::TEXT)],
-            )
-            .map_err(self.pg(context))?
-            .map(|row| row.get(0)))
+        self.catalog().read(&context, |client| {
+            Ok(client
+                .query_typed_opt(
+                    "SELECT path FROM _checkpoint_files WHERE table_name = $1",
+                    &[(&table, Type::TEXT)],
+                )?
+                .map(|row| row.get(0)))
+        })
     }
 
     /// Writes `frame` as `table`'s new data file and registers it with the `_checkpoints` row
@@ -437,53 +441,54 @@ impl SharedStore {
                     frame.height()
                 ))
             })?;
-            self.locked(table, |client| {
-                let files = &self.inner.files;
-                let file = files.new_file(Kind::Table, table);
-                let bytes = files.write(&file, table, frame)?;
-                let context = format!("registering table {table:?}");
-                let row = CheckpointRow {
-                    table,
-                    rows,
-                    description,
-                    created_at,
-                };
-                let registered =
-                    register(client, &row, &file, bytes, key).map_err(self.pg(&context));
-                match registered {
-                    Ok(superseded) => {
-                        for old in superseded {
-                            files.remove(&old);
-                        }
-                        Ok(())
+            // Every write of a table's files happens under its lock (see `gc`).
+            let _taken = self.lock_unless_held(table)?;
+            let files = &self.inner.files;
+            let file = files.new_file(Kind::Table, table);
+            let bytes = files.write(&file, table, frame)?;
+            let context = format!("registering table {table:?}");
+            let row = CheckpointRow {
+                table,
+                rows,
+                description,
+                created_at,
+            };
+            let registered = self
+                .inner
+                .locks
+                .on_lock(table, &context, |client| register(client, &row, &file, bytes, key));
+            match registered {
+                Ok(superseded) => {
+                    for old in superseded {
+                        files.remove(&old);
                     }
-                    Err(e) => {
-                        // Removed only when surely not registered (a commit whose answer was lost
-                        // may have gone through); otherwise gc decides.
-                        if let Ok(current) = self.registered_file(table)
-                            && current.as_deref() != Some(file.as_str())
-                        {
-                            files.remove(&file);
-                        }
-                        Err(e)
-                    }
+                    Ok(())
                 }
-            })
+                Err(e) => {
+                    // Removed only when surely not registered (a commit whose answer was lost
+                    // may have gone through); otherwise gc decides.
+                    if let Ok(current) = self.registered_file(table)
+                        && current.as_deref() != Some(file.as_str())
+                    {
+                        files.remove(&file);
+                    }
+                    Err(e)
+                }
+            }
         })
     }
 
     fn list_checkpoints_with_files(&self) -> Result<Vec<(String, String)>> {
-        let context = "listing data files";
-        let mut client = self.catalog().client(context)?;
-        Ok(client
-            .query(
-                "SELECT table_name, path FROM _checkpoint_files ORDER BY table_name",
-                &[],
-            )
-            .map_err(self.pg(context))?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect())
+        self.catalog().read("listing data files", |client| {
+            Ok(client
+                .query(
+                    "SELECT table_name, path FROM _checkpoint_files ORDER BY table_name",
+                    &[],
+                )?
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect())
+        })
     }
 
     /// Removes data files no catalog row names: those of workers killed between writing and
@@ -502,7 +507,7 @@ impl SharedStore {
                 if validate_writable_table_name(&table).is_err() {
                     continue;
                 }
-                let Some(_lock) = self.try_lock_table(&table)? else {
+                let Some(_lock) = self.inner.locks.try_lock(&table)? else {
                     report.tables_busy.push(table);
                     continue;
                 };
@@ -544,221 +549,20 @@ impl SharedStore {
     /// `table`'s compute lock, unless this process holds it already (a body of the table
     /// deleting it, say), which waiting for would never end.
     fn lock_unless_held(&self, table: &str) -> Result<Option<TableLock>> {
-        match self.held_client(table) {
-            Some(_) => Ok(None),
-            None => self.lock_table(table).map(Some),
-        }
-    }
-
-    /// `table`'s compute lock if no one holds it, else `None`.
-    fn try_lock_table(&self, table: &str) -> Result<Option<TableLock>> {
-        validate_table_name(table)?;
-        let context = format!("locking table {table:?}");
-        let mut client = self.catalog().client(&context)?;
-        let key = self.catalog().lock_key(table);
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .map_err(self.pg(&context))?
-            .get(0);
-        if !got {
+        if self.inner.locks.held(table) {
             return Ok(None);
         }
-        Ok(Some(self.hold(table, key, client.detach())))
-    }
-
-    /// Takes `table`'s compute lock, waiting while another worker holds it. With `wait` (an
-    /// async call's), the wait can be given up: `Ok(None)` when it was before it began.
-    fn acquire(&self, table: &str, wait: Option<&LockWait>) -> Result<Option<TableLock>> {
-        validate_table_name(table)?;
-        let context = format!("locking table {table:?}");
-        let mut client = self.catalog().client(&context)?.detach();
-        let key = self.catalog().lock_key(table);
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .map_err(self.pg(&context))?
-            .get(0);
-        if !got {
-            let holder = self
-                .holder(&mut client, key)
-                .unwrap_or_else(|| "another worker".to_owned());
-            tracing::info!(
-                table,
-                holder,
-                "waiting for another worker computing the table"
-            );
-            if let Some(wait) = wait
-                && !wait.begin(client.cancel_token())
-            {
-                return Ok(None);
-            }
-            let waited = client.execute("SELECT pg_advisory_lock($1)", &[&key]);
-            if let Some(wait) = wait {
-                wait.end();
-            }
-            waited.map_err(self.pg(&context))?;
-        }
-        Ok(Some(self.hold(table, key, client)))
-    }
-
-    /// Records that this process holds `table`'s lock on `client`; the returned lock releases
-    /// it.
-    fn hold(&self, table: &str, key: i64, client: Conn) -> TableLock {
-        let client = Arc::new(Mutex::new(client));
-        self.inner
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(table.to_owned(), Arc::clone(&client));
-        TableLock::new(HeldLock {
-            inner: Arc::clone(&self.inner),
-            table: table.to_owned(),
-            key,
-            client: Some(client),
-        })
-    }
-
-    /// Who holds `key` (their `application_name`: host and process), for the waiting message.
-    fn holder(&self, client: &mut Client, key: i64) -> Option<String> {
-        let bits = key as u64;
-        let (class, object) = ((bits >> 32) as i64, (bits & 0xffff_ffff) as i64);
-        client
-            .query_opt(
-                "SELECT a.application_name || ' (' || coalesce(host(a.client_addr), 'local') || ')' \
-                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-                 AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.database = \
-                 (SELECT oid FROM pg_database WHERE datname = current_database())",
-                &[&class, &object],
-            )
-            .ok()
-            .flatten()
-            .and_then(|row| row.get(0))
-    }
-}
-
-/// A compute lock this process holds: released (and its connection kept for reuse) when
-/// dropped. A connection that died has released it already.
-struct HeldLock {
-    inner: Arc<Inner>,
-    table: String,
-    key: i64,
-    client: Option<Arc<Mutex<Conn>>>,
-}
-
-impl HeldLock {
-    fn release(&mut self) {
-        self.inner
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.table);
-        let Some(shared) = self.client.take() else {
-            return;
-        };
-        let released = {
-            let mut client = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            !client.is_closed()
-                && client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
-                    .inspect_err(|e| {
-                        tracing::warn!(table = self.table, error = %e,
-                            "cannot release a compute lock: closing its connection");
-                    })
-                    .is_ok()
-        };
-        // Only a connection known to hold no lock any more is used again; dropping any other
-        // closes its session, which releases whatever it held.
-        if released && let Ok(client) = Arc::try_unwrap(shared) {
-            self.inner
-                .catalog
-                .put_back(client.into_inner().unwrap_or_else(PoisonError::into_inner));
-        }
-    }
-}
-
-impl Drop for HeldLock {
-    fn drop(&mut self) {
-        // Locks are dropped by user code, on an executor thread as often as not.
-        if let Err(e) = off_runtime(|| self.release()) {
-            // The connection closes as it is dropped, which releases the lock too.
-            tracing::warn!(table = self.table, error = %e,
-                "cannot start a thread to release a compute lock: closing its connection");
-        }
-    }
-}
-
-/// Where an async wait for a compute lock stands, shared by the thread that waits and the
-/// future that gets its answer, so a future dropped mid-wait (a timeout, a `select!`) stops
-/// the wait on the server instead of leaving a connection waiting for hours for a lock no
-/// one wants.
-#[derive(Default)]
-struct LockWait {
-    state: Mutex<WaitState>,
-}
-
-#[derive(Default)]
-enum WaitState {
-    /// Not waiting on the server yet.
-    #[default]
-    Starting,
-    /// The blocking statement runs; this cancels it.
-    Waiting(postgres::CancelToken),
-    /// The statement returned.
-    Ended,
-    /// The future was dropped.
-    GivenUp,
-}
-
-impl LockWait {
-    /// Called by the waiting thread before the blocking statement: whether to go on.
-    fn begin(&self, cancel: postgres::CancelToken) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(*state, WaitState::GivenUp) {
-            return false;
-        }
-        *state = WaitState::Waiting(cancel);
-        true
-    }
-
-    /// Called by the waiting thread once the statement returned.
-    fn end(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !matches!(*state, WaitState::GivenUp) {
-            *state = WaitState::Ended;
-        }
-    }
-
-    /// Called when the future is dropped before its answer: cancels a wait in progress.
-    fn give_up(&self) {
-        let previous = std::mem::replace(
-            &mut *self.state.lock().unwrap_or_else(PoisonError::into_inner),
-            WaitState::GivenUp,
-        );
-        if let WaitState::Waiting(cancel) = previous {
-            // A new connection to the server, so not on the dropping thread (an executor's,
-            // likely). Best effort: a cancel that comes too late finds the lock granted, and
-            // the waiting thread, whose answer no one takes any more, releases it.
-            let cancelled = std::thread::Builder::new()
-                .name("usher-lock-cancel".to_owned())
-                .spawn(move || {
-                    if let Err(e) = cancel.cancel_query(postgres::NoTls) {
-                        tracing::warn!(error = %e, "cannot cancel a lock wait given up");
-                    }
-                });
-            if let Err(e) = cancelled {
-                tracing::warn!(error = %e, "cannot cancel a lock wait given up");
-            }
-        }
+        self.lock_table(table).map(Some)
     }
 }
 
 /// Gives up an async lock wait, if one is still in progress, when dropped (a future dropped
-/// before its answer came).
-struct GiveUp(Arc<LockWait>);
+/// before its answer came): the waiting thread stops at its next look.
+struct GiveUp(Arc<AtomicBool>);
 
 impl Drop for GiveUp {
     fn drop(&mut self) {
-        self.0.give_up();
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
@@ -1061,10 +865,10 @@ impl CheckpointStore for SharedStore {
     fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
         self.off(|| {
             let context = "listing checkpoints";
-            let mut client = self.catalog().client(context)?;
-            let rows = client
-                .query(&checkpoints_sql(false), &[])
-                .map_err(self.pg(context))?;
+            let sql = checkpoints_sql(false);
+            let rows = self
+                .catalog()
+                .read(context, |client| client.query(&sql, &[]))?;
             let mut list = rows
                 .iter()
                 .map(|row| decode(row).map(|(info, _)| info))
@@ -1160,14 +964,13 @@ impl CheckpointStore for SharedStore {
     fn provenance_rows(&self) -> Result<Vec<ProvenanceRecord>> {
         self.off(|| {
             let context = "reading _provenance";
-            let mut client = self.catalog().client(context)?;
-            let rows = client
-                .query(
+            let rows = self.catalog().read(context, |client| {
+                client.query(
                     "SELECT version, config_hash, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
                      steps_json FROM _provenance ORDER BY created_at, ctid",
                     &[],
                 )
-                .map_err(self.pg(context))?;
+            })?;
             rows.iter()
                 .map(|row| {
                     let created: Option<String> = row.get(2);
@@ -1270,42 +1073,40 @@ impl CheckpointStore for SharedStore {
         self.off(|| {
             validate_writable_table_name(table)?;
             let context = format!("adopting the checkpoint of {table:?}");
-            self.locked(table, |client| {
-                let run = |client: &mut Client| {
-                    let mut tx = client.transaction()?;
-                    let created = created_at.map(timestamp_text);
-                    let stamped = saved_at
-                        .map(to_micros)
-                        .map(timestamp_text)
-                        .or(created.clone());
-                    let same: i64 = tx
-                        .query_one(
-                            "SELECT count(*) FROM _checkpoints WHERE table_name = $1 \
-                             AND created_at IS NOT DISTINCT FROM $2::text::timestamp",
-                            &[&table, &created],
-                        )?
-                        .get(0);
-                    if same == 1 {
-                        if stamped != created {
-                            tx.execute(
-                                "UPDATE _checkpoints SET created_at = $2::text::timestamp \
-                                 WHERE table_name = $1",
-                                &[&table, &stamped],
-                            )?;
-                        }
-                        write_key(&mut tx, table, stamped.as_deref(), key, lineage)?;
+            self.locked(table, &context, |client| {
+                let mut tx = client.transaction()?;
+                let created = created_at.map(timestamp_text);
+                let stamped = saved_at
+                    .map(to_micros)
+                    .map(timestamp_text)
+                    .or(created.clone());
+                let same: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM _checkpoints WHERE table_name = $1 \
+                         AND created_at IS NOT DISTINCT FROM $2::text::timestamp",
+                        &[&table, &created],
+                    )?
+                    .get(0);
+                if same == 1 {
+                    if stamped != created {
+                        tx.execute(
+                            "UPDATE _checkpoints SET created_at = $2::text::timestamp \
+                             WHERE table_name = $1",
+                            &[&table, &stamped],
+                        )?;
                     }
-                    tx.commit()?;
-                    Ok(same == 1)
-                };
-                run(client).map_err(self.pg(context))
+                    write_key(&mut tx, table, stamped.as_deref(), key, lineage)?;
+                }
+                tx.commit()?;
+                Ok(same == 1)
             })
         })
     }
 
     fn lock_table(&self, table: &str) -> Result<TableLock> {
         self.off(|| {
-            self.acquire(table, None)?.ok_or_else(|| {
+            validate_table_name(table)?;
+            self.inner.locks.lock(table, None)?.ok_or_else(|| {
                 Error::Format(format!("the wait for the lock of {table:?} was given up"))
             })
         })
@@ -1313,19 +1114,24 @@ impl CheckpointStore for SharedStore {
 
     fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
         Box::pin(async move {
-            if let Some(lock) = self.off(|| self.try_lock_table(table))? {
+            validate_table_name(table)?;
+            if let Some(lock) = self.off(|| self.inner.locks.try_lock(table))? {
                 return Ok(lock);
             }
             // The wait lasts as long as another worker's body, hours maybe: it happens on a
             // thread of its own, which completes this future through a oneshot, so the
             // caller's executor thread is free meanwhile.
             let (done, answer) = futures_channel::oneshot::channel::<Result<TableLock>>();
-            let wait = Arc::new(LockWait::default());
-            let (store, name, waiting) = (self.clone(), table.to_owned(), Arc::clone(&wait));
+            let wait = Arc::new(AtomicBool::new(false));
+            let (locks, name, waiting) = (
+                self.inner.locks.clone(),
+                table.to_owned(),
+                Arc::clone(&wait),
+            );
             std::thread::Builder::new()
                 .name(format!("usher-lock-{table}"))
                 .spawn(move || {
-                    if let Some(result) = store.acquire(&name, Some(&waiting)).transpose() {
+                    if let Some(result) = locks.lock(&name, Some(&waiting)).transpose() {
                         // Refused when this future was dropped meanwhile: the lock is dropped
                         // right here, which releases it.
                         let _ = done.send(result);
@@ -1338,7 +1144,7 @@ impl CheckpointStore for SharedStore {
                 })?;
             let give_up = GiveUp(wait);
             let answer = answer.await;
-            // The thread ended its wait before answering: nothing left to cancel.
+            // The thread ended its wait before answering: nothing left to give up.
             drop(give_up);
             answer.unwrap_or_else(|_| {
                 Err(Error::Format(format!(
@@ -1352,39 +1158,36 @@ impl CheckpointStore for SharedStore {
         self.off(|| {
             validate_writable_table_name(table)?;
             let context = format!("reading the finished batches of {table:?}");
-            let superseded_and_items = self.locked(table, |client| {
-                let run = |client: &mut Client| {
-                    let mut tx = client.transaction()?;
-                    let others: i64 = tx
-                        .query_one(
-                            "SELECT count(*) FROM _checkpoint_batches WHERE table_name = $1 AND key <> $2",
-                            &[&table, &key],
-                        )?
-                        .get(0);
-                    let others_files: i64 = tx
-                        .query_one(
-                            "SELECT count(*) FROM _checkpoint_batch_files WHERE table_name = $1 AND key <> $2",
-                            &[&table, &key],
-                        )?
-                        .get(0);
-                    if others + others_files > 0 {
-                        // Made from other arguments or code: not to be mixed in.
-                        let files = delete_batches(&mut tx, table)?;
-                        tx.commit()?;
-                        return Ok((files, Vec::new()));
-                    }
-                    let items = tx
-                        .query(
-                            "SELECT item FROM _checkpoint_batches WHERE table_name = $1 AND key = $2",
-                            &[&table, &key],
-                        )?
-                        .iter()
-                        .map(|row| row.get(0))
-                        .collect();
+            let superseded_and_items = self.locked(table, &context, |client| {
+                let mut tx = client.transaction()?;
+                let others: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM _checkpoint_batches WHERE table_name = $1 AND key <> $2",
+                        &[&table, &key],
+                    )?
+                    .get(0);
+                let others_files: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM _checkpoint_batch_files WHERE table_name = $1 AND key <> $2",
+                        &[&table, &key],
+                    )?
+                    .get(0);
+                if others + others_files > 0 {
+                    // Made from other arguments or code: not to be mixed in.
+                    let files = delete_batches(&mut tx, table)?;
                     tx.commit()?;
-                    Ok((Vec::new(), items))
-                };
-                run(client).map_err(self.pg(context))
+                    return Ok((files, Vec::new()));
+                }
+                let items = tx
+                    .query(
+                        "SELECT item FROM _checkpoint_batches WHERE table_name = $1 AND key = $2",
+                        &[&table, &key],
+                    )?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                tx.commit()?;
+                Ok((Vec::new(), items))
             })?;
             let (superseded, items) = superseded_and_items;
             for file in superseded {
@@ -1398,14 +1201,11 @@ impl CheckpointStore for SharedStore {
         self.off(|| {
             validate_writable_table_name(table)?;
             let context = format!("discarding the batches of {table:?}");
-            let files = self.locked(table, |client| {
-                let run = |client: &mut Client| {
-                    let mut tx = client.transaction()?;
-                    let files = delete_batches(&mut tx, table)?;
-                    tx.commit()?;
-                    Ok(files)
-                };
-                run(client).map_err(self.pg(context))
+            let files = self.locked(table, &context, |client| {
+                let mut tx = client.transaction()?;
+                let files = delete_batches(&mut tx, table)?;
+                tx.commit()?;
+                Ok(files)
             })?;
             for file in files {
                 self.inner.files.remove(&file);
@@ -1419,7 +1219,7 @@ impl CheckpointStore for SharedStore {
             validate_writable_table_name(table)?;
             let context = format!("recording the item count of {table:?}");
             let total = i64::try_from(total).unwrap_or(i64::MAX);
-            self.locked(table, |client| {
+            self.locked(table, &context, |client| {
                 client
                     .execute(
                         "INSERT INTO _checkpoint_batch_totals (table_name, key, total_items) \
@@ -1428,7 +1228,6 @@ impl CheckpointStore for SharedStore {
                         &[&table, &key, &total],
                     )
                     .map(drop)
-                    .map_err(self.pg(context))
             })
         })
     }
@@ -1446,16 +1245,19 @@ impl CheckpointStore for SharedStore {
                 validate_columns(table, frame)?;
             }
             let context = format!("saving a batch of {table:?}");
-            self.locked(table, |client| {
-                let files = &self.inner.files;
-                let file = if frame.width() > 0 {
-                    let file = files.new_file(Kind::Batch, table);
-                    files.write(&file, table, frame)?;
-                    Some(file)
-                } else {
-                    None
-                };
-                let run = |client: &mut Client| {
+            // Every write of a table's files happens under its lock (see `gc`).
+            let _taken = self.lock_unless_held(table)?;
+            let files = &self.inner.files;
+            let file = if frame.width() > 0 {
+                let file = files.new_file(Kind::Batch, table);
+                files.write(&file, table, frame)?;
+                Some(file)
+            } else {
+                None
+            };
+            self.inner
+                .locks
+                .on_lock(table, &context, |client| {
                     let mut tx = client.transaction()?;
                     if !items.is_empty() {
                         tx.execute(
@@ -1471,13 +1273,12 @@ impl CheckpointStore for SharedStore {
                         )?;
                     }
                     tx.commit()
-                };
-                run(client).map_err(self.pg(context)).inspect_err(|_| {
+                })
+                .inspect_err(|_| {
                     if let Some(file) = &file {
                         files.remove(file);
                     }
                 })
-            })
         })
     }
 
@@ -1514,16 +1315,15 @@ impl CheckpointStore for SharedStore {
     fn pending_batches(&self) -> Result<Vec<PendingBatches>> {
         self.off(|| {
             let context = "reading the pending batches";
-            let mut client = self.catalog().client(context)?;
-            let rows = client
-                .query(
+            let rows = self.catalog().read(context, |client| {
+                client.query(
                     "SELECT b.table_name, b.key, count(*), max(t.total_items) \
                      FROM _checkpoint_batches b LEFT JOIN _checkpoint_batch_totals t \
                      ON t.table_name = b.table_name AND t.key = b.key \
                      GROUP BY b.table_name, b.key ORDER BY b.table_name",
                     &[],
                 )
-                .map_err(self.pg(context))?;
+            })?;
             Ok(rows
                 .iter()
                 .map(|row| PendingBatches {
@@ -1613,6 +1413,185 @@ pub(crate) mod tests {
             schema,
             _dir: dir,
         })
+    }
+
+    impl TempShared {
+        /// Another handle on the same store, as another process would open it (a catalog and
+        /// a session of its own), named `application_name` in `pg_stat_activity`.
+        fn another(&self, application_name: &str, connections: usize) -> SharedStore {
+            let url = format!(
+                "{}&application_name={application_name}",
+                with_schema(&self.admin, &self.schema)
+            );
+            let options = SharedStoreOptions {
+                connections: Some(connections),
+                ..SharedStoreOptions::default()
+            };
+            SharedStore::open_with(&url, self._dir.path(), &options).unwrap()
+        }
+
+        fn admin(&self) -> postgres::Client {
+            postgres::Client::connect(&self.admin, postgres::NoTls).unwrap()
+        }
+
+        /// The connections of the handles named `application_name`.
+        fn connections_of(&self, application_name: &str) -> i64 {
+            let mut admin = self.admin();
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&application_name],
+                )
+                .unwrap()
+                .get(0)
+        }
+
+        /// Ends the sessions of the handles named `application_name`, as `pg_terminate_backend`
+        /// by an administrator (or a server restart) does.
+        fn terminate(&self, application_name: &str) -> i64 {
+            let mut admin = self.admin();
+            admin
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE application_name = $1",
+                    &[&application_name],
+                )
+                .unwrap()
+                .get(0)
+        }
+    }
+
+    fn frame(value: i64) -> DataFrame {
+        polars::df!("value" => [value]).unwrap()
+    }
+
+    /// Sixteen calls of one process waiting for another worker's table hold none of the
+    /// server's connections: the process has its session and at most its reading connection,
+    /// whatever the number of waiters, and they all get the table, one after the other.
+    #[test]
+    fn waiting_calls_hold_no_connection_of_their_own() {
+        let Some(store) = temp_shared() else { return };
+        let name = format!("waiters_{}", std::process::id());
+        let waiters = store.another(&name, 2);
+        let held = store.lock_table("t").unwrap();
+        let got = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| {
+                    let lock = waiters.lock_table("t").unwrap();
+                    got.fetch_add(1, Ordering::SeqCst);
+                    drop(lock);
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            assert_eq!(got.load(Ordering::SeqCst), 0, "a waiter got a held lock");
+            let open = store.connections_of(&name);
+            assert!(
+                (1..=2).contains(&open),
+                "16 waiting calls hold {open} connections"
+            );
+            drop(held);
+        });
+        assert_eq!(got.load(Ordering::SeqCst), 16);
+    }
+
+    /// A release wakes a worker waiting in another process, by its notice, well before the
+    /// waiter's next poll; and one waiting in another thread of the same process, whose
+    /// session holds the lock already (advisory locks are re-entrant there).
+    #[test]
+    fn a_release_wakes_the_waiters_of_other_processes_and_threads() {
+        let Some(store) = temp_shared() else { return };
+        for waiter in [store.another("wake_other", 2), (*store).clone()] {
+            let held = store.lock_table("t").unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let lock = waiter.lock_table("t").unwrap();
+                    tx.send(std::time::Instant::now()).unwrap();
+                    drop(lock);
+                });
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                assert!(rx.try_recv().is_err(), "a waiter got a held lock");
+                let released = std::time::Instant::now();
+                drop(held);
+                let woke = rx.recv().unwrap();
+                // Not a speed target (see the benchmark): shorter than the poll means the
+                // release itself woke the waiter.
+                assert!(
+                    woke.duration_since(released) < locks::POLL / 2,
+                    "woken {:?} after the release",
+                    woke.duration_since(released)
+                );
+            });
+        }
+    }
+
+    /// A worker whose session ended while it held a table's lock (an administrator's
+    /// `pg_terminate_backend`, a restart) registers nothing: its save fails with
+    /// [`Error::LockLost`] and leaves the catalog as it was, while another worker takes the
+    /// table over at once; the store itself goes on working on a new session.
+    #[test]
+    fn a_worker_whose_session_ended_registers_nothing() {
+        let Some(store) = temp_shared() else { return };
+        store.save_dataframe("t", &frame(1), "first").unwrap();
+        let name = format!("ended_{}", std::process::id());
+        let worker = store.another(&name, 1);
+        let lock = worker.lock_table("t").unwrap();
+        assert!(store.inner.locks.try_lock("t").unwrap().is_none());
+        assert_eq!(store.terminate(&name), 1);
+        // Another worker gets the table as soon as the session is gone.
+        let other = store.lock_table("t").unwrap();
+        match worker.save_dataframe("t", &frame(2), "second") {
+            Err(Error::LockLost {
+                table, store: name, ..
+            }) => {
+                assert_eq!(table, "t");
+                assert_eq!(name, worker.name());
+            }
+            other => panic!("expected LockLost, got {other:?}"),
+        }
+        drop(other);
+        drop(lock);
+        assert_frame_equal(&store.load_dataframe("t").unwrap().unwrap(), &frame(1));
+        assert_eq!(
+            store.list_checkpoints().unwrap()[0].description.as_deref(),
+            Some("first")
+        );
+        // The worker goes on, on a new session, and its next save is registered.
+        worker.save_dataframe("t", &frame(3), "third").unwrap();
+        assert_frame_equal(&store.load_dataframe("t").unwrap().unwrap(), &frame(3));
+        // Its unregistered file was removed when the registration failed.
+        assert_eq!(store.gc().unwrap().files_removed, 0);
+    }
+
+    /// Reads retry once on a new connection when theirs turns out lost, and a waiting call
+    /// whose session ends reconnects and goes on waiting: neither fails for a server that
+    /// ended their sessions.
+    #[test]
+    fn reads_and_waits_outlive_their_sessions() {
+        let Some(store) = temp_shared() else { return };
+        store.save_dataframe("t", &frame(1), "first").unwrap();
+        let name = format!("outlive_{}", std::process::id());
+        let worker = store.another(&name, 2);
+        assert_eq!(worker.list_checkpoints().unwrap().len(), 1);
+        assert!(worker.load_dataframe("t").unwrap().is_some());
+        assert!(store.terminate(&name) >= 1);
+        assert_eq!(worker.list_checkpoints().unwrap().len(), 1);
+        assert_frame_equal(&worker.load_dataframe("t").unwrap().unwrap(), &frame(1));
+
+        let held = store.lock_table("t").unwrap();
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| worker.lock_table("t").map(drop));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert!(store.terminate(&name) >= 1);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+            waiting.join().unwrap().unwrap();
+        });
+    }
+
+    fn assert_frame_equal(left: &DataFrame, right: &DataFrame) {
+        assert!(left.equals_missing(right), "{left} != {right}");
     }
 
     crate::conformance_suite!(match temp_shared() {
