@@ -1502,27 +1502,31 @@ pub(crate) mod tests {
     fn a_release_wakes_the_waiters_of_other_processes_and_threads() {
         let Some(store) = temp_shared() else { return };
         for waiter in [store.another("wake_other", 2), (*store).clone()] {
-            let held = store.lock_table("t").unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::scope(|scope| {
-                scope.spawn(|| {
-                    let lock = waiter.lock_table("t").unwrap();
-                    tx.send(std::time::Instant::now()).unwrap();
-                    drop(lock);
-                });
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                assert!(rx.try_recv().is_err(), "a waiter got a held lock");
-                let released = std::time::Instant::now();
-                drop(held);
-                let woke = rx.recv().unwrap();
-                // Not a speed target (see the benchmark): shorter than the poll means the
-                // release itself woke the waiter.
-                assert!(
-                    woke.duration_since(released) < locks::POLL / 2,
-                    "woken {:?} after the release",
-                    woke.duration_since(released)
-                );
-            });
+            let mut wakes: Vec<std::time::Duration> = (0..5)
+                .map(|_| {
+                    let held = store.lock_table("t").unwrap();
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    std::thread::scope(|scope| {
+                        scope.spawn(|| {
+                            let lock = waiter.lock_table("t").unwrap();
+                            tx.send(std::time::Instant::now()).unwrap();
+                            drop(lock);
+                        });
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        assert!(rx.try_recv().is_err(), "a waiter got a held lock");
+                        let released = std::time::Instant::now();
+                        drop(held);
+                        rx.recv().unwrap().duration_since(released)
+                    })
+                })
+                .collect();
+            wakes.sort();
+            // Not a speed target (see the benchmark): a median below a quarter of the poll means the
+            // release itself woke the waiter (polls alone would give about half the poll).
+            assert!(
+                wakes[2] < locks::POLL / 4,
+                "woken {wakes:?} after the releases"
+            );
         }
     }
 
