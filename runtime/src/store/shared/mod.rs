@@ -17,6 +17,7 @@ mod catalog;
 mod conn;
 mod files;
 mod passfile;
+mod tls;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -587,7 +588,7 @@ impl SharedStore {
                 "waiting for another worker computing the table"
             );
             if let Some(wait) = wait
-                && !wait.begin(client.cancel_token())
+                && !wait.begin(self.catalog().cancel_token(&client))
             {
                 return Ok(None);
             }
@@ -702,7 +703,7 @@ enum WaitState {
     #[default]
     Starting,
     /// The blocking statement runs; this cancels it.
-    Waiting(postgres::CancelToken),
+    Waiting(tls::Cancel),
     /// The statement returned.
     Ended,
     /// The future was dropped.
@@ -711,7 +712,7 @@ enum WaitState {
 
 impl LockWait {
     /// Called by the waiting thread before the blocking statement: whether to go on.
-    fn begin(&self, cancel: postgres::CancelToken) -> bool {
+    fn begin(&self, cancel: tls::Cancel) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(*state, WaitState::GivenUp) {
             return false;
@@ -741,7 +742,7 @@ impl LockWait {
             let cancelled = std::thread::Builder::new()
                 .name("usher-lock-cancel".to_owned())
                 .spawn(move || {
-                    if let Err(e) = cancel.cancel_query(postgres::NoTls) {
+                    if let Err(e) = cancel.cancel_query() {
                         tracing::warn!(error = %e, "cannot cancel a lock wait given up");
                     }
                 });
