@@ -133,6 +133,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A TLS setting of the shared store's connection that cannot be used: an unknown
+    /// `sslmode`, a root certificate file that is missing or holds no certificate, a mode too
+    /// weak for `sslrootcert=system`, or a setting this client does not support (client
+    /// certificates, revocation lists). Refused before any connection is made.
+    #[error("invalid TLS setting {setting}={value:?} for {store}: {message}")]
+    PostgresTls {
+        /// The catalog, as `postgres://user@host:port/dbname` (never with a password).
+        store: String,
+        /// The setting at fault as it was given: the connection string's key (`sslmode`,
+        /// `sslrootcert`) or the environment variable (`PGSSLMODE`, `PGSSLROOTCERT`).
+        setting: &'static str,
+        /// Its value (`***` for a secret).
+        value: String,
+        /// What is wrong, and what to do about it.
+        message: String,
+    },
+
     /// The shared store's data root is not the one its catalog was made with (another store's
     /// directory, or a mount missing on this machine).
     #[error("data root {path} does not belong to the shared store {store}: {message}")]

@@ -1077,3 +1077,412 @@ fn loads_of_judged_checkpoints_race_saves_of_another_worker() {
         "{loaded} loaded, {replaced} replaced"
     );
 }
+
+// --- TLS -------------------------------------------------------------------------------------
+
+/// The test server for the TLS tests: a schema of the test's own that the TLS role
+/// (`usher_tls`, which the server accepts only over TLS) and the password role may use, the CA
+/// that signed the server's certificate (for 127.0.0.1 and localhost only), and its port.
+struct TlsServer {
+    shared: Shared,
+    ca: PathBuf,
+    port: String,
+}
+
+impl TlsServer {
+    fn new(name: &str) -> Option<Self> {
+        let shared = Shared::new(name)?;
+        let ca = common::shared::server_ca()?;
+        shared
+            .sql()
+            .batch_execute(&format!(
+                "GRANT ALL ON SCHEMA {} TO usher_tls, usher_pw",
+                shared.schema
+            ))
+            .unwrap();
+        let port = shared
+            .admin
+            .split_once("127.0.0.1:")?
+            .1
+            .split_once('/')?
+            .0
+            .to_owned();
+        Some(TlsServer { shared, ca, port })
+    }
+
+    /// A URL for `user` (`role` or `role:password`) at `host`, then `tls` (`&sslmode=...`).
+    fn url(&self, user: &str, host: &str, tls: &str) -> String {
+        format!(
+            "postgres://{user}@{host}:{}/usher?options=-c%20search_path%3D{}{tls}",
+            self.port, self.shared.schema
+        )
+    }
+
+    /// A `key=value` string for `role` that connects to 127.0.0.1 but calls the server `host`
+    /// (which the certificate is checked for), then `tls` (`sslmode=...`).
+    fn key_values(&self, role: &str, host: &str, tls: &str) -> String {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={} user={role} dbname=usher \
+             options='-c search_path={}' {tls}",
+            self.port, self.shared.schema
+        )
+    }
+
+    fn open(&self, url: &str) -> Result<SharedStore, Error> {
+        SharedStore::open(url, self.shared.root())
+    }
+
+    /// The TLS mode of the server's sessions whose `application_name` is `application`.
+    fn encrypted(&self, application: &str) -> Vec<bool> {
+        self.shared
+            .sql()
+            .query(
+                "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid \
+                 WHERE a.application_name = $1",
+                &[&application],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+}
+
+/// A root of another CA than the server's, made with openssl (as `.ci/postgres` makes the
+/// server's) in `dir`.
+fn other_ca(dir: &Path) -> PathBuf {
+    let path = dir.join("other-ca.crt");
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=not-the-servers-ca", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl, which .ci/postgres needs too");
+    assert!(status.success(), "openssl made no CA");
+    path
+}
+
+/// What `opened` was refused with, and its message.
+fn refused(opened: Result<SharedStore, Error>, what: &str) -> (Error, String) {
+    let error = opened.expect_err(what);
+    let text = error.to_string();
+    eprintln!("{what}: {text}");
+    (error, text)
+}
+
+/// A role the server accepts only over TLS opens the store with `sslmode=verify-full` and the
+/// server's CA, as a URL at 127.0.0.1 (the certificate's IP address) and as `key=value` at
+/// localhost (its DNS name): a checkpointed step computed through the first store is loaded,
+/// not recomputed, through the second.
+#[test]
+fn tls_verify_full_with_the_servers_ca_computes_and_loads() {
+    let Some(server) = TlsServer::new("tls_full") else {
+        return;
+    };
+    let ca = server.ca.display();
+    let by_url = server.url(
+        "usher_tls",
+        "127.0.0.1",
+        &format!("&sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let by_pairs = server.key_values(
+        "usher_tls",
+        "localhost",
+        &format!("sslmode=verify-full sslrootcert='{ca}'"),
+    );
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    for url in [by_url, by_pairs] {
+        let store = server.open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let pipeline = Pipeline::new(store.clone(), tracker());
+        let frame = shared_once(&pipeline, &runs).unwrap();
+        assert_eq!(frame.height(), 3);
+        assert_eq!(store.load_dataframe("shared_once").unwrap(), Some(frame));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "computed once, then loaded");
+}
+
+/// `verify-full` refuses a server whose certificate is not for the name it was reached by
+/// (`host=wrongname hostaddr=127.0.0.1`), saying so; `verify-ca`, which checks the chain only,
+/// accepts it.
+#[test]
+fn tls_verify_full_refuses_a_name_the_certificate_is_not_for() {
+    let Some(server) = TlsServer::new("tls_name") else {
+        return;
+    };
+    let ca = server.ca.display();
+    let full = server.key_values(
+        "usher_tls",
+        "wrongname",
+        &format!("sslmode=verify-full sslrootcert='{ca}'"),
+    );
+    let (error, text) = refused(server.open(&full), "a wrong host name");
+    assert!(matches!(error, Error::Postgres { .. }), "{error:?}");
+    assert!(
+        text.contains("certificate verify failed")
+            && text.to_lowercase().contains("hostname mismatch"),
+        "the message names the certificate problem: {text}"
+    );
+    assert!(
+        text.contains("usher_tls@wrongname"),
+        "the store is named: {text}"
+    );
+    let chain_only = server.key_values(
+        "usher_tls",
+        "wrongname",
+        &format!("sslmode=verify-ca sslrootcert='{ca}'"),
+    );
+    let store = server
+        .open(&chain_only)
+        .expect("verify-ca does not check the name");
+    let frame = df!("gene" => ["USH2A"]).unwrap();
+    store.save_dataframe("by_ca", &frame, "").unwrap();
+    assert_eq!(store.load_dataframe("by_ca").unwrap(), Some(frame));
+}
+
+/// A root of another CA is refused by every mode that checks the chain (`require` too, as
+/// libpq's `require` checks when given a root), and the password of the URL never shows.
+#[test]
+fn tls_a_root_of_another_ca_is_refused() {
+    let Some(server) = TlsServer::new("tls_other") else {
+        return;
+    };
+    let other = other_ca(server.shared.dir.path());
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let url = server.url(
+            &format!("usher_pw:{PASSWORD}"),
+            "127.0.0.1",
+            &format!("&sslmode={mode}&sslrootcert={}", other.display()),
+        );
+        let (error, text) = refused(server.open(&url), mode);
+        assert!(matches!(error, Error::Postgres { .. }), "{error:?}");
+        assert!(text.contains("certificate verify failed"), "{mode}: {text}");
+        let all = format!("{text} {error:?}");
+        assert!(!all.contains(PASSWORD), "{all}");
+        assert!(all.contains("usher_pw@127.0.0.1"), "{all}");
+    }
+    // The right CA with the same password role: accepted.
+    let url = server.url(
+        &format!("usher_pw:{PASSWORD}"),
+        "127.0.0.1",
+        &format!("&sslmode=verify-full&sslrootcert={}", server.ca.display()),
+    );
+    server.open(&url).expect("the server's own CA");
+}
+
+/// `sslmode=disable` connects without TLS, which the server refuses for the TLS role (its
+/// `pg_hba.conf`): the error says so, with the server's SQLSTATE.
+#[test]
+fn tls_disable_is_refused_for_a_role_that_needs_tls() {
+    let Some(server) = TlsServer::new("tls_disable") else {
+        return;
+    };
+    let url = server.url("usher_tls", "127.0.0.1", "&sslmode=disable");
+    let (error, text) = refused(server.open(&url), "no TLS for usher_tls");
+    match &error {
+        Error::Postgres { code, message, .. } => {
+            assert_eq!(code.as_deref(), Some("28000"), "{text}");
+            assert!(
+                message.contains("pg_hba.conf") && message.contains("no encryption"),
+                "{text}"
+            );
+        }
+        other => panic!("expected Error::Postgres, got {other:?}"),
+    }
+}
+
+/// Without `sslmode`, connections are encrypted when the server offers TLS (libpq's
+/// `prefer`), so the TLS role is accepted; `sslmode=disable` connections are not encrypted.
+#[test]
+fn tls_prefer_is_the_default_and_encrypts_when_the_server_offers_it() {
+    let Some(server) = TlsServer::new("tls_prefer") else {
+        return;
+    };
+    let application = format!("tls_prefer_{}", std::process::id());
+    let store = server
+        .open(&server.url(
+            "usher",
+            "127.0.0.1",
+            &format!("&application_name={application}"),
+        ))
+        .unwrap();
+    let sessions = server.encrypted(&application);
+    assert!(
+        !sessions.is_empty() && sessions.iter().all(|&ssl| ssl),
+        "{sessions:?}"
+    );
+    drop(store);
+    let plain = format!("tls_disable_{}", std::process::id());
+    let _store = server
+        .open(&server.url(
+            "usher",
+            "127.0.0.1",
+            &format!("&application_name={plain}&sslmode=disable"),
+        ))
+        .unwrap();
+    let sessions = server.encrypted(&plain);
+    assert!(
+        !sessions.is_empty() && sessions.iter().all(|&ssl| !ssl),
+        "{sessions:?}"
+    );
+    // The TLS role in a schema of its own (a role may not alter another's catalog tables).
+    let Some(server) = TlsServer::new("tls_prefer_role") else {
+        return;
+    };
+    server
+        .open(&server.url("usher_tls", "127.0.0.1", ""))
+        .expect("the TLS role, by default");
+}
+
+/// TLS settings that cannot be used are refused before connecting with
+/// `Error::PostgresTls`, naming the setting and the store but never the password.
+#[test]
+fn tls_settings_that_cannot_be_used_are_typed_errors() {
+    let Some(server) = TlsServer::new("tls_bad") else {
+        return;
+    };
+    let user = format!("usher_pw:{PASSWORD}");
+    let missing = server.shared.dir.path().join("no-such-ca.crt");
+    let cases = [
+        ("&sslmode=verify-everything", "sslmode", "not a TLS mode"),
+        (
+            &*format!("&sslmode=verify-full&sslrootcert={}", missing.display()),
+            "sslrootcert",
+            "does not exist",
+        ),
+        (
+            "&sslrootcert=system&sslmode=require",
+            "sslmode",
+            "sslrootcert=system",
+        ),
+        ("&sslcert=%2Ftmp%2Fme.crt", "sslcert", "client certificates"),
+        (
+            "&sslpassword=k3y-s3cret",
+            "sslpassword",
+            "client certificates",
+        ),
+    ];
+    for (tls, wanted, says) in cases {
+        let (error, text) = refused(server.open(&server.url(&user, "127.0.0.1", tls)), tls);
+        match &error {
+            Error::PostgresTls { store, setting, .. } => {
+                assert_eq!(*setting, wanted, "{text}");
+                assert!(
+                    store.starts_with("postgres://usher_pw@127.0.0.1:"),
+                    "{store}"
+                );
+            }
+            other => panic!("{tls}: expected Error::PostgresTls, got {other:?}"),
+        }
+        assert!(text.contains(says), "{text}");
+        let all = format!("{text} {error:?}");
+        assert!(
+            !all.contains(PASSWORD) && !all.contains("k3y-s3cret"),
+            "{all}"
+        );
+    }
+}
+
+/// `PGSSLMODE` and `PGSSLROOTCERT` are read when the URL does not set them (each setting of
+/// the URL wins over its variable), and libpq's default root `~/.postgresql/root.crt` is
+/// used: for `verify-full` without `sslrootcert`, and by `require` (then checked as by
+/// `verify-ca`); `require` with no root at all encrypts without checking. Each case is a child
+/// process with exactly that environment and home.
+#[test]
+fn tls_settings_come_from_the_environment_and_the_default_root() {
+    let Some(server) = TlsServer::new("tls_env") else {
+        return;
+    };
+    let dir = server.shared.dir.path();
+    let other = other_ca(dir);
+    let home = |name: &str, root: Option<&Path>| {
+        let home = dir.join(name);
+        std::fs::create_dir_all(home.join(".postgresql")).unwrap();
+        if let Some(root) = root {
+            std::fs::copy(root, home.join(".postgresql/root.crt")).unwrap();
+        }
+        home
+    };
+    let empty = home("empty", None);
+    let trusting = home("trusting", Some(&server.ca));
+    let distrusting = home("distrusting", Some(&other));
+    let ca = server.ca.to_str().unwrap();
+    let plain = server.url("usher_tls", "127.0.0.1", "");
+    let require = server.url("usher_tls", "127.0.0.1", "&sslmode=require");
+    let full = server.url("usher_tls", "127.0.0.1", "&sslmode=verify-full");
+    /// What it shows, the URL, the home directory, the variables, and what a refusal says
+    /// (`None`: opened).
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a Path,
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+    );
+    let cases: [Case; 6] = [
+        ("require, no root: no check", &require, &empty, &[], None),
+        (
+            "PGSSLMODE and PGSSLROOTCERT",
+            &plain,
+            &empty,
+            &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", ca)],
+            None,
+        ),
+        (
+            "verify-full with ~/.postgresql/root.crt",
+            &full,
+            &trusting,
+            &[],
+            None,
+        ),
+        (
+            "require checks against ~/.postgresql/root.crt",
+            &require,
+            &distrusting,
+            &[],
+            Some("certificate verify failed"),
+        ),
+        (
+            "PGSSLMODE=disable",
+            &plain,
+            &empty,
+            &[("PGSSLMODE", "disable")],
+            Some("no encryption"),
+        ),
+        (
+            "the URL's sslmode wins over PGSSLMODE",
+            &require,
+            &empty,
+            &[("PGSSLMODE", "disable")],
+            None,
+        ),
+    ];
+    for (case, url, home, vars, refusal) in cases {
+        let mut command = common::child_test(&common::test_name!(child_opens_the_store));
+        for name in ["PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"] {
+            command.env_remove(name);
+        }
+        command
+            .env("HOME", home)
+            .env("USHER_TEST_PW_URL", url)
+            .env("USHER_TEST_PW_ROOT", server.shared.root())
+            .envs(vars.iter().copied());
+        let out = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opened = out.status.success() && text.contains("opened and saved");
+        match refusal {
+            None => assert!(opened, "{case}: {text}"),
+            Some(says) => {
+                assert!(!opened, "{case}: opened: {text}");
+                assert!(text.contains(says), "{case}: {text}");
+            }
+        }
+    }
+}

@@ -25,6 +25,27 @@ pub fn server() -> Option<String> {
     }
 }
 
+/// The root the test server's TLS certificate is signed with: `USHER_TEST_POSTGRES_CA`
+/// (`.ci/test` sets it to `.ci/postgres`'s `DIR/tls/ca.crt`), or `None` (printed) when it is
+/// not set; required where the server is.
+pub fn server_ca() -> Option<PathBuf> {
+    match std::env::var_os("USHER_TEST_POSTGRES_CA") {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ => {
+            assert!(
+                std::env::var_os("USHER_REQUIRE_POSTGRES").is_none(),
+                "USHER_REQUIRE_POSTGRES is set but USHER_TEST_POSTGRES_CA is not: set it to the \
+                 server's DIR/tls/ca.crt (`.ci/test` does)"
+            );
+            eprintln!(
+                "SKIPPED: no USHER_TEST_POSTGRES_CA (the test server's DIR/tls/ca.crt, which \
+                 `.ci/test` sets)"
+            );
+            None
+        }
+    }
+}
+
 /// `url` with `schema` as its search path.
 pub fn with_schema(url: &str, schema: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };

@@ -14,11 +14,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 use sha2::{Digest, Sha256};
 
 use super::conn::{Conn, off_runtime};
 use super::passfile;
+use super::tls::{Tls, TlsSettings};
 use crate::error::{Error, Result};
 
 /// How long a connection may be silent before TCP keepalive probes start, how far apart they
@@ -124,6 +125,8 @@ pub(crate) struct Catalog {
     limit: usize,
     session: Mutex<Session>,
     readers: Mutex<Readers>,
+    /// How the connections do TLS (`sslmode`, `sslrootcert`: see `tls.rs`).
+    tls: Tls,
 }
 
 /// The session connection, which holds every compute lock of this process, and what rides on
@@ -178,6 +181,8 @@ impl Catalog {
         let shown = redact(url);
         let password = password_of(url);
         let scrub = |message: String| scrub(message, password.as_deref());
+        // The client's parser refuses libpq's TLS settings: they are read apart.
+        let (url, tls) = TlsSettings::read(url, &|name| std::env::var_os(name));
         let mut config: Config = url.parse().map_err(|e: postgres::Error| Error::Postgres {
             store: shown.clone(),
             context: "reading the connection URL".to_owned(),
@@ -195,6 +200,7 @@ impl Catalog {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .or(password);
         let name = display_name(&config);
+        let tls = tls.apply(&mut config, &name)?;
         configure(&mut config);
         let mut catalog = Catalog {
             config,
@@ -208,6 +214,7 @@ impl Catalog {
                 listening: false,
             }),
             readers: Mutex::new(Readers::default()),
+            tls,
         };
         // The first connection does not wait for a server that is not there (a mistyped URL
         // fails at once), only for a free slot.
@@ -257,7 +264,7 @@ impl Catalog {
 
     /// One attempt at a new connection.
     fn attempt(&self) -> std::result::Result<Conn, postgres::Error> {
-        self.config.connect(NoTls).map(Conn::new)
+        self.tls.connect(&self.config).map(Conn::new)
     }
 
     /// A new connection, waiting (with backoff) while the server has no free slot, and, when
@@ -775,8 +782,12 @@ fn error_text(e: &postgres::Error) -> String {
             let mut text = e.to_string();
             let mut source = std::error::Error::source(e);
             while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
+                // A TLS error's text already holds its cause's: not twice.
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
                 source = cause.source();
             }
             text
@@ -802,7 +813,7 @@ pub(crate) fn redact(url: &str) -> String {
             Some((path, query)) => {
                 let kept: Vec<&str> = query
                     .split('&')
-                    .filter(|kv| !kv.to_ascii_lowercase().starts_with("password="))
+                    .filter(|kv| !is_secret(kv.split('=').next().unwrap_or("")))
                     .collect();
                 if kept.is_empty() {
                     path.to_owned()
@@ -818,47 +829,92 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// A `key=value` connection string without its `password` pair (values may be quoted, with
-/// `\'` and `\\` escapes, and spaces may surround the `=`).
+/// A `key=value` connection string without its `password` (or `sslpassword`) pair.
 fn redact_key_values(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
+    key_values(text)
+        .iter()
+        .filter(|pair| !is_secret(pair.key))
+        .map(|pair| format!("{}={}", pair.key, pair.raw))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether a connection setting holds a secret (the password, a client key's passphrase).
+fn is_secret(key: &str) -> bool {
+    key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
+}
+
+/// One `key = value` pair of a connection string.
+pub(super) struct KeyValue<'a> {
+    /// The key as written.
+    pub key: &'a str,
+    /// The value as written: quotes and `\` escapes kept.
+    pub raw: &'a str,
+    /// The value with its quotes and escapes removed: what the client reads.
+    pub value: String,
+    /// Where the pair (key to value's end) is in the string, in bytes.
+    pub span: std::ops::Range<usize>,
+}
+
+/// The pairs of a `key=value` connection string, split as the client splits them (values may
+/// be quoted; `\` escapes the next character, quoted or not; spaces may surround the `=`).
+/// The one reader of this form here, for redacting and for taking out the TLS settings. A key
+/// without `=` is a pair with an empty value, so a malformed string is still redacted.
+pub(super) fn key_values(text: &str) -> Vec<KeyValue<'_>> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    // The byte offset of the `i`th character (the end of the text past the last).
+    let at = |i: usize| chars.get(i).map_or(text.len(), |&(byte, _)| byte);
+    let is_space = |i: usize| chars.get(i).is_some_and(|&(_, c)| c.is_whitespace());
+    let is = |i: usize, wanted: char| chars.get(i).is_some_and(|&(_, c)| c == wanted);
     let mut i = 0;
-    let mut kept = Vec::new();
-    let skip_spaces = |i: &mut usize| {
-        while *i < chars.len() && chars[*i].is_whitespace() {
-            *i += 1;
-        }
-    };
+    let mut pairs = Vec::new();
     while i < chars.len() {
-        skip_spaces(&mut i);
+        while is_space(i) {
+            i += 1;
+        }
         let start = i;
-        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+        while i < chars.len() && !is(i, '=') && !is_space(i) {
             i += 1;
         }
-        let key: String = chars[start..i].iter().collect();
-        skip_spaces(&mut i);
-        if i < chars.len() && chars[i] == '=' {
+        let key = &text[at(start)..at(i)];
+        while is_space(i) {
             i += 1;
         }
-        skip_spaces(&mut i);
+        if is(i, '=') {
+            i += 1;
+        }
+        while is_space(i) {
+            i += 1;
+        }
         let value_start = i;
-        if i < chars.len() && chars[i] == '\'' {
+        let quoted = is(i, '\'');
+        if quoted {
             i += 1;
-            while i < chars.len() && chars[i] != '\'' {
-                i += if chars[i] == '\\' { 2 } else { 1 };
-            }
-            i = (i + 1).min(chars.len());
-        } else {
-            while i < chars.len() && !chars[i].is_whitespace() {
+        }
+        let mut value = String::new();
+        while i < chars.len() && !(if quoted { is(i, '\'') } else { is_space(i) }) {
+            if is(i, '\\') {
                 i += 1;
             }
+            if let Some(&(_, c)) = chars.get(i) {
+                value.push(c);
+            }
+            i += 1;
         }
-        let value: String = chars[value_start..i.min(chars.len())].iter().collect();
-        if !key.is_empty() && !key.eq_ignore_ascii_case("password") {
-            kept.push(format!("{key}={value}"));
+        if quoted && is(i, '\'') {
+            i += 1;
+        }
+        let end = at(i.min(chars.len()));
+        if !key.is_empty() {
+            pairs.push(KeyValue {
+                key,
+                raw: &text[at(value_start)..end],
+                value,
+                span: at(start)..end,
+            });
         }
     }
-    kept.join(" ")
+    pairs
 }
 
 /// The password written in `url`, if one can be found without parsing it fully.
@@ -883,7 +939,8 @@ fn scrub(message: String, password: Option<&str>) -> String {
     message
 }
 
-fn percent_decode(text: &str) -> String {
+/// `text` with its `%XX` escapes decoded (invalid UTF-8 replaced).
+pub(super) fn percent_decode(text: &str) -> String {
     let hex = |b: u8| (b as char).to_digit(16);
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -934,6 +991,41 @@ mod tests {
             redact("host=db password='a \\' b' user=u"),
             "host=db user=u"
         );
+        // A backslash escapes a space outside quotes too: the whole password goes.
+        assert_eq!(
+            redact("host=db password=se\\ cret user=u"),
+            "host=db user=u"
+        );
+        // A client key's passphrase is a secret too.
+        assert_eq!(
+            redact("host=db sslpassword='k e y' sslmode=require"),
+            "host=db sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://u@db/g?sslpassword=key&sslmode=require"),
+            "postgres://u@db/g?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn key_value_pairs_are_split_as_the_client_splits_them() {
+        let text = "host = db options='-c a=b' path=/a\\ b key=";
+        let pairs = key_values(text);
+        let read: Vec<(&str, &str, &str)> = pairs
+            .iter()
+            .map(|pair| (pair.key, pair.raw, pair.value.as_str()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("host", "db", "db"),
+                ("options", "'-c a=b'", "-c a=b"),
+                ("path", "/a\\ b", "/a b"),
+                ("key", "", ""),
+            ]
+        );
+        assert_eq!(&text[pairs[1].span.clone()], "options='-c a=b'");
+        assert_eq!(&text[pairs[0].span.clone()], "host = db");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod conn;
 mod files;
 mod locks;
 mod passfile;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
