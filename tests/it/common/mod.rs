@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "postgres")]
+pub mod cluster;
+#[cfg(feature = "postgres")]
 pub mod runs;
 #[cfg(feature = "postgres")]
 pub mod shared;
