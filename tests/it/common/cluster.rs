@@ -372,6 +372,8 @@ pub struct Fleet {
     readers: Vec<std::thread::JoinHandle<()>>,
     /// Every line each worker said so far.
     pub lines: Vec<Vec<String>>,
+    /// When each worker said its last line (or was started).
+    heard: Vec<Instant>,
     tx: mpsc::Sender<(usize, String)>,
     rx: mpsc::Receiver<(usize, String)>,
     logs: PathBuf,
@@ -387,6 +389,7 @@ impl Fleet {
             statuses: Vec::new(),
             readers: Vec::new(),
             lines: Vec::new(),
+            heard: Vec::new(),
             tx,
             rx,
             logs: logs.to_owned(),
@@ -416,6 +419,7 @@ impl Fleet {
         self.children.push(child);
         self.statuses.push(None);
         self.lines.push(Vec::new());
+        self.heard.push(Instant::now());
         n
     }
 
@@ -432,6 +436,7 @@ impl Fleet {
         let mut next = self.rx.recv_timeout(wait).ok();
         while let Some((n, line)) = next {
             self.lines[n].push(line);
+            self.heard[n] = Instant::now();
             next = self.rx.try_recv().ok();
         }
     }
@@ -467,6 +472,11 @@ impl Fleet {
             ));
         }
         text
+    }
+
+    /// How long worker `n` has said nothing (as far as the lines pumped tell).
+    pub fn quiet_for(&self, n: usize) -> Duration {
+        self.heard[n].elapsed()
     }
 
     /// Whether worker `n` said a line starting with `prefix`.
@@ -678,6 +688,9 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.n == 0 {
+            return write!(f, "none");
+        }
         write!(
             f,
             "median {:.0} ms, p90 {:.0} ms, max {:.0} ms (of {})",
@@ -744,7 +757,7 @@ impl fmt::Display for Summary {
     }
 }
 
-/// The most connections seen at once, in all and by one worker process.
+/// The most connections open at once, in all and by one worker process.
 #[derive(Debug, Default, Clone)]
 pub struct Peaks {
     pub total: usize,
@@ -779,12 +792,39 @@ impl fmt::Display for Peaks {
     }
 }
 
-/// Counts the sessions on database `db` every 20 ms from a connection of its own (`url`, a
-/// superuser's, so it gets in when every other slot is taken; reconnecting after a restart),
-/// in all and per worker process: the store names each session `usher-pipeline HOST pid PID`.
+/// A session seen in `pg_stat_activity`: alive from its start to at least its last sighting
+/// (server clock, microseconds).
+struct Sighting {
+    name: String,
+    start: i64,
+    last_seen: i64,
+}
+
+/// The sessions seen, by server pid and start, and how many samples were taken.
+type Sightings = (BTreeMap<(i32, i64), Sighting>, usize);
+
+/// The most of `spans` (start, end) that share a moment.
+fn most_at_once(spans: impl Iterator<Item = (i64, i64)>) -> usize {
+    // Ends sort before starts at the same time: touching spans do not overlap.
+    let mut events: Vec<(i64, i32)> = spans.flat_map(|(s, e)| [(s, 1), (e, -1)]).collect();
+    events.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in events {
+        now += step;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+/// Watches the sessions on database `db` every 10 ms from a connection of its own (`url`, a
+/// superuser's, which gets in when every other slot is taken; reconnecting after a restart).
+/// Each session is known by its server pid and start, and was open from its start to at least
+/// its last sighting: two sessions of a process whose spans overlap were open together, even
+/// if no single sample caught both. The store names a process's sessions `usher-pipeline HOST
+/// pid PID`.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Peaks>,
+    thread: std::thread::JoinHandle<Sightings>,
 }
 
 impl Sampler {
@@ -792,10 +832,11 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let (url, db, stopped) = (url.to_owned(), db.to_owned(), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
-            let mut peaks = Peaks::default();
+            let mut seen: BTreeMap<(i32, i64), Sighting> = BTreeMap::new();
+            let mut samples = 0;
             let mut client = None;
             while !stopped.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
                 let sampler = match &mut client {
                     Some(client) => client,
                     None => match postgres::Client::connect(&url, postgres::NoTls) {
@@ -804,40 +845,61 @@ impl Sampler {
                     },
                 };
                 let rows = sampler.query(
-                    "SELECT coalesce(application_name, ''), count(*) FROM pg_stat_activity \
-                     WHERE datname = $1 AND backend_type = 'client backend' \
-                     AND pid <> pg_backend_pid() GROUP BY 1",
+                    "SELECT coalesce(application_name, ''), pid, \
+                     (extract(epoch FROM backend_start) * 1e6)::int8, \
+                     (extract(epoch FROM clock_timestamp()) * 1e6)::int8 \
+                     FROM pg_stat_activity WHERE datname = $1 \
+                     AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
                     &[&db],
                 );
                 let Ok(rows) = rows else {
                     client = None;
                     continue;
                 };
-                peaks.samples += 1;
-                let mut total = 0;
+                samples += 1;
                 for row in rows {
-                    let (name, n): (String, i64) = (row.get(0), row.get(1));
-                    let n = n as usize;
-                    total += n;
-                    if !name.starts_with("usher-pipeline ") {
-                        continue;
-                    }
-                    if n > peaks.per_process {
-                        peaks.per_process = n;
-                        peaks.busiest = name.clone();
-                    }
-                    let most = peaks.by_name.entry(name).or_insert(0);
-                    *most = (*most).max(n);
+                    let (name, pid, start, now): (String, i32, i64, i64) =
+                        (row.get(0), row.get(1), row.get(2), row.get(3));
+                    seen.entry((pid, start))
+                        .or_insert(Sighting {
+                            name,
+                            start,
+                            last_seen: now,
+                        })
+                        .last_seen = now;
                 }
-                peaks.total = peaks.total.max(total);
             }
-            peaks
+            (seen, samples)
         });
         Sampler { stop, thread }
     }
 
     pub fn stop(self) -> Peaks {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("the sampler")
+        let (seen, samples) = self.thread.join().expect("the sampler");
+        let mut by_name: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+        for s in seen.values() {
+            by_name
+                .entry(s.name.clone())
+                .or_default()
+                .push((s.start, s.last_seen));
+        }
+        let mut peaks = Peaks {
+            total: most_at_once(seen.values().map(|s| (s.start, s.last_seen))),
+            samples,
+            ..Peaks::default()
+        };
+        for (name, spans) in by_name {
+            if !name.starts_with("usher-pipeline ") {
+                continue;
+            }
+            let most = most_at_once(spans.into_iter());
+            if most > peaks.per_process {
+                peaks.per_process = most;
+                peaks.busiest = name.clone();
+            }
+            peaks.by_name.insert(name, most);
+        }
+        peaks
     }
 }
