@@ -8,7 +8,8 @@
 //! a server they print why and pass, unless `USHER_REQUIRE_POSTGRES` is set (CI).
 //! `USHER_CLUSTER_WORKERS=200 USHER_CLUSTER_MAX_CONNECTIONS=40 cargo test --all-features --test
 //! it -- cluster::many --nocapture` runs the scale test at full size (CI: 40 workers, 20
-//! connections) and prints its figures.
+//! connections) and prints its figures; `USHER_CLUSTER_RESTART_WORKERS` (12) sizes the restart
+//! test. examples/bench_cluster.rs runs the same chain as a benchmark.
 //!
 //! What every test checks after its workers, through SQL and the files rather than the
 //! store's own answers: a trigger on `_checkpoint_files` records each registration and the
