@@ -17,6 +17,8 @@ mod batches;
 mod checkpointed;
 #[cfg(feature = "cli")]
 mod cli;
+#[cfg(feature = "postgres")]
+mod cluster;
 #[cfg(feature = "duckdb")]
 mod concurrency;
 mod config_corpus;

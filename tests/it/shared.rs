@@ -12,7 +12,7 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,8 @@ use usher_pipeline::{
     data_version,
 };
 
-use common::shared::{Shared, with_schema};
+use common::runs::{count_run, runs_of};
+use common::shared::{Shared, walk, with_schema};
 
 /// The store and run directory a worker was started with.
 fn worker_env() -> Option<(SharedStore, PathBuf)> {
@@ -31,28 +32,6 @@ fn worker_env() -> Option<(SharedStore, PathBuf)> {
     let runs = PathBuf::from(std::env::var_os("USHER_TEST_RUNS")?);
     std::fs::create_dir_all(&runs).unwrap();
     Some((SharedStore::open(&url, root).unwrap(), runs))
-}
-
-/// Records that the body of `table` started in this process: one file per run, so the runs
-/// are counted across processes without any shared state but the directory.
-fn count_run(runs: &Path, table: &str) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!(
-        "{table}.{}.{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    std::fs::write(runs.join(name), b"").unwrap();
-}
-
-fn runs_of(runs: &Path) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(runs).into_iter().flatten().flatten() {
-        let name = entry.file_name().into_string().unwrap();
-        let table = name.split('.').next().unwrap().to_owned();
-        *counts.entry(table).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// Prints a line for the parent. A worker's first line shares libtest's `test name ... `
@@ -440,19 +419,6 @@ fn a_killed_worker_is_taken_over() {
         report.files_removed,
         report.bytes_removed
     );
-}
-
-fn walk(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.insert(path);
-        }
-    }
-    out
 }
 
 // --- a batched step resumes on another worker --------------------------------------------

@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "postgres")]
+pub mod cluster;
+#[cfg(feature = "postgres")]
+pub mod runs;
+#[cfg(feature = "postgres")]
 pub mod shared;
 
 use std::path::{Path, PathBuf};

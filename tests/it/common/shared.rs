@@ -1,8 +1,9 @@
 //! A real PostgreSQL server for the shared store's tests: `USHER_TEST_POSTGRES` (`.ci/postgres
 //! start DIR` prints it), and a schema and data root per test.
 
-use std::path::PathBuf;
-use std::process::Child;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
@@ -62,8 +63,14 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(name: &str) -> Option<Self> {
+        Some(Self::on(&server()?, name))
+    }
+
+    /// As [`new`](Self::new), on the server `admin` names (one a test started for itself)
+    /// rather than the test server.
+    pub fn on(admin: &str, name: &str) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let admin = server()?;
+        let admin = admin.to_owned();
         let schema = format!(
             "{name}_{}_{}",
             std::process::id(),
@@ -73,12 +80,12 @@ impl Shared {
             .unwrap()
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .unwrap();
-        Some(Shared {
+        Shared {
             url: with_schema(&admin, &schema),
             admin,
             schema,
             dir: tempfile::tempdir().unwrap(),
-        })
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -96,6 +103,11 @@ impl Shared {
     /// A worker: this test binary running the ignored test `name` (its full name, from
     /// [`test_name!`](super::test_name)) on this store.
     pub fn spawn(&self, name: &str, extra: &[(&str, String)]) -> (Child, mpsc::Receiver<String>) {
+        super::spawn_with_lines(&mut self.command(name, extra))
+    }
+
+    /// The command of [`spawn`](Self::spawn), not started.
+    pub fn command(&self, name: &str, extra: &[(&str, String)]) -> Command {
         let mut command = super::child_test(name);
         command
             .env("USHER_TEST_STORE", &self.url)
@@ -104,7 +116,7 @@ impl Shared {
         for (k, v) in extra {
             command.env(k, v);
         }
-        super::spawn_with_lines(&mut command)
+        command
     }
 
     pub fn sql(&self) -> postgres::Client {
@@ -118,4 +130,18 @@ impl Drop for Shared {
             let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
         }
     }
+}
+
+/// Every file under `dir`, at any depth (none if it does not exist).
+pub fn walk(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.insert(path);
+        }
+    }
+    out
 }
