@@ -112,7 +112,9 @@ pub use store::shared::{
     CATALOG_SCHEMA_VERSION, DEFAULT_CONNECTIONS, RECONNECT_LIMIT, SharedGcReport, SharedStore,
     SharedStoreOptions,
 };
-pub use store::{CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, TableLock};
+pub use store::{
+    CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, ReleaseFuture, TableLock,
+};
 /// Makes an expensive fetch function restartable and traced.
 ///
 /// ```no_run

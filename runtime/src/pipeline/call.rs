@@ -134,7 +134,17 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(why) => why,
     };
-    let store_lock = pipeline.store().lock_table(spec.table)?;
+    // Waiting for another process's holder without taking the lock in turn: what it saved is
+    // loaded at once, beside the other waiters.
+    let store_lock = loop {
+        if let Some(lock) = pipeline.store().try_lock_table(spec.table)? {
+            break lock;
+        }
+        pipeline.store().wait_for_release(spec.table)?;
+        if let Ok(frame) = load_or_why(pipeline, &call)? {
+            return Ok(T::from_frame(frame));
+        }
+    };
     let compute = match prepare(pipeline, spec, &call, why, store_lock)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,
@@ -190,7 +200,16 @@ where
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(why) => why,
     };
-    let store_lock = pipeline.store().lock_table_async(spec.table).await?;
+    // As in `run_batched`, without blocking the caller's thread.
+    let store_lock = loop {
+        if let Some(lock) = pipeline.store().try_lock_table(spec.table)? {
+            break lock;
+        }
+        pipeline.store().wait_for_release_async(spec.table).await?;
+        if let Ok(frame) = load_or_why(pipeline, &call)? {
+            return Ok(T::from_frame(frame));
+        }
+    };
     let compute = match prepare(pipeline, spec, &call, why, store_lock)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(compute) => compute,

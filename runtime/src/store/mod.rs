@@ -219,6 +219,33 @@ pub trait CheckpointStore: Send + Sync {
     fn lock_table_async<'a>(&'a self, table: &'a str) -> LockFuture<'a> {
         Box::pin(std::future::ready(self.lock_table(table)))
     }
+
+    /// `table`'s compute lock if no one else holds it now, else `None`, without waiting. A
+    /// pipeline that finds it held waits with [`wait_for_release`](Self::wait_for_release)
+    /// and looks at the checkpoint again before it tries once more, so the workers waiting for
+    /// one table load what its holder saved side by side instead of taking the lock in turn.
+    ///
+    /// The default is [`lock_table`](Self::lock_table)'s answer, right for stores whose
+    /// `lock_table` never waits.
+    fn try_lock_table(&self, table: &str) -> Result<Option<TableLock>> {
+        self.lock_table(table).map(Some)
+    }
+
+    /// Waits until the compute lock of `table` that [`try_lock_table`](Self::try_lock_table)
+    /// found held is released, or a while passed (a holder that died may release it without a
+    /// word): the caller looks at the checkpoint and tries the lock again either way. The
+    /// default returns at once.
+    fn wait_for_release(&self, table: &str) -> Result<()> {
+        let _ = table;
+        Ok(())
+    }
+
+    /// [`wait_for_release`](Self::wait_for_release) for an `async` call: the wait must not
+    /// block the caller's thread. The default is ready at once.
+    fn wait_for_release_async<'a>(&'a self, table: &'a str) -> ReleaseFuture<'a> {
+        let _ = table;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// What [`CheckpointStore::load_judged`] found.
@@ -232,6 +259,10 @@ pub enum JudgedLoad {
     /// The checkpoint row is still the judged one, but its table (or data file) is gone.
     TableMissing,
 }
+
+/// What [`CheckpointStore::wait_for_release_async`] returns.
+pub type ReleaseFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
 
 /// What [`CheckpointStore::lock_table_async`] returns.
 pub type LockFuture<'a> =
@@ -431,6 +462,15 @@ macro_rules! forward_checkpoint_store {
         }
         fn lock_table_async<'a>(&'a self, table: &'a str) -> $crate::LockFuture<'a> {
             $via!(self, s => s.lock_table_async(table))
+        }
+        fn try_lock_table(&self, table: &str) -> $crate::Result<Option<$crate::TableLock>> {
+            $via!(self, s => s.try_lock_table(table))
+        }
+        fn wait_for_release(&self, table: &str) -> $crate::Result<()> {
+            $via!(self, s => s.wait_for_release(table))
+        }
+        fn wait_for_release_async<'a>(&'a self, table: &'a str) -> $crate::ReleaseFuture<'a> {
+            $via!(self, s => s.wait_for_release_async(table))
         }
     };
 }

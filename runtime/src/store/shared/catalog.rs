@@ -333,14 +333,24 @@ impl Catalog {
         SessionGuard::connected(self.session.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// A connection for a statement or a transaction that needs no lock: a reading connection
-    /// (idle, or a new one while fewer than `limit - 1` are open), else the session's.
+    /// A connection for a statement or a transaction that needs no lock: an idle reading
+    /// connection, else the session's if no other thread uses it, else a new reading connection
+    /// while fewer than `limit - 1` are open, else the session's once it is free. So a
+    /// process opens reading connections only when its threads contend for the session: a
+    /// worker running one step at a time takes one of the server's slots.
     pub fn client(&self, context: &str) -> Result<Pooled<'_>> {
-        match self.reader(context)? {
-            Some(conn) => Ok(Pooled::Reader {
-                catalog: self,
-                conn: Some(conn),
-            }),
+        let reader = |conn| Pooled::Reader {
+            catalog: self,
+            conn: Some(conn),
+        };
+        if let Some(conn) = self.idle_reader() {
+            return Ok(reader(conn));
+        }
+        if let Some(session) = self.try_session() {
+            return Ok(Pooled::Session(session));
+        }
+        match self.new_reader(context)? {
+            Some(conn) => Ok(reader(conn)),
             None => self.session(context).map(Pooled::Session),
         }
     }
@@ -366,15 +376,22 @@ impl Catalog {
         }
     }
 
-    /// An idle reading connection, a new one, or `None` when the session's is to be used.
-    fn reader(&self, context: &str) -> Result<Option<Conn>> {
+    /// An idle reading connection not known closed.
+    fn idle_reader(&self) -> Option<Conn> {
         let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(conn) = readers.idle.pop() {
             if !conn.is_closed() {
-                return Ok(Some(conn));
+                return Some(conn);
             }
             readers.open -= 1;
         }
+        None
+    }
+
+    /// A new reading connection, or `None` when the session's is to be used: `limit - 1` are
+    /// open, or the server has no slot (or is away) now.
+    fn new_reader(&self, context: &str) -> Result<Option<Conn>> {
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
         if readers.open + 1 >= self.limit
             || readers
                 .paused_until

@@ -104,7 +104,7 @@ impl Locks {
             return Ok(Some(lock));
         }
         let _waiting = Waiting::begin(shared);
-        if let Some(holder) = shared.holder(key) {
+        if let Ok(Some(holder)) = shared.holder(key) {
             tracing::info!(
                 table,
                 holder,
@@ -125,6 +125,37 @@ impl Locks {
                 shared.listen(key, seen);
             }
         }
+    }
+
+    /// Waits until `table`'s lock, found held, is released (a notice, or another thread of
+    /// this process letting go) or [`POLL`] passed, without taking it: the caller looks at
+    /// the checkpoint again, then tries the lock. Returns at once when `give_up` is set (an
+    /// async wait whose future was dropped).
+    pub fn wait_released(&self, table: &str, give_up: Option<&AtomicBool>) -> Result<()> {
+        let shared = &self.shared;
+        let key = shared.catalog.lock_key(table);
+        let seen = shared.notices_of(key);
+        let _waiting = Waiting::begin(shared);
+        // Listening now: a release before this look would otherwise go unnoticed until the
+        // poll.
+        match shared.holder(key) {
+            Ok(None) => return Ok(()),
+            Ok(Some(holder)) => tracing::info!(
+                table,
+                holder,
+                "waiting for another worker computing the table"
+            ),
+            // Waited for as if held: the poll bounds the wait.
+            Err(e) => tracing::debug!(table, error = %e, "cannot tell who holds a lock"),
+        }
+        let until = Instant::now() + POLL;
+        while shared.notices_of(key) == seen && Instant::now() < until {
+            if give_up.is_some_and(|g| g.load(Ordering::SeqCst)) {
+                return Ok(());
+            }
+            shared.listen(key, seen);
+        }
+        Ok(())
     }
 
     /// One try at `table`'s lock on the session connection, made anew once if it was lost.
@@ -302,24 +333,24 @@ impl Shared {
         Ok(())
     }
 
-    /// Who holds `key` (their `application_name`: host and process), for the waiting message.
-    fn holder(&self, key: i64) -> Option<String> {
+    /// Who holds `key` (their `application_name`: host and process), `None` when no session
+    /// does.
+    fn holder(&self, key: i64) -> Result<Option<String>> {
         let bits = key as u64;
         let (class, object) = ((bits >> 32) as i64, (bits & 0xffff_ffff) as i64);
         self.catalog
             .read("finding who holds a lock", |client| {
                 client.query_opt(
-                    "SELECT a.application_name || ' (' || coalesce(host(a.client_addr), 'local') || ')' \
-                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                    "SELECT coalesce(a.application_name || ' (' || \
+                     coalesce(host(a.client_addr), 'local') || ')', 'another worker') \
+                     FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
                      AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.database = \
-                     (SELECT oid FROM pg_database WHERE datname = current_database())",
+                     (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
                     &[&class, &object],
                 )
             })
-            .ok()
-            .flatten()
-            .and_then(|row| row.get(0))
+            .map(|row| row.map(|row| row.get::<_, Option<String>>(0).unwrap_or_default()))
     }
 }
 

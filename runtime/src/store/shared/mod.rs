@@ -42,8 +42,8 @@ use crate::store::Param;
 use crate::store::sql::{checkpoint_row, quote_ident};
 use crate::store::time::{now_local, to_micros};
 use crate::store::{
-    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, TableLock, newest_first,
-    validate_columns,
+    CheckpointStore, JudgedLoad, LockFuture, PendingBatches, ReleaseFuture, TableLock,
+    newest_first, validate_columns,
 };
 use catalog::Catalog;
 use conn::off_runtime;
@@ -555,6 +555,42 @@ impl SharedStore {
         }
         self.lock_table(table).map(Some)
     }
+}
+
+/// Runs `wait` (for another worker, hours maybe) on a thread of its own, which completes the
+/// returned future through a oneshot, so the caller's executor thread is free meanwhile.
+/// Dropping the future sets the flag `wait` watches; `wait` answers `Ok(None)` when it saw it.
+async fn wait_on_thread<T: Send + 'static>(
+    locks: Locks,
+    table: &str,
+    wait: impl FnOnce(&Locks, &str, &AtomicBool) -> Result<Option<T>> + Send + 'static,
+) -> Result<T> {
+    let (done, answer) = futures_channel::oneshot::channel::<Result<T>>();
+    let flag = Arc::new(AtomicBool::new(false));
+    let (name, watched) = (table.to_owned(), Arc::clone(&flag));
+    std::thread::Builder::new()
+        .name(format!("usher-lock-{table}"))
+        .spawn(move || {
+            if let Some(result) = wait(&locks, &name, &watched).transpose() {
+                // Refused when the future was dropped meanwhile: a lock got is dropped right
+                // here, which releases it.
+                let _ = done.send(result);
+            }
+        })
+        .map_err(|source| Error::Io {
+            action: "start a thread to wait for the lock of",
+            path: PathBuf::from(table),
+            source,
+        })?;
+    let give_up = GiveUp(flag);
+    let answer = answer.await;
+    // The thread ended its wait before answering: nothing left to give up.
+    drop(give_up);
+    answer.unwrap_or_else(|_| {
+        Err(Error::Format(format!(
+            "the thread waiting for the lock of {table:?} ended without an answer"
+        )))
+    })
 }
 
 /// Gives up an async lock wait, if one is still in progress, when dropped (a future dropped
@@ -1119,39 +1155,34 @@ impl CheckpointStore for SharedStore {
             if let Some(lock) = self.off(|| self.inner.locks.try_lock(table))? {
                 return Ok(lock);
             }
-            // The wait lasts as long as another worker's body, hours maybe: it happens on a
-            // thread of its own, which completes this future through a oneshot, so the
-            // caller's executor thread is free meanwhile.
-            let (done, answer) = futures_channel::oneshot::channel::<Result<TableLock>>();
-            let wait = Arc::new(AtomicBool::new(false));
-            let (locks, name, waiting) = (
-                self.inner.locks.clone(),
-                table.to_owned(),
-                Arc::clone(&wait),
-            );
-            std::thread::Builder::new()
-                .name(format!("usher-lock-{table}"))
-                .spawn(move || {
-                    if let Some(result) = locks.lock(&name, Some(&waiting)).transpose() {
-                        // Refused when this future was dropped meanwhile: the lock is dropped
-                        // right here, which releases it.
-                        let _ = done.send(result);
-                    }
-                })
-                .map_err(|source| Error::Io {
-                    action: "start a thread to wait for the lock of",
-                    path: PathBuf::from(table),
-                    source,
-                })?;
-            let give_up = GiveUp(wait);
-            let answer = answer.await;
-            // The thread ended its wait before answering: nothing left to give up.
-            drop(give_up);
-            answer.unwrap_or_else(|_| {
-                Err(Error::Format(format!(
-                    "the thread waiting for the lock of {table:?} ended without an answer"
-                )))
+            wait_on_thread(self.inner.locks.clone(), table, |locks, table, give_up| {
+                locks.lock(table, Some(give_up))
             })
+            .await
+        })
+    }
+
+    fn try_lock_table(&self, table: &str) -> Result<Option<TableLock>> {
+        self.off(|| {
+            validate_table_name(table)?;
+            self.inner.locks.try_lock(table)
+        })
+    }
+
+    fn wait_for_release(&self, table: &str) -> Result<()> {
+        self.off(|| {
+            validate_table_name(table)?;
+            self.inner.locks.wait_released(table, None)
+        })
+    }
+
+    fn wait_for_release_async<'a>(&'a self, table: &'a str) -> ReleaseFuture<'a> {
+        Box::pin(async move {
+            validate_table_name(table)?;
+            wait_on_thread(self.inner.locks.clone(), table, |locks, table, give_up| {
+                locks.wait_released(table, Some(give_up)).map(Some)
+            })
+            .await
         })
     }
 
@@ -1529,6 +1560,42 @@ pub(crate) mod tests {
                 "woken {wakes:?} after the releases"
             );
         }
+    }
+
+    /// `try_lock_table` never waits, and `wait_for_release` waits for the holder's release
+    /// (woken by it, not by the poll) without taking the lock: after it, the lock is free for
+    /// whoever asks first. Without a holder it returns at once.
+    #[test]
+    fn a_wait_for_release_returns_with_the_release_and_takes_nothing() {
+        let Some(store) = temp_shared() else { return };
+        let other = store.another("release_other", 2);
+        let started = std::time::Instant::now();
+        other.wait_for_release("t").unwrap();
+        assert!(started.elapsed() < locks::POLL, "waited without a holder");
+        let mut wakes = Vec::new();
+        for _ in 0..3 {
+            let held = store.lock_table("t").unwrap();
+            assert!(other.try_lock_table("t").unwrap().is_none());
+            let released = std::thread::scope(|scope| {
+                let waiting = scope.spawn(|| {
+                    other.wait_for_release("t").unwrap();
+                    std::time::Instant::now()
+                });
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                assert!(!waiting.is_finished(), "returned while the lock was held");
+                let released = std::time::Instant::now();
+                drop(held);
+                waiting.join().unwrap().duration_since(released)
+            });
+            wakes.push(released);
+            // The waiter took nothing: the first to ask gets the lock.
+            assert!(store.try_lock_table("t").unwrap().is_some());
+        }
+        wakes.sort();
+        assert!(
+            wakes[1] < locks::POLL / 4,
+            "woken {wakes:?} after the releases"
+        );
     }
 
     /// A worker whose session ended while it held a table's lock (an administrator's
