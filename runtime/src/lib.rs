@@ -92,8 +92,8 @@ pub use provenance::{
     ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, save_sidecar, sidecar_path,
 };
 pub use settings::{
-    DATA_ROOT_ENV, FORCE_ENV, Force, STORE_ENV, STORE_WAIT_ENV, Settings, UNKEYED_ENV,
-    UnkeyedPolicy,
+    DATA_ROOT_ENV, FORCE_ENV, Force, STORE_CONNECTIONS_ENV, STORE_ENV, STORE_WAIT_ENV, Settings,
+    UNKEYED_ENV, UnkeyedPolicy,
 };
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 pub use store::any::AnyStore;
