@@ -735,10 +735,18 @@ fn the_commands_read_a_shared_store() {
         walk(dir, &mut n);
         n
     };
+    // The deleted tables' files stay while the lake's history reads them: every file on disk
+    // is one a snapshot names (the store is a DuckLake), and no more.
+    let lake_files: i64 = shared
+        .sql()
+        .query_one("SELECT count(DISTINCT path) FROM ducklake_data_file", &[])
+        .unwrap()
+        .get(0);
+    assert!(lake_files > 1, "history kept: {lake_files}");
     assert_eq!(
-        parquet_files(&root),
-        1,
-        "the deleted tables' files are gone"
+        parquet_files(&root) as i64,
+        lake_files,
+        "the files on disk are those of the lake's snapshots"
     );
 
     // An orphan (a worker killed between writing and registering) is collected.

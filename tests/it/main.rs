@@ -24,6 +24,8 @@ mod concurrency;
 mod config_corpus;
 #[cfg(feature = "duckdb")]
 mod correctness;
+#[cfg(feature = "postgres")]
+mod ducklake;
 #[cfg(feature = "duckdb")]
 mod interop;
 #[cfg(feature = "duckdb")]

@@ -396,11 +396,24 @@ fn a_killed_worker_is_taken_over() {
     let report = store.gc().unwrap();
     assert!(report.tables_busy.is_empty());
     let on_disk: BTreeSet<PathBuf> = walk(&shared.root().join("tables"));
+    // The registered versions the lake's snapshots name, each round's; nothing else.
+    let lake: BTreeSet<PathBuf> = shared
+        .sql()
+        .query("SELECT DISTINCT path FROM ducklake_data_file", &[])
+        .unwrap()
+        .iter()
+        .map(|row| {
+            shared
+                .root()
+                .join("tables/slow")
+                .join(row.get::<_, String>(0))
+        })
+        .collect();
     assert_eq!(
-        on_disk.len(),
-        1,
-        "after gc, only the registered file: {on_disk:?}"
+        on_disk, lake,
+        "after gc, only the files of the lake's snapshots"
     );
+    assert_eq!(lake.len(), round as usize, "one version per round");
     common::assert_frames_equal(
         &store.load_dataframe("slow").unwrap().unwrap(),
         &kill_frame(round),

@@ -107,8 +107,11 @@ const DDL: &[&str] = &[
         value TEXT)",
 ];
 
-/// The version of the catalog's tables, recorded in `_usher_schema` as `schema_version`.
-pub const CATALOG_SCHEMA_VERSION: i64 = 1;
+/// The version of the catalog's tables, recorded in `_usher_schema` as `schema_version` when
+/// a store is created. 2 since 0.2.0, whose stores are also DuckLake catalogs: a 0.1 release,
+/// which would save without a lake snapshot (leaving the lake's current version stale) and
+/// delete the files its history reads, refuses them. Stores created at 1 keep it.
+pub const CATALOG_SCHEMA_VERSION: i64 = 2;
 
 /// A PostgreSQL catalog: how to connect, the name it is shown by, and this process's
 /// connections to it.

@@ -22,6 +22,8 @@ use crate::store::duckdb::ffi::{Connection, Database, DuckError, FrameStream};
 use crate::store::duckdb::readers::{Reader, Readers};
 use crate::store::time::now_utc;
 
+use super::lake::{Column, field_ids};
+
 /// What a data file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -32,7 +34,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn dir(self) -> &'static str {
+    pub(crate) fn dir(self) -> &'static str {
         match self {
             Kind::Table => "tables",
             Kind::Batch => "batches",
@@ -140,36 +142,67 @@ impl DataRoot {
     /// format 1 (and 50 ms for the same rows from a DuckDB table). Polars, pyarrow and DuckDB
     /// read it.
     pub fn write(&self, file: &str, table: &str, frame: &DataFrame) -> Result<u64> {
+        self.write_file(file, table, frame, false)
+            .map(|written| written.bytes)
+    }
+
+    /// [`write`](Self::write) for a checkpoint's frame, which the lake also names: the file's
+    /// columns carry field ids (their positions, from 1: the lake's column ids) when every
+    /// column's type has a DuckLake name, and what the lake records of it is returned.
+    pub fn write_table(&self, file: &str, table: &str, frame: &DataFrame) -> Result<Written> {
+        self.write_file(file, table, frame, true)
+    }
+
+    fn write_file(
+        &self,
+        file: &str,
+        table: &str,
+        frame: &DataFrame,
+        lake: bool,
+    ) -> Result<Written> {
         let path = self.absolute(file);
+        let failed = |e| duck_error(&path, &format!("writing table {table:?}"), e);
         let stream = FrameStream::new(frame).map_err(|message| Error::Arrow {
             what: format!("table {table:?}"),
             message,
         })?;
+        let mut columns = None;
         replace_atomically(&path, "write data file", |tmp| {
-            let conn = self
-                .connection()
-                .map_err(|e| duck_error(&path, &format!("writing table {table:?}"), e))?;
-            let view = conn
-                .scan(stream)
-                .map_err(|e| duck_error(&path, &format!("writing table {table:?}"), e))?;
+            let conn = self.connection().map_err(failed)?;
+            let view = conn.scan(stream).map_err(failed)?;
+            let mut options = String::new();
+            if lake {
+                columns = lake_columns(&conn, view.source()).map_err(failed)?;
+                if let Some(columns) = &columns {
+                    options = format!(", FIELD_IDS {}", field_ids(columns));
+                }
+            }
             conn.query(
                 &format!(
                     "COPY (SELECT * FROM {}) TO ? \
-                     (FORMAT PARQUET, COMPRESSION ZSTD, PARQUET_VERSION V2)",
+                     (FORMAT PARQUET, COMPRESSION ZSTD, PARQUET_VERSION V2{options})",
                     view.source()
                 ),
                 &[tmp.to_string_lossy().as_ref().into()],
             )
             .map(drop)
-            .map_err(|e| duck_error(&path, &format!("writing table {table:?}"), e))
+            .map_err(failed)
         })?;
-        std::fs::metadata(&path)
-            .map(|m| m.len())
-            .map_err(|source| Error::Io {
-                action: "read the size of",
-                path,
-                source,
-            })
+        let io = |source| Error::Io {
+            action: "read the size of",
+            path: path.clone(),
+            source,
+        };
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).map_err(io)?;
+        Ok(Written {
+            bytes,
+            footer: if lake {
+                footer_length(&path).map_err(io)?
+            } else {
+                None
+            },
+            columns,
+        })
     }
 
     /// Reads the relative paths `files` (one checkpoint, or a table's batches in order) as one
@@ -264,6 +297,61 @@ pub(crate) struct DataFile {
 }
 
 /// `text` as an SQL string literal: `it's` -> `'it''s'`.
+/// A data file just written: its size, and for the lake, its footer's length and columns.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The length of its Parquet footer (the four bytes before the closing `PAR1`).
+    pub footer: Option<i64>,
+    /// Its columns with their DuckLake types, `None` when a type has no DuckLake name (the
+    /// lake then does not hold this version of the table).
+    pub columns: Option<Vec<Column>>,
+}
+
+/// The columns of `source` with their DuckLake types, `None` when one has none.
+fn lake_columns(
+    conn: &Connection,
+    source: &str,
+) -> std::result::Result<Option<Vec<Column>>, DuckError> {
+    let described = conn.query(&format!("DESCRIBE SELECT * FROM {source}"), &[])?;
+    let text = |name: &str| -> Vec<Option<String>> {
+        described
+            .column(name)
+            .ok()
+            .and_then(|c| c.str().ok())
+            .map(|c| c.iter().map(|v| v.map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let (names, types) = (text("column_name"), text("column_type"));
+    if names.len() != described.height() || types.len() != described.height() {
+        return Ok(None);
+    }
+    Ok(names
+        .into_iter()
+        .zip(types)
+        .map(|(name, duckdb_type)| Column::of(&name?, &duckdb_type?))
+        .collect())
+}
+
+/// The length of the Parquet footer of the file at `path`: the little-endian four bytes before
+/// the closing magic `PAR1`; `None` if the file does not end so.
+fn footer_length(path: &Path) -> std::io::Result<Option<i64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() < 12 {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::End(-8))?;
+    let mut tail = [0u8; 8];
+    file.read_exact(&mut tail)?;
+    if &tail[4..] != b"PAR1" {
+        return Ok(None);
+    }
+    let length = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    Ok(Some(i64::from(length)))
+}
+
 pub(crate) fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

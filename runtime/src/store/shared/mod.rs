@@ -17,6 +17,7 @@
 mod catalog;
 mod conn;
 mod files;
+mod lake;
 mod locks;
 mod passfile;
 mod tls;
@@ -97,6 +98,10 @@ struct Inner {
     /// The compute locks, on the catalog's session connection: the writes of a table whose
     /// lock this process holds go through it.
     locks: Locks,
+    /// Whether the catalog is also a DuckLake (every store created since 0.2.0): saves and
+    /// deletes are then snapshots of the lake too, and a table's earlier files stay, for the
+    /// lake's history.
+    lake: AtomicBool,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -177,6 +182,7 @@ impl SharedStore {
                     locks: Locks::new(Arc::clone(&catalog)),
                     catalog,
                     files,
+                    lake: AtomicBool::new(false),
                 }),
             };
             store.check_data_root(!options.must_exist)?;
@@ -281,6 +287,22 @@ impl SharedStore {
             )
             .map_err(self.pg(context))?
             .and_then(|row| row.get(0));
+        let format = lake::format(&mut tx).map_err(self.pg(context))?;
+        if let Some(found) = &format
+            && found != lake::LAKE_FORMAT
+        {
+            return Err(Error::Postgres {
+                store: self.name().to_owned(),
+                context: "opening the store's DuckLake catalog".to_owned(),
+                code: None,
+                message: format!(
+                    "the catalog is DuckLake {found} (migrated by a newer DuckDB?); this release \
+                     reads and writes DuckLake {} only",
+                    lake::LAKE_FORMAT
+                ),
+            });
+        }
+        self.inner.lake.store(format.is_some(), Ordering::SeqCst);
         let marker = self.data_root().join(STORE_ID_FILE);
         let pending = self.data_root().join(PENDING_ID_FILE);
         let on_disk = read_marker(&marker)?;
@@ -325,6 +347,17 @@ impl SharedStore {
                     &[&id],
                 )
                 .map_err(self.pg(context))?;
+                if let Some(data_path) = self.lake_data_path() {
+                    let created_by = format!("usher-pipeline {}", env!("CARGO_PKG_VERSION"));
+                    // A catalog whose store id was removed to start over keeps its lake (and
+                    // its history); its files are now under this root.
+                    match &format {
+                        None => lake::create(&mut tx, &data_path, &created_by),
+                        Some(_) => lake::set_data_path(&mut tx, &data_path),
+                    }
+                    .map_err(self.pg(context))?;
+                    self.inner.lake.store(true, Ordering::SeqCst);
+                }
                 // A commit whose answer was lost may or may not have happened: the pending id
                 // is left for the next open, which tells which from the catalog.
                 tx.commit().map_err(self.pg(context))?;
@@ -332,6 +365,29 @@ impl SharedStore {
                 self.finish_creation(&id)
             }
         }
+    }
+
+    /// The data root as the lake records it (absolute, ending in `/`), `None` when it has no
+    /// absolute UTF-8 name (the store is then made without a lake).
+    fn lake_data_path(&self) -> Option<String> {
+        let absolute = std::fs::canonicalize(self.data_root()).ok()?;
+        let text = absolute.to_str()?;
+        Some(if text.ends_with('/') {
+            text.to_owned()
+        } else {
+            format!("{text}/")
+        })
+    }
+
+    /// Whether the catalog is also a DuckLake.
+    fn has_lake(&self) -> bool {
+        self.inner.lake.load(Ordering::SeqCst)
+    }
+
+    /// The transaction lock under which this store's writers take the lake's snapshot ids one
+    /// at a time (a name no table has: table names cannot hold control characters).
+    fn lake_lock_key(&self) -> i64 {
+        self.catalog().lock_key("\u{1}ducklake")
     }
 
     /// Renames the pending marker holding `id` to the store's marker, once the catalog has
@@ -446,7 +502,25 @@ impl SharedStore {
             let _taken = self.lock_unless_held(table)?;
             let files = &self.inner.files;
             let file = files.new_file(Kind::Table, table);
-            let bytes = files.write(&file, table, frame)?;
+            let (bytes, written) = if self.has_lake() {
+                let written = files.write_table(&file, table, frame)?;
+                (written.bytes, Some(written))
+            } else {
+                (files.write(&file, table, frame)?, None)
+            };
+            let lake_file = written.as_ref().and_then(|written| {
+                Some(lake::LakeFile {
+                    name: file.rsplit('/').next().unwrap_or(&file),
+                    columns: written.columns.as_deref()?,
+                    rows: i64::from(rows),
+                    bytes: i64::try_from(written.bytes).unwrap_or(i64::MAX),
+                    footer: written.footer,
+                })
+            });
+            let lake = written.as_ref().map(|_| LakeSave {
+                lock_key: self.lake_lock_key(),
+                file: lake_file,
+            });
             let context = format!("registering table {table:?}");
             let row = CheckpointRow {
                 table,
@@ -454,10 +528,9 @@ impl SharedStore {
                 description,
                 created_at,
             };
-            let registered = self
-                .inner
-                .locks
-                .on_lock(table, &context, |client| register(client, &row, &file, bytes, key));
+            let registered = self.inner.locks.on_lock(table, &context, |client| {
+                register(client, &row, &file, bytes, key, lake.as_ref())
+            });
             match registered {
                 Ok(superseded) => {
                     for old in superseded {
@@ -512,7 +585,7 @@ impl SharedStore {
                     report.tables_busy.push(table);
                     continue;
                 };
-                let registered: BTreeSet<String> = self
+                let mut registered: BTreeSet<String> = self
                     .paths_of(
                         &table,
                         "SELECT path FROM _checkpoint_files WHERE table_name = $1 \
@@ -521,9 +594,23 @@ impl SharedStore {
                     )?
                     .into_iter()
                     .collect();
+                if self.has_lake() {
+                    let context = format!("collecting the lake's files of {table:?}");
+                    registered.extend(
+                        self.catalog()
+                            .read(&context, |client| lake::files_of(client, &table))?,
+                    );
+                }
                 for kind in [Kind::Table, Kind::Batch] {
                     for file in self.inner.files.files(kind, &table)? {
-                        if !registered.contains(&file.relative) {
+                        // A DuckDB client's file (`ducklake-<uuid>.parquet`) may be one it
+                        // is writing now, under no lock of ours: its own cleanup removes it.
+                        let foreign = file
+                            .relative
+                            .rsplit('/')
+                            .next()
+                            .is_some_and(|name| name.starts_with("ducklake-"));
+                        if !foreign && !registered.contains(&file.relative) {
                             self.inner.files.remove(&file.relative);
                             report.files_removed += 1;
                             report.bytes_removed += file.bytes;
@@ -612,13 +699,53 @@ struct CheckpointRow<'a> {
 }
 
 /// Registers a save: the `_checkpoints` row, the key or its absence, the data file, the
-/// provenance row; removes the table's batches. Returns the files it supersedes.
+/// provenance row, and with `lake` a snapshot of the lake; removes the table's batches.
+/// Returns the files it supersedes (with a lake, not the table's previous file: the lake's
+/// history still reads it). Tried again when a DuckDB client took the lake's next snapshot id
+/// first.
 fn register(
     client: &mut Client,
     row: &CheckpointRow<'_>,
     file: &str,
     bytes: u64,
     key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
+    lake: Option<&LakeSave<'_>>,
+) -> std::result::Result<Vec<String>, postgres::Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match register_once(client, row, file, bytes, key, lake) {
+            Err(e) if attempt < LAKE_ATTEMPTS && is_lake_conflict(&e, lake.is_some()) => continue,
+            done => return done,
+        }
+    }
+}
+
+/// How often a registration is tried when DuckDB clients keep taking the lake's snapshot ids.
+const LAKE_ATTEMPTS: usize = 5;
+
+/// Whether `e` is a lost race for the lake's next snapshot id.
+fn is_lake_conflict(e: &postgres::Error, lake: bool) -> bool {
+    lake && e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// What a save records in the lake.
+struct LakeSave<'a> {
+    /// See `SharedStore::lake_lock_key`.
+    lock_key: i64,
+    /// The new version's file, `None` when the frame has a type the lake cannot hold (its
+    /// previous version is dropped from the lake, so no reader takes it for current).
+    file: Option<lake::LakeFile<'a>>,
+}
+
+/// One try of [`register`].
+fn register_once(
+    client: &mut Client,
+    row: &CheckpointRow<'_>,
+    file: &str,
+    bytes: u64,
+    key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
+    lake: Option<&LakeSave<'_>>,
 ) -> std::result::Result<Vec<String>, postgres::Error> {
     let CheckpointRow {
         table,
@@ -629,14 +756,17 @@ fn register(
     let created_at = timestamp_text(created_at);
     let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
     let mut tx = client.transaction()?;
-    let mut superseded: Vec<String> = tx
-        .query_opt(
-            "SELECT path FROM _checkpoint_files WHERE table_name = $1",
-            &[&table],
-        )?
-        .map(|row| row.get(0))
-        .into_iter()
-        .collect();
+    let mut superseded: Vec<String> = match lake {
+        Some(_) => Vec::new(),
+        None => tx
+            .query_opt(
+                "SELECT path FROM _checkpoint_files WHERE table_name = $1",
+                &[&table],
+            )?
+            .map(|row| row.get(0))
+            .into_iter()
+            .collect(),
+    };
     superseded.extend(delete_batches(&mut tx, table)?);
     tx.execute(
         "INSERT INTO _checkpoints (table_name, created_at, row_count, description) \
@@ -662,6 +792,9 @@ fn register(
          ON CONFLICT (table_name) DO UPDATE SET path = excluded.path, bytes = excluded.bytes",
         &[&table, &file, &bytes],
     )?;
+    if let Some(lake) = lake {
+        lake::replace(&mut tx, lake.lock_key, table, lake.file.as_ref())?;
+    }
     tx.commit()?;
     Ok(superseded)
 }
@@ -932,14 +1065,34 @@ impl CheckpointStore for SharedStore {
                 .map(|t| self.lock_unless_held(t))
                 .collect::<Result<Vec<_>>>()?;
             let context = format!("deleting {tables:?}");
+            let lake = self.has_lake().then(|| self.lake_lock_key());
             let mut client = self.catalog().client(&context)?;
-            let mut tx = client.transaction().map_err(self.pg(&context))?;
-            let mut files = Vec::new();
-            for table in tables {
-                files.extend(delete_table_rows(&mut tx, table).map_err(self.pg(&context))?);
-            }
-            tx.commit().map_err(self.pg(&context))?;
+            let delete = |client: &mut Client| {
+                let mut tx = client.transaction()?;
+                let mut files = Vec::new();
+                for table in tables {
+                    files.extend(delete_table_rows(&mut tx, table)?);
+                    if let Some(lock_key) = lake {
+                        lake::replace(&mut tx, lock_key, table, None)?;
+                    }
+                }
+                tx.commit()?;
+                Ok(files)
+            };
+            let mut attempt = 0;
+            let mut files = loop {
+                attempt += 1;
+                match delete(&mut client) {
+                    Err(e) if attempt < LAKE_ATTEMPTS && is_lake_conflict(&e, lake.is_some()) => {}
+                    done => break done.map_err(self.pg(&context))?,
+                }
+            };
             drop(client);
+            if lake.is_some() {
+                // The lake's history still reads the tables' last files; gc removes them once
+                // no snapshot does.
+                files.retain(|file| !file.starts_with(Kind::Table.dir()));
+            }
             for file in files {
                 self.inner.files.remove(&file);
             }
@@ -1660,6 +1813,143 @@ pub(crate) mod tests {
             drop(held);
             waiting.join().unwrap().unwrap();
         });
+    }
+
+    /// A new store is a DuckLake: a save is one snapshot that drops the table's previous
+    /// version and creates the new one with its file (exact rows, size and footer; field ids
+    /// its column ids), a changed schema included; a delete is a snapshot that drops it; the
+    /// earlier files stay for the lake's history, and gc keeps them.
+    #[test]
+    fn saves_and_deletes_are_snapshots_of_the_lake() {
+        let Some(store) = temp_shared() else { return };
+        let first = polars::df!("a" => [1i64, 2], "b" => ["x", "y"]).unwrap();
+        let second = polars::df!("a" => [3i64], "c" => [1.5f64]).unwrap();
+        store.save_dataframe("t", &first, "one").unwrap();
+        let first_file = store.registered_file("t").unwrap().unwrap();
+        store.save_dataframe("t", &second, "two").unwrap();
+        let second_file = store.registered_file("t").unwrap().unwrap();
+        store.delete_checkpoint("t").unwrap();
+
+        let mut lake =
+            postgres::Client::connect(&with_schema(&store.admin, &store.schema), postgres::NoTls)
+                .unwrap();
+        let changes: Vec<(i64, String)> = lake
+            .query(
+                "SELECT snapshot_id, changes_made FROM ducklake_snapshot_changes ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (0, "created_schema:\"main\"".to_owned()),
+                (
+                    1,
+                    "created_table:\"main\".\"t\",inserted_into_table:1".to_owned()
+                ),
+                (
+                    2,
+                    "dropped_table:1,created_table:\"main\".\"t\",inserted_into_table:2".to_owned()
+                ),
+                (3, "dropped_table:2".to_owned()),
+            ]
+        );
+        let versions: Vec<(i64, i64)> = lake
+            .query(
+                "SELECT snapshot_id, schema_version FROM ducklake_snapshot ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(versions, [(0, 0), (1, 1), (2, 2), (3, 3)]);
+        let columns: Vec<(i64, i64, String, String)> = lake
+            .query(
+                "SELECT table_id, column_id, column_name, column_type FROM ducklake_column \
+                 ORDER BY 1, 2",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let column = |t: i64, c: i64, n: &str, ty: &str| (t, c, n.to_owned(), ty.to_owned());
+        assert_eq!(
+            columns,
+            [
+                column(1, 1, "a", "int64"),
+                column(1, 2, "b", "varchar"),
+                column(2, 1, "a", "int64"),
+                column(2, 2, "c", "float64"),
+            ]
+        );
+        let files = lake
+            .query(
+                "SELECT table_id, begin_snapshot, end_snapshot, path, record_count, \
+                 file_size_bytes, footer_size FROM ducklake_data_file ORDER BY 1",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(files.len(), 2);
+        for (row, (file, rows)) in files.iter().zip([(&first_file, 2i64), (&second_file, 1)]) {
+            let path = store.inner.files.absolute(file);
+            assert_eq!(format!("tables/t/{}", row.get::<_, String>(3)), *file);
+            assert_eq!(row.get::<_, i64>(4), rows);
+            assert_eq!(
+                row.get::<_, i64>(5),
+                std::fs::metadata(&path).unwrap().len() as i64
+            );
+            let bytes = std::fs::read(&path).unwrap();
+            let n = bytes.len();
+            assert_eq!(&bytes[n - 4..], b"PAR1");
+            let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap());
+            assert_eq!(row.get::<_, Option<i64>>(6), Some(i64::from(footer)));
+        }
+        let ends: Vec<(i64, Option<i64>)> = files.iter().map(|r| (r.get(1), r.get(2))).collect();
+        assert_eq!(ends, [(1, Some(2)), (2, Some(3))]);
+        // Field ids are the column ids.
+        let conn = store.inner.files.connection().unwrap();
+        let ids = conn
+            .query(
+                "SELECT name, field_id FROM parquet_schema(?) WHERE field_id IS NOT NULL ORDER BY 2",
+                &[store
+                    .inner
+                    .files
+                    .absolute(&second_file)
+                    .to_string_lossy()
+                    .as_ref()
+                    .into()],
+            )
+            .unwrap();
+        assert_eq!(
+            format!(
+                "{:?}",
+                ids.column("name")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .iter()
+                    .collect::<Vec<_>>()
+            ),
+            r#"[Some("a"), Some("c")]"#
+        );
+        // The history's files stay, and gc keeps them.
+        assert_eq!(store.gc().unwrap().files_removed, 0);
+        assert!(store.inner.files.absolute(&first_file).exists());
+        assert!(store.inner.files.absolute(&second_file).exists());
+        // A lake a newer DuckDB migrated is refused, not written into.
+        lake.execute(
+            "UPDATE ducklake_metadata SET value = '1.1-dev1' WHERE key = 'version'",
+            &[],
+        )
+        .unwrap();
+        let err = SharedStore::open(&with_schema(&store.admin, &store.schema), store._dir.path())
+            .unwrap_err();
+        assert!(err.to_string().contains("DuckLake 1.1-dev1"), "{err}");
     }
 
     fn assert_frame_equal(left: &DataFrame, right: &DataFrame) {

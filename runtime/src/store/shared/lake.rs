@@ -1,0 +1,482 @@
+//! The shared store as a DuckLake 1.0 catalog: beside the store's own tables, in the same
+//! schema, the `ducklake_*` tables that let any DuckDB attach the store and read every
+//! checkpoint, and every earlier version of it, without this library:
+//!
+//! ```sql
+//! ATTACH 'ducklake:postgres:dbname=usher host=db.lab user=usher' AS lake
+//!     (METADATA_SCHEMA 'public', DATA_PATH '/shared/usher-data/', OVERRIDE_DATA_PATH true, READ_ONLY);
+//! SELECT * FROM lake.gnomad_constraint;
+//! ```
+//!
+//! The bundled DuckDB has no ducklake extension, so the rows are written here, over the
+//! PostgreSQL client, in the transaction that registers the save. What they must hold was
+//! measured against the extension itself (`tests/python/ducklake/`): each save is one snapshot
+//! that drops the table's previous version and creates the new one (as `CREATE OR REPLACE
+//! TABLE` does, so a changed schema is recorded the same way), with the new Parquet file, whose
+//! field ids are the catalog's column ids. Row counts and file sizes are exact; column
+//! statistics are left out (a reader then prunes nothing, and answers right), since wrong ones
+//! would give wrong answers silently.
+
+use postgres::Transaction;
+
+/// The DuckLake catalog format this library writes, and the only one it writes into.
+pub const LAKE_FORMAT: &str = "1.0";
+
+/// The tables, as the extension creates them.
+const DDL: &str = include_str!("lake.sql");
+
+/// The lake's one schema, `main` (DuckDB's default: `lake.t` is `lake.main.t`), whose files
+/// live under `tables/` of the data path: the store's own layout, `tables/<table>/<file>`.
+const SCHEMA_ID: i64 = 0;
+const SCHEMA_PATH: &str = "tables/";
+
+/// What the lake records as the author of the store's snapshots.
+const AUTHOR: &str = "usher-pipeline";
+
+/// A column of a lake table. Its id is its place in the table's columns and their children
+/// taken in order, parents before children, from 1 (see [`numbered`]), and is its Parquet
+/// field id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Column {
+    /// The column's name (`element` for a list's items).
+    pub name: String,
+    /// Its type as DuckLake names it (`int64`, `varchar`, `list`, ...).
+    pub ducklake_type: String,
+    /// A list's item column; empty for other types.
+    pub children: Vec<Column>,
+}
+
+impl Column {
+    /// The lake column of a DuckDB column named `name` of type `duckdb_type` (as `DESCRIBE`
+    /// shows it), `None` when the lake cannot hold the type as this store writes it.
+    pub fn of(name: &str, duckdb_type: &str) -> Option<Column> {
+        let (ducklake_type, children) = match duckdb_type.strip_suffix("[]") {
+            Some(item) => ("list".to_owned(), vec![Column::of("element", item)?]),
+            None => (ducklake_type(duckdb_type)?, Vec::new()),
+        };
+        Some(Column {
+            name: name.to_owned(),
+            ducklake_type,
+            children,
+        })
+    }
+}
+
+/// Every column and child with its id and its parent's, parents first: the one numbering
+/// of the catalog's rows and the file's field ids.
+pub(crate) fn numbered(columns: &[Column]) -> Vec<(i64, Option<i64>, &Column)> {
+    fn walk<'a>(
+        columns: &'a [Column],
+        parent: Option<i64>,
+        out: &mut Vec<(i64, Option<i64>, &'a Column)>,
+    ) {
+        for column in columns {
+            let id = out.len() as i64 + 1;
+            out.push((id, parent, column));
+            walk(&column.children, Some(id), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(columns, None, &mut out);
+    out
+}
+
+/// The `FIELD_IDS` option of DuckDB's `COPY ... TO` for `columns`: each column's id, and a
+/// list's as `{'__duckdb_field_id': id, 'element': ...}`.
+pub(crate) fn field_ids(columns: &[Column]) -> String {
+    let ids = numbered(columns);
+    let mut next = ids.iter().map(|(id, _, _)| *id);
+    fn spec(columns: &[Column], next: &mut dyn Iterator<Item = i64>) -> String {
+        let entries: Vec<String> = columns
+            .iter()
+            .map(|column| {
+                let id = next.next().unwrap_or_default();
+                let value = if column.children.is_empty() {
+                    id.to_string()
+                } else {
+                    let inner = spec(&column.children, next);
+                    format!(
+                        "{{'__duckdb_field_id': {id}, {}}}",
+                        &inner[1..inner.len() - 1]
+                    )
+                };
+                format!("{}: {value}", quote_literal(&column.name))
+            })
+            .collect();
+        format!("{{{}}}", entries.join(", "))
+    }
+    spec(columns, &mut next)
+}
+
+/// `text` as a SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A table's data file, as a save registers it in the lake.
+#[derive(Debug, Clone)]
+pub(crate) struct LakeFile<'a> {
+    /// The file's name in the table's directory (`tables/<table>/`).
+    pub name: &'a str,
+    /// The columns, in order.
+    pub columns: &'a [Column],
+    /// Its rows.
+    pub rows: i64,
+    /// Its size in bytes, exact.
+    pub bytes: i64,
+    /// The length of its Parquet footer, exact, or `None` (a reader then reads it).
+    pub footer: Option<i64>,
+}
+
+/// The lake's format version, `None` when the catalog has no lake.
+pub(crate) fn format(tx: &mut Transaction<'_>) -> Result<Option<String>, postgres::Error> {
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('ducklake_metadata') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(tx
+        .query_opt(
+            "SELECT value FROM ducklake_metadata WHERE key = 'version' AND scope IS NULL",
+            &[],
+        )?
+        .map(|row| row.get(0)))
+}
+
+/// Creates the lake's tables and its first snapshot (the empty schema `main`), for files under
+/// `data_path` (absolute, ending in `/`).
+pub(crate) fn create(
+    tx: &mut Transaction<'_>,
+    data_path: &str,
+    created_by: &str,
+) -> Result<(), postgres::Error> {
+    tx.batch_execute(DDL)?;
+    tx.execute(
+        "INSERT INTO ducklake_snapshot (snapshot_id, snapshot_time, schema_version, \
+         next_catalog_id, next_file_id) VALUES (0, now(), 0, 1, 0)",
+        &[],
+    )?;
+    tx.execute(
+        "INSERT INTO ducklake_snapshot_changes (snapshot_id, changes_made, author, \
+         commit_message, commit_extra_info) VALUES (0, 'created_schema:\"main\"', NULL, NULL, NULL)",
+        &[],
+    )?;
+    tx.execute(
+        "INSERT INTO ducklake_metadata (key, value) VALUES ('version', $1), ('created_by', $2), \
+         ('data_path', $3), ('encrypted', 'false')",
+        &[&LAKE_FORMAT, &created_by, &data_path],
+    )?;
+    tx.execute(
+        "INSERT INTO ducklake_schema (schema_id, schema_uuid, begin_snapshot, end_snapshot, \
+         schema_name, path, path_is_relative) VALUES ($1, gen_random_uuid(), 0, NULL, 'main', $2, true)",
+        &[&SCHEMA_ID, &SCHEMA_PATH],
+    )?;
+    Ok(())
+}
+
+/// Records `data_path` as where the lake's files are.
+pub(crate) fn set_data_path(
+    tx: &mut Transaction<'_>,
+    data_path: &str,
+) -> Result<(), postgres::Error> {
+    tx.execute(
+        "UPDATE ducklake_metadata SET value = $1 WHERE key = 'data_path' AND scope IS NULL",
+        &[&data_path],
+    )
+    .map(drop)
+}
+
+/// The counters of the snapshot being written.
+struct Next {
+    snapshot: i64,
+    schema_version: i64,
+    catalog_id: i64,
+    file_id: i64,
+}
+
+/// Records in one new snapshot that `table` is now `file` (a save), or is gone (`None`, a
+/// delete): its live version, if any, is dropped, and a new one created with the file. Under
+/// `lock_key` (a transaction lock), so the store's writers take snapshot ids one at a time; a
+/// DuckDB client committing at the same moment makes this transaction fail on the snapshot's
+/// primary key (SQLSTATE 23505), and the caller tries again. Returns the snapshot, `None` when
+/// there was nothing to record (a delete of a table the lake does not have).
+pub(crate) fn replace(
+    tx: &mut Transaction<'_>,
+    lock_key: i64,
+    table: &str,
+    file: Option<&LakeFile<'_>>,
+) -> Result<Option<i64>, postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
+    let last = tx.query_one(
+        "SELECT snapshot_id, schema_version, next_catalog_id, next_file_id \
+         FROM ducklake_snapshot ORDER BY snapshot_id DESC LIMIT 1",
+        &[],
+    )?;
+    let mut next = Next {
+        snapshot: last.get::<_, i64>(0) + 1,
+        schema_version: last.get(1),
+        catalog_id: last.get(2),
+        file_id: last.get(3),
+    };
+    let s = next.snapshot;
+    let mut changes = Vec::new();
+    if let Some(old) = end_table(tx, table, s)? {
+        changes.push(format!("dropped_table:{old}"));
+    }
+    if let Some(file) = file {
+        let id = next.catalog_id;
+        next.catalog_id += 1;
+        tx.execute(
+            "INSERT INTO ducklake_table (table_id, table_uuid, begin_snapshot, end_snapshot, \
+             schema_id, table_name, path, path_is_relative) \
+             VALUES ($1, gen_random_uuid(), $2, NULL, $3, $4, $5, true)",
+            &[&id, &s, &SCHEMA_ID, &table, &format!("{table}/")],
+        )?;
+        for (column_id, parent, column) in numbered(file.columns) {
+            // As the extension writes them: a parent's default is of no kind.
+            let default_kind = if column.children.is_empty() {
+                "literal"
+            } else {
+                ""
+            };
+            tx.execute(
+                "INSERT INTO ducklake_column (column_id, begin_snapshot, end_snapshot, table_id, \
+                 column_order, column_name, column_type, initial_default, default_value, \
+                 nulls_allowed, parent_column, default_value_type, default_value_dialect) \
+                 VALUES ($1, $2, NULL, $3, $1, $4, $5, NULL, 'NULL', true, $6, $7, 'duckdb')",
+                &[
+                    &column_id,
+                    &s,
+                    &id,
+                    &column.name,
+                    &column.ducklake_type,
+                    &parent,
+                    &default_kind,
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO ducklake_schema_versions (begin_snapshot, schema_version, table_id) \
+             VALUES ($1, $2, $3)",
+            &[&s, &(next.schema_version + 1), &id],
+        )?;
+        tx.execute(
+            "INSERT INTO ducklake_data_file (data_file_id, table_id, begin_snapshot, end_snapshot, \
+             file_order, path, path_is_relative, file_format, record_count, file_size_bytes, \
+             footer_size, row_id_start, partition_id, encryption_key, mapping_id, partial_max) \
+             VALUES ($1, $2, $3, NULL, NULL, $4, true, 'parquet', $5, $6, $7, 0, NULL, NULL, NULL, NULL)",
+            &[
+                &next.file_id,
+                &id,
+                &s,
+                &file.name,
+                &file.rows,
+                &file.bytes,
+                &file.footer,
+            ],
+        )?;
+        next.file_id += 1;
+        // The live row count, so `count(*)` is answered from here; no column bounds, so
+        // nothing else is.
+        tx.execute(
+            "INSERT INTO ducklake_table_stats (table_id, record_count, next_row_id, file_size_bytes) \
+             VALUES ($1, $2, $2, $3)",
+            &[&id, &file.rows, &file.bytes],
+        )?;
+        changes.push(format!("created_table:\"main\".{}", quote_name(table)));
+        changes.push(format!("inserted_into_table:{id}"));
+    }
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    next.schema_version += 1;
+    tx.execute(
+        "INSERT INTO ducklake_snapshot (snapshot_id, snapshot_time, schema_version, \
+         next_catalog_id, next_file_id) VALUES ($1, now(), $2, $3, $4)",
+        &[&s, &next.schema_version, &next.catalog_id, &next.file_id],
+    )?;
+    let message = match file {
+        Some(_) => format!("saved {table}"),
+        None => format!("deleted {table}"),
+    };
+    tx.execute(
+        "INSERT INTO ducklake_snapshot_changes (snapshot_id, changes_made, author, \
+         commit_message, commit_extra_info) VALUES ($1, $2, $3, $4, NULL)",
+        &[&s, &changes.join(","), &AUTHOR, &message],
+    )?;
+    Ok(Some(s))
+}
+
+/// Ends the live version of `table` (its table, columns, files and what hangs on them) at
+/// snapshot `s`; returns its id, `None` when the lake has no such table.
+fn end_table(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    s: i64,
+) -> Result<Option<i64>, postgres::Error> {
+    let Some(id) = tx
+        .query_opt(
+            "SELECT table_id FROM ducklake_table \
+             WHERE schema_id = $1 AND table_name = $2 AND end_snapshot IS NULL",
+            &[&SCHEMA_ID, &table],
+        )?
+        .map(|row| row.get::<_, i64>(0))
+    else {
+        return Ok(None);
+    };
+    for statement in [
+        "UPDATE ducklake_table SET end_snapshot = $1 WHERE table_id = $2 AND end_snapshot IS NULL",
+        "UPDATE ducklake_column SET end_snapshot = $1 WHERE table_id = $2 AND end_snapshot IS NULL",
+        "UPDATE ducklake_data_file SET end_snapshot = $1 WHERE table_id = $2 AND end_snapshot IS NULL",
+        "UPDATE ducklake_delete_file SET end_snapshot = $1 WHERE table_id = $2 AND end_snapshot IS NULL",
+        "UPDATE ducklake_partition_info SET end_snapshot = $1 WHERE table_id = $2 AND end_snapshot IS NULL",
+        "UPDATE ducklake_column_tag SET end_snapshot = $1 WHERE table_id = $2 AND end_snapshot IS NULL",
+        "UPDATE ducklake_tag SET end_snapshot = $1 WHERE object_id = $2 AND end_snapshot IS NULL",
+    ] {
+        tx.execute(statement, &[&s, &id])?;
+    }
+    Ok(Some(id))
+}
+
+/// The paths (relative to the data path) of every data file any snapshot of `table` names:
+/// files a retained snapshot can still read, which `gc` must leave alone.
+pub(crate) fn files_of(
+    client: &mut postgres::Client,
+    table: &str,
+) -> Result<Vec<String>, postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT DISTINCT s.path || t.path || f.path FROM ducklake_data_file f \
+             JOIN ducklake_table t ON t.table_id = f.table_id \
+             JOIN ducklake_schema s ON s.schema_id = t.schema_id \
+             WHERE t.table_name = $1 AND f.path_is_relative AND t.path_is_relative \
+             AND s.path_is_relative",
+            &[&table],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// `name` as a SQL identifier in double quotes, as `changes_made` spells table names.
+fn quote_name(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The DuckLake name of a flat DuckDB column type (as `DESCRIBE` shows it), `None` for a type
+/// the lake cannot hold as this store writes it: structs and maps (not yet mapped), HUGEINT
+/// (written to Parquet as a double), enums, unions, bit strings, fixed-size arrays.
+fn ducklake_type(duckdb_type: &str) -> Option<String> {
+    let flat = match duckdb_type {
+        "BOOLEAN" => "boolean",
+        "TINYINT" => "int8",
+        "SMALLINT" => "int16",
+        "INTEGER" => "int32",
+        "BIGINT" => "int64",
+        "UTINYINT" => "uint8",
+        "USMALLINT" => "uint16",
+        "UINTEGER" => "uint32",
+        "UBIGINT" => "uint64",
+        "FLOAT" => "float32",
+        "DOUBLE" => "float64",
+        "DATE" => "date",
+        "TIME" => "time",
+        "TIME_NS" => "time_ns",
+        "TIME WITH TIME ZONE" => "timetz",
+        "TIMESTAMP" => "timestamp",
+        "TIMESTAMP_S" => "timestamp_s",
+        "TIMESTAMP_MS" => "timestamp_ms",
+        "TIMESTAMP_NS" => "timestamp_ns",
+        "TIMESTAMP WITH TIME ZONE" => "timestamptz",
+        "INTERVAL" => "interval",
+        "VARCHAR" => "varchar",
+        "BLOB" => "blob",
+        "UUID" => "uuid",
+        "JSON" => "json",
+        other => {
+            let (precision, scale) = other
+                .strip_prefix("DECIMAL(")?
+                .strip_suffix(')')?
+                .split_once(',')?;
+            let (precision, scale): (u8, u8) =
+                (precision.trim().parse().ok()?, scale.trim().parse().ok()?);
+            return Some(format!("decimal({precision},{scale})"));
+        }
+    };
+    Some(flat.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duckdb_types_map_to_ducklake_names() {
+        for (duck, lake) in [
+            ("BIGINT", Some("int64")),
+            ("DOUBLE", Some("float64")),
+            ("VARCHAR", Some("varchar")),
+            ("TIMESTAMP WITH TIME ZONE", Some("timestamptz")),
+            ("TIMESTAMP_NS", Some("timestamp_ns")),
+            ("DECIMAL(18,3)", Some("decimal(18,3)")),
+            ("DECIMAL(18, 3)", Some("decimal(18,3)")),
+            ("HUGEINT", None),
+            ("BIGINT[]", None), // a list: see `Column::of`
+            ("STRUCT(a INTEGER)", None),
+            ("ENUM('a', 'b')", None),
+        ] {
+            assert_eq!(ducklake_type(duck).as_deref(), lake, "{duck}");
+        }
+    }
+
+    #[test]
+    fn lists_are_numbered_parents_first_and_get_nested_field_ids() {
+        let columns: Vec<Column> = [
+            ("a", "BIGINT"),
+            ("it's", "VARCHAR[]"),
+            ("m", "INTEGER[][]"),
+            ("z", "DOUBLE"),
+        ]
+        .iter()
+        .map(|(n, t)| Column::of(n, t).unwrap())
+        .collect();
+        let ids: Vec<(i64, Option<i64>, &str, &str)> = numbered(&columns)
+            .into_iter()
+            .map(|(id, parent, c)| (id, parent, c.name.as_str(), c.ducklake_type.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (1, None, "a", "int64"),
+                (2, None, "it's", "list"),
+                (3, Some(2), "element", "varchar"),
+                (4, None, "m", "list"),
+                (5, Some(4), "element", "list"),
+                (6, Some(5), "element", "int32"),
+                (7, None, "z", "float64"),
+            ]
+        );
+        assert_eq!(
+            field_ids(&columns),
+            "{'a': 1, 'it''s': {'__duckdb_field_id': 2, 'element': 3}, \
+             'm': {'__duckdb_field_id': 4, 'element': {'__duckdb_field_id': 5, 'element': 6}}, 'z': 7}"
+        );
+        assert_eq!(Column::of("x", "INTEGER[3]"), None);
+        assert_eq!(Column::of("x", "STRUCT(a INTEGER)[]"), None);
+    }
+
+    #[test]
+    fn table_names_are_quoted_as_the_extension_quotes_them() {
+        assert_eq!(quote_name("genes"), "\"genes\"");
+        assert_eq!(quote_name("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn the_ddl_is_the_extensions_28_tables() {
+        assert_eq!(
+            DDL.matches("CREATE TABLE IF NOT EXISTS ducklake_").count(),
+            28
+        );
+    }
+}

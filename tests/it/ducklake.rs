@@ -1,0 +1,172 @@
+//! The shared store read as a DuckLake by a colleague's DuckDB: Python's duckdb 1.5.5 with the
+//! real ducklake and postgres extensions (`target/py3`, made by `.ci/python-env`) attaches the
+//! store's catalog and reads every table, value by value against what the library loads, an
+//! earlier version after a recompute (`AT (VERSION => n)`), and the snapshots.
+//!
+//! Needs `USHER_TEST_POSTGRES` and `target/py3`, as `.ci/test` provides.
+
+use serde_json::Value;
+use usher_pipeline::polars::prelude::*;
+use usher_pipeline::{CheckpointStore, SharedStore};
+
+use crate::common;
+use crate::common::shared::Shared;
+
+/// What `tests/python/ducklake/read_store.py` printed.
+fn read_with_duckdb(python: &std::path::Path, shared: &Shared) -> Value {
+    let url: postgres::Config = shared.admin.parse().unwrap();
+    let host = match &url.get_hosts()[0] {
+        postgres::config::Host::Tcp(host) => host.clone(),
+        postgres::config::Host::Unix(path) => path.display().to_string(),
+    };
+    let port = url.get_ports().first().copied().unwrap_or(5432).to_string();
+    let root = format!("{}/", shared.root().canonicalize().unwrap().display());
+    let out = common::run_python(
+        python,
+        "ducklake/read_store.py",
+        &[
+            &host,
+            &port,
+            url.get_user().unwrap(),
+            url.get_dbname().unwrap(),
+            &shared.schema,
+            &root,
+        ],
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// A frame's rows as the reader's JSON spells them: numbers, strings, booleans, `null`, NaN
+/// as `"NaN"`, dates as `YYYY-MM-DD`, timestamps as Python's `isoformat(sep=" ")`, lists as
+/// arrays.
+fn rows_of(frame: &DataFrame) -> Vec<Vec<Value>> {
+    fn cell(value: AnyValue<'_>) -> Value {
+        match value {
+            AnyValue::Null => Value::Null,
+            AnyValue::Boolean(b) => Value::Bool(b),
+            AnyValue::Int8(v) => v.into(),
+            AnyValue::Int16(v) => v.into(),
+            AnyValue::Int32(v) => v.into(),
+            AnyValue::Int64(v) => v.into(),
+            AnyValue::UInt32(v) => v.into(),
+            AnyValue::UInt64(v) => v.into(),
+            AnyValue::Float64(v) if v.is_nan() => "NaN".into(),
+            AnyValue::Float64(v) => v.into(),
+            AnyValue::Float32(v) => f64::from(v).into(),
+            AnyValue::String(s) => s.into(),
+            AnyValue::StringOwned(s) => s.as_str().into(),
+            AnyValue::Date(days) => (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                + chrono::Duration::days(i64::from(days)))
+            .format("%Y-%m-%d")
+            .to_string()
+            .into(),
+            AnyValue::Datetime(v, TimeUnit::Microseconds, None) => {
+                let t = chrono::DateTime::from_timestamp_micros(v)
+                    .unwrap()
+                    .naive_utc();
+                let format = if v.rem_euclid(1_000_000) == 0 {
+                    "%Y-%m-%d %H:%M:%S"
+                } else {
+                    "%Y-%m-%d %H:%M:%S%.6f"
+                };
+                t.format(format).to_string().into()
+            }
+            AnyValue::List(items) => Value::Array(items.iter().map(cell).collect()),
+            other => panic!("no JSON form for {other:?}"),
+        }
+    }
+    (0..frame.height())
+        .map(|i| {
+            frame
+                .columns()
+                .iter()
+                .map(|column| cell(column.get(i).unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_read_as(read: &Value, frame: &DataFrame, what: &str) {
+    let columns: Vec<&str> = read["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let names: Vec<&str> = frame
+        .get_column_names()
+        .iter()
+        .map(|n| n.as_str())
+        .collect();
+    assert_eq!(columns, names, "{what}: columns");
+    let rows: Vec<Vec<Value>> = read["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().clone())
+        .collect();
+    assert_eq!(rows, rows_of(frame), "{what}: rows");
+}
+
+/// Every checkpoint of a shared store, read by DuckDB through the lake, holds exactly what the
+/// library loads (every type the pipeline uses, lists, NaN, extremes, odd column names); after
+/// a table is recomputed with another schema, the lake's current version is the new one and
+/// the snapshot of the first save still reads the old one; a deleted table is gone from the
+/// current version; one snapshot per save and delete.
+#[test]
+fn duckdb_reads_every_checkpoint_and_its_history_through_the_lake() {
+    let Some(shared) = Shared::new("lake_read") else {
+        return;
+    };
+    let Some(python) = common::python("py3") else {
+        return;
+    };
+    let store: SharedStore = shared.store();
+    let genes = common::genes();
+    let first = df!("gene_id" => ["a", "b", "c"], "score" => [1.0, 2.5, -3.0]).unwrap();
+    let second = df!("gene_id" => ["a"], "rank" => [1i64], "note" => [Some("x")]).unwrap();
+    let gone = df!("x" => [1i64]).unwrap();
+    store.save_dataframe("genes", &genes, "every type").unwrap();
+    store.save_dataframe("scores", &first, "first").unwrap();
+    store
+        .save_dataframe("gone", &gone, "deleted below")
+        .unwrap();
+    store
+        .save_dataframe("scores", &second, "recomputed")
+        .unwrap();
+    store.delete_checkpoint("gone").unwrap();
+
+    let read = read_with_duckdb(&python, &shared);
+    let tables: Vec<&String> = read["tables"].as_object().unwrap().keys().collect();
+    assert_eq!(tables, ["genes", "scores"], "the lake's current tables");
+    for table in ["genes", "scores"] {
+        let loaded = store.load_dataframe(table).unwrap().unwrap();
+        assert_read_as(&read["tables"][table], &loaded, table);
+    }
+    assert_read_as(&read["tables"]["scores"], &second, "scores, current");
+    // Snapshots: 0 (the schema), then one per save and delete, in order.
+    let changes: Vec<String> = read["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["changes"].to_string())
+        .collect();
+    assert_eq!(changes.len(), 6, "{changes:?}");
+    assert!(changes[2].contains("main.scores"), "{changes:?}");
+    assert!(changes[5].contains("tables_dropped"), "{changes:?}");
+    // The first version of `scores` (snapshot 2) and the deleted table (snapshot 3) still read.
+    assert_read_as(
+        &read["versions"]["scores"]["2"],
+        &first,
+        "scores at snapshot 2",
+    );
+    assert_read_as(
+        &read["versions"]["scores"]["4"],
+        &second,
+        "scores at snapshot 4",
+    );
+    assert!(
+        read["versions"]["gone"].is_null(),
+        "no current `gone` to ask for"
+    );
+}
