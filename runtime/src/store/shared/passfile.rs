@@ -136,19 +136,7 @@ mod tests {
         url.parse().unwrap()
     }
 
-    /// An environment of `pairs` only.
-    fn env(pairs: &[(&str, &Path)]) -> impl Fn(&str) -> Option<OsString> {
-        let pairs: Vec<(String, OsString)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.as_os_str().to_owned()))
-            .collect();
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
-    }
+    use crate::store::shared::tests::env_of as env;
 
     fn passfile(dir: &Path, text: &str, mode: u32) -> PathBuf {
         let path = dir.join("pgpass");
@@ -211,7 +199,10 @@ mod tests {
         assert_eq!(
             password(
                 &url,
-                &env(&[("PGPASSFILE", &file), ("PGPASSWORD", Path::new("from-env"))])
+                &env(&[
+                    ("PGPASSFILE", file.as_path()),
+                    ("PGPASSWORD", Path::new("from-env"))
+                ])
             )
             .as_deref(),
             Some("from-env"),

@@ -444,19 +444,7 @@ bbj5up8XwtsggwGF0XA=
 -----END CERTIFICATE-----
 ";
 
-    /// An environment of `pairs` only.
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let pairs: Vec<(String, OsString)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
-            .collect();
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
-    }
+    use crate::store::shared::tests::env_of as env;
 
     fn read(url: &str, vars: &[(&str, &str)]) -> (String, TlsSettings) {
         TlsSettings::read(url, &env(vars))
