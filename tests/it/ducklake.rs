@@ -170,3 +170,127 @@ fn duckdb_reads_every_checkpoint_and_its_history_through_the_lake() {
         "no current `gone` to ask for"
     );
 }
+
+/// A store made before the lake (catalog version 1, no `ducklake_*` tables, files without
+/// field ids) becomes one at the next open that may write, once: its current files are
+/// registered as they are (no data copied, columns matched by name), and DuckDB reads them;
+/// saves after it are snapshots as usual.
+#[test]
+fn a_store_made_before_the_lake_is_upgraded_in_place() {
+    let Some(shared) = Shared::new("lake_upgrade") else {
+        return;
+    };
+    let Some(python) = common::python("py3") else {
+        return;
+    };
+    let scores =
+        df!("gene_id" => ["a", "b"], "score" => [0.5, f64::NAN], "n" => [Some(1i64), None])
+            .unwrap();
+    let other = df!("x" => ["only"]).unwrap();
+    {
+        let store = shared.store();
+        store.save_dataframe("scores", &scores, "before").unwrap();
+        store.save_dataframe("other", &other, "before").unwrap();
+    }
+    // What 0.1 left: no lake, version 1, files written without field ids.
+    let mut sql = shared.sql();
+    let lake_tables: Vec<String> = sql
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() \
+             AND tablename LIKE 'ducklake_%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(lake_tables.len(), 28);
+    for table in &lake_tables {
+        sql.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+    }
+    sql.batch_execute("UPDATE _usher_schema SET value = '1' WHERE name = 'schema_version'")
+        .unwrap();
+    let files: Vec<String> = sql
+        .query("SELECT path FROM _checkpoint_files", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for file in &files {
+        let path = shared.root().join(file);
+        let rewrite = format!(
+            "import duckdb, os; p = {path:?}; \
+             duckdb.execute(f\"COPY (SELECT * FROM read_parquet('{{p}}')) TO '{{p}}.old' (FORMAT parquet)\"); \
+             os.replace(p + '.old', p)"
+        );
+        let status = std::process::Command::new(&python)
+            .args(["-c", &rewrite])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // A look (must_exist) changes nothing; an open that may write upgrades.
+    let looked = SharedStore::open_with(
+        &shared.url,
+        shared.root(),
+        &usher_pipeline::SharedStoreOptions {
+            must_exist: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    drop(looked);
+    let exists = |sql: &mut postgres::Client| -> bool {
+        sql.query_one("SELECT to_regclass('ducklake_metadata') IS NOT NULL", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert!(!exists(&mut sql), "a look made a lake");
+    let store = shared.store();
+    assert!(exists(&mut sql));
+    let version: String = sql
+        .query_one(
+            "SELECT value FROM _usher_schema WHERE name = 'schema_version'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "2");
+    let mappings: i64 = sql
+        .query_one("SELECT count(*) FROM ducklake_column_mapping", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(mappings, 2, "one by-name mapping per upgraded file");
+    // Upgraded once: another open adds nothing.
+    drop(shared.store());
+    let snapshots: i64 = sql
+        .query_one("SELECT count(*) FROM ducklake_snapshot", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(snapshots, 3, "the empty lake and one snapshot per table");
+    // A save after it is a snapshot as usual.
+    let recomputed = df!("gene_id" => ["c"], "score" => [9.0], "n" => [Some(3i64)]).unwrap();
+    store
+        .save_dataframe("scores", &recomputed, "after")
+        .unwrap();
+
+    let read = read_with_duckdb(&python, &shared);
+    assert_read_as(
+        &read["tables"]["other"],
+        &other,
+        "other, registered by the upgrade",
+    );
+    assert_read_as(
+        &read["tables"]["scores"],
+        &recomputed,
+        "scores, saved after it",
+    );
+    let upgraded = read["versions"]["scores"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, v)| v["rows"].as_array().unwrap().len() == 2)
+        .map(|(_, v)| v.clone())
+        .expect("the upgraded version of scores");
+    assert_read_as(&upgraded, &scores, "scores, registered by the upgrade");
+}

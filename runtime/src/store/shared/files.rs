@@ -205,6 +205,49 @@ impl DataRoot {
         })
     }
 
+    /// What the lake records of the relative path `file` (`table`'s), `None` when a column's
+    /// type has no DuckLake name.
+    pub fn describe(&self, file: &str, table: &str) -> Result<Option<Described>> {
+        let path = self.absolute(file);
+        let failed = |e| duck_error(&path, &format!("reading the columns of table {table:?}"), e);
+        let literal = quote_literal(&path.to_string_lossy());
+        let conn = self.connection().map_err(failed)?;
+        let Some(columns) =
+            lake_columns(&conn, &format!("read_parquet({literal})")).map_err(failed)?
+        else {
+            return Ok(None);
+        };
+        let counted = conn
+            .query(
+                &format!("SELECT num_rows FROM parquet_file_metadata({literal})"),
+                &[],
+            )
+            .map_err(failed)?;
+        let rows = counted
+            .column("num_rows")
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .and_then(|v| v.try_extract::<i64>().ok())
+            .ok_or_else(|| {
+                Error::Format(format!(
+                    "no row count in the metadata of {}",
+                    path.display()
+                ))
+            })?;
+        let io = |source| Error::Io {
+            action: "read the size of",
+            path: path.clone(),
+            source,
+        };
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).map_err(io)?;
+        Ok(Some(Described {
+            columns,
+            rows,
+            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+            footer: footer_length(&path).map_err(io)?,
+        }))
+    }
+
     /// Reads the relative paths `files` (one checkpoint, or a table's batches in order) as one
     /// frame, columns matched by name.
     pub fn read(&self, files: &[String]) -> std::result::Result<DataFrame, DuckError> {
@@ -297,6 +340,19 @@ pub(crate) struct DataFile {
 }
 
 /// `text` as an SQL string literal: `it's` -> `'it''s'`.
+/// What the lake records of a data file written before it: columns, rows, size, footer.
+#[derive(Debug)]
+pub(crate) struct Described {
+    /// Its columns with their DuckLake types.
+    pub columns: Vec<Column>,
+    /// Its rows, from its metadata.
+    pub rows: i64,
+    /// Its size in bytes.
+    pub bytes: i64,
+    /// The length of its Parquet footer.
+    pub footer: Option<i64>,
+}
+
 /// A data file just written: its size, and for the lake, its footer's length and columns.
 #[derive(Debug)]
 pub(crate) struct Written {

@@ -126,6 +126,9 @@ pub(crate) struct LakeFile<'a> {
     pub bytes: i64,
     /// The length of its Parquet footer, exact, or `None` (a reader then reads it).
     pub footer: Option<i64>,
+    /// Whether its columns are matched by name (a file written before the lake, without field
+    /// ids) rather than by field id.
+    pub by_name: bool,
 }
 
 /// The lake's format version, `None` when the catalog has no lake.
@@ -261,11 +264,39 @@ pub(crate) fn replace(
              VALUES ($1, $2, $3)",
             &[&s, &(next.schema_version + 1), &id],
         )?;
+        // A file without field ids: its columns are matched by name, through a mapping whose
+        // id is taken from the file ids, as the extension takes it.
+        let mapping = if file.by_name {
+            let mapping = next.file_id;
+            next.file_id += 1;
+            tx.execute(
+                "INSERT INTO ducklake_column_mapping (mapping_id, table_id, type) \
+                 VALUES ($1, $2, 'map_by_name')",
+                &[&mapping, &id],
+            )?;
+            for (column_id, parent, column) in numbered(file.columns) {
+                // Nodes are numbered from 0, the lake's columns from 1.
+                tx.execute(
+                    "INSERT INTO ducklake_name_mapping (mapping_id, column_id, source_name, \
+                     target_field_id, parent_column, is_partition) VALUES ($1, $2, $3, $4, $5, false)",
+                    &[
+                        &mapping,
+                        &(column_id - 1),
+                        &column.name,
+                        &column_id,
+                        &parent.map(|p| p - 1),
+                    ],
+                )?;
+            }
+            Some(mapping)
+        } else {
+            None
+        };
         tx.execute(
             "INSERT INTO ducklake_data_file (data_file_id, table_id, begin_snapshot, end_snapshot, \
              file_order, path, path_is_relative, file_format, record_count, file_size_bytes, \
              footer_size, row_id_start, partition_id, encryption_key, mapping_id, partial_max) \
-             VALUES ($1, $2, $3, NULL, NULL, $4, true, 'parquet', $5, $6, $7, 0, NULL, NULL, NULL, NULL)",
+             VALUES ($1, $2, $3, NULL, NULL, $4, true, 'parquet', $5, $6, $7, 0, NULL, NULL, $8, NULL)",
             &[
                 &next.file_id,
                 &id,
@@ -274,6 +305,7 @@ pub(crate) fn replace(
                 &file.rows,
                 &file.bytes,
                 &file.footer,
+                &mapping,
             ],
         )?;
         next.file_id += 1;

@@ -307,7 +307,19 @@ impl SharedStore {
         let pending = self.data_root().join(PENDING_ID_FILE);
         let on_disk = read_marker(&marker)?;
         match (recorded, on_disk) {
-            (Some(id), Some(found)) if id == found => Ok(()),
+            (Some(id), Some(found)) if id == found => {
+                // A store made before the lake: upgraded once, by the first open that may
+                // write (a look never changes the store).
+                if create
+                    && format.is_none()
+                    && let Some(data_path) = self.lake_data_path()
+                    && self.upgrade_to_lake(&mut tx, &data_path)?
+                {
+                    tx.commit().map_err(self.pg(context))?;
+                    self.inner.lake.store(true, Ordering::SeqCst);
+                }
+                Ok(())
+            }
             (Some(id), Some(found)) => Err(self.wrong_root(format!(
                 "it holds the files of store {found}, the catalog is store {id}"
             ))),
@@ -377,6 +389,115 @@ impl SharedStore {
         } else {
             format!("{text}/")
         })
+    }
+
+    /// Makes the catalog of a store created before the lake a DuckLake, in the open's
+    /// transaction: each checkpoint's current file is registered as it is (no data copied),
+    /// its columns matched by name (files of then have no field ids), one snapshot per table;
+    /// a table whose types the lake cannot hold is left out. The store then records catalog
+    /// version 2, which earlier releases refuse. Under every table's compute lock (taken for
+    /// the transaction), so no save is half way meanwhile; `false` (nothing done) when a worker
+    /// holds one: a later open upgrades.
+    fn upgrade_to_lake(&self, tx: &mut postgres::Transaction<'_>, data_path: &str) -> Result<bool> {
+        let context = "making the catalog a DuckLake";
+        let tables: Vec<String> = tx
+            .query("SELECT table_name FROM _checkpoint_files", &[])
+            .map_err(self.pg(context))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for table in &tables {
+            let free: bool = tx
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock($1)",
+                    &[&self.catalog().lock_key(table)],
+                )
+                .map_err(self.pg(context))?
+                .get(0);
+            if !free {
+                tracing::info!(
+                    table,
+                    "a worker computes the table: the lake is made at a later open"
+                );
+                return Ok(false);
+            }
+        }
+        let created_by = format!("usher-pipeline {} (upgrade)", env!("CARGO_PKG_VERSION"));
+        lake::create(tx, data_path, &created_by).map_err(self.pg(context))?;
+        let registered: Vec<(String, String, i32)> = tx
+            .query(
+                "SELECT f.table_name, f.path, c.row_count FROM _checkpoint_files f \
+                 JOIN _checkpoints c ON c.table_name = f.table_name ORDER BY f.table_name",
+                &[],
+            )
+            .map_err(self.pg(context))?
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    row.get(1),
+                    row.get::<_, Option<i32>>(2).unwrap_or(-1),
+                )
+            })
+            .collect();
+        let files = &self.inner.files;
+        for (table, path, rows) in registered {
+            let prefix = format!("{}/{table}/", Kind::Table.dir());
+            let Some(name) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            // Flat columns only: matching a list's items by name is not proven against the
+            // extension yet.
+            let Some(described) = files
+                .describe(&path, &table)?
+                .filter(|d| d.columns.iter().all(|c| c.children.is_empty()))
+            else {
+                tracing::warn!(table, "a type the upgrade cannot map: left out of the lake");
+                continue;
+            };
+            if i64::from(rows) != described.rows {
+                tracing::warn!(
+                    table,
+                    "the file's row count is not the catalog's: left out of the lake"
+                );
+                continue;
+            }
+            let file = lake::LakeFile {
+                name,
+                columns: &described.columns,
+                rows: described.rows,
+                bytes: described.bytes,
+                footer: described.footer,
+                by_name: true,
+            };
+            lake::replace(tx, self.lake_lock_key(), &table, Some(&file))
+                .map_err(self.pg(context))?;
+        }
+        tx.execute(
+            "UPDATE _usher_schema SET value = $1 WHERE name = 'schema_version'",
+            &[&CATALOG_SCHEMA_VERSION.to_string()],
+        )
+        .map_err(self.pg(context))?;
+        Ok(true)
+    }
+
+    /// Whether the catalog is a DuckLake now: another worker's open may have made it one since
+    /// this process opened the store. Asked (one round trip) only while it is not; called
+    /// under the table's compute lock, which such an upgrade takes too.
+    fn lake_now(&self) -> Result<bool> {
+        if self.has_lake() {
+            return Ok(true);
+        }
+        let lake: bool = self
+            .catalog()
+            .read("looking for the store's DuckLake", |client| {
+                client.query_one("SELECT to_regclass('ducklake_metadata') IS NOT NULL", &[])
+            })?
+            .get(0);
+        if lake {
+            self.inner.lake.store(true, Ordering::SeqCst);
+        }
+        Ok(lake)
     }
 
     /// Whether the catalog is also a DuckLake.
@@ -502,7 +623,7 @@ impl SharedStore {
             let _taken = self.lock_unless_held(table)?;
             let files = &self.inner.files;
             let file = files.new_file(Kind::Table, table);
-            let (bytes, written) = if self.has_lake() {
+            let (bytes, written) = if self.lake_now()? {
                 let written = files.write_table(&file, table, frame)?;
                 (written.bytes, Some(written))
             } else {
@@ -515,6 +636,7 @@ impl SharedStore {
                     rows: i64::from(rows),
                     bytes: i64::try_from(written.bytes).unwrap_or(i64::MAX),
                     footer: written.footer,
+                    by_name: false,
                 })
             });
             let lake = written.as_ref().map(|_| LakeSave {
@@ -594,7 +716,7 @@ impl SharedStore {
                     )?
                     .into_iter()
                     .collect();
-                if self.has_lake() {
+                if self.lake_now()? {
                     let context = format!("collecting the lake's files of {table:?}");
                     registered.extend(
                         self.catalog()
@@ -1065,7 +1187,7 @@ impl CheckpointStore for SharedStore {
                 .map(|t| self.lock_unless_held(t))
                 .collect::<Result<Vec<_>>>()?;
             let context = format!("deleting {tables:?}");
-            let lake = self.has_lake().then(|| self.lake_lock_key());
+            let lake = self.lake_now()?.then(|| self.lake_lock_key());
             let mut client = self.catalog().client(&context)?;
             let delete = |client: &mut Client| {
                 let mut tx = client.transaction()?;
