@@ -24,10 +24,7 @@ enum FetchError {
 }
 
 fn config(dir: &std::path::Path) -> PipelineConfig {
-    let yaml = format!(
-        "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {d}/p.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-        d = dir.display()
-    );
+    let yaml = crate::common::config_yaml(dir, &dir.join("p.duckdb"));
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     PipelineConfig::load(&path).unwrap()

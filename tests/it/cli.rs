@@ -196,10 +196,7 @@ fn report(ctx: &Pipeline) -> Result<DataFrame, Error> {
 }
 
 fn pipeline_at(dir: &Path) -> Pipeline {
-    let yaml = format!(
-        "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {d}/store.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-        d = dir.display()
-    );
+    let yaml = crate::common::config_yaml(dir, &dir.join("store.duckdb"));
     std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
     let config = PipelineConfig::load(dir.join("pipeline.yaml")).unwrap();
     Pipeline::with_config(PipelineStore::from_config(&config).unwrap(), &config).unwrap()

@@ -327,13 +327,7 @@ const SLOW_MS: u64 = 6000;
 
 /// The store's URL for the password role on `server`, in `shared`'s schema.
 fn password_url(server: &Server, shared: &Shared) -> String {
-    shared
-        .sql()
-        .batch_execute(&format!(
-            "GRANT ALL ON SCHEMA {} TO {PASSWORD_ROLE}",
-            shared.schema
-        ))
-        .unwrap();
+    shared.grant(PASSWORD_ROLE);
     with_schema(
         &format!(
             "postgres://{PASSWORD_ROLE}:{PASSWORD}@127.0.0.1:{}/usher",

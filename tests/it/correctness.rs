@@ -61,10 +61,7 @@ impl Place {
 
     fn config(&self) -> PipelineConfig {
         let d = self.dir.path();
-        let yaml = format!(
-            "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {d}/store.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-            d = d.display()
-        );
+        let yaml = crate::common::config_yaml(d, &d.join("store.duckdb"));
         std::fs::write(d.join("config.yaml"), yaml).unwrap();
         PipelineConfig::load(d.join("config.yaml")).unwrap()
     }

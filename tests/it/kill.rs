@@ -29,10 +29,7 @@ fn kills() -> usize {
 
 fn config(dir: &Path) -> PipelineConfig {
     PipelineConfig::from_yaml_str(
-        &format!(
-            "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {d}/k.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-            d = dir.display()
-        ),
+        &crate::common::config_yaml(dir, &dir.join("k.duckdb")),
         dir.join("config.yaml"),
     )
     .unwrap()

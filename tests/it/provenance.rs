@@ -10,10 +10,7 @@ use usher_pipeline::{
 
 /// A config whose directories live in a temporary directory (the seed's test fixture).
 fn config(dir: &std::path::Path) -> PipelineConfig {
-    let yaml = format!(
-        "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {d}/test.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-        d = dir.display()
-    );
+    let yaml = crate::common::config_yaml(dir, &dir.join("test.duckdb"));
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     PipelineConfig::load(&path).unwrap()

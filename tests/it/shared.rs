@@ -582,13 +582,7 @@ fn passwords_never_reach_errors_names_or_provenance() {
     let Some(shared) = Shared::new("secret") else {
         return;
     };
-    shared
-        .sql()
-        .batch_execute(&format!(
-            "GRANT ALL ON SCHEMA {} TO usher_pw",
-            shared.schema
-        ))
-        .unwrap();
+    shared.grant("usher_pw");
     let wrong = "wr0ng-pw-31337";
     let refused = SharedStore::open(&password_url(&shared, wrong).unwrap(), shared.root())
         .expect_err("a wrong password is refused");
@@ -651,13 +645,7 @@ fn the_password_comes_from_pgpassword_or_the_password_file() {
     let Some(shared) = Shared::new("passfile") else {
         return;
     };
-    shared
-        .sql()
-        .batch_execute(&format!(
-            "GRANT ALL ON SCHEMA {} TO usher_pw",
-            shared.schema
-        ))
-        .unwrap();
+    shared.grant("usher_pw");
     let url = password_url(&shared, "")
         .unwrap()
         .replace("usher_pw:@", "usher_pw@");
@@ -820,10 +808,7 @@ fn the_environment_picks_the_shared_store() {
     let d = shared.dir.path();
     std::fs::write(
         d.join("pipeline.yaml"),
-        format!(
-            "data_dir: {p}/data\ncache_dir: {p}/cache\nduckdb_path: {p}/local.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-            p = d.display()
-        ),
+        crate::common::config_yaml(d, &d.join("local.duckdb")),
     )
     .unwrap();
     let root = shared.root().to_string_lossy().into_owned();
@@ -1072,13 +1057,7 @@ impl TlsServer {
     fn new(name: &str) -> Option<Self> {
         let shared = Shared::new(name)?;
         let ca = common::shared::server_ca()?;
-        shared
-            .sql()
-            .batch_execute(&format!(
-                "GRANT ALL ON SCHEMA {} TO usher_tls, usher_pw",
-                shared.schema
-            ))
-            .unwrap();
+        shared.grant("usher_tls, usher_pw");
         let port = shared
             .admin
             .split_once("127.0.0.1:")?

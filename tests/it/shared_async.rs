@@ -489,10 +489,7 @@ fn from_config_opens_the_shared_store_inside_a_runtime() {
     let d = shared.dir.path();
     std::fs::write(
         d.join("pipeline.yaml"),
-        format!(
-            "data_dir: {p}/data\ncache_dir: {p}/cache\nduckdb_path: {p}/local.duckdb\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-            p = d.display()
-        ),
+        crate::common::config_yaml(d, &d.join("local.duckdb")),
     )
     .unwrap();
     let mut computed = 0;

@@ -95,11 +95,7 @@ fn unpack(dir: &Path) -> PathBuf {
 
 fn config(dir: &Path) -> PipelineConfig {
     let path = dir.join("store.duckdb");
-    let yaml = format!(
-        "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {p}\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
-        d = dir.display(),
-        p = path.display()
-    );
+    let yaml = crate::common::config_yaml(dir, &path);
     std::fs::write(dir.join("config.yaml"), yaml).unwrap();
     PipelineConfig::load(dir.join("config.yaml")).unwrap()
 }

@@ -14,6 +14,16 @@ use std::process::Command;
 
 use usher_pipeline::polars::prelude::*;
 
+/// The smallest valid usher config: its directories under `dir`, its DuckDB file at
+/// `duckdb_path`.
+pub fn config_yaml(dir: &Path, duckdb_path: &Path) -> String {
+    format!(
+        "data_dir: {d}/data\ncache_dir: {d}/cache\nduckdb_path: {p}\nversions:\n  ensembl_release: 113\napi: {{}}\nscoring: {{}}\n",
+        d = dir.display(),
+        p = duckdb_path.display()
+    )
+}
+
 /// The frame of `tests/python/interop.py::genes()`: every dtype the pipeline uses, with nulls,
 /// NaN, extremes, unicode, quotes and SQL in values and column names.
 pub fn genes() -> DataFrame {

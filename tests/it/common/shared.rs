@@ -119,6 +119,13 @@ impl Shared {
         command
     }
 
+    /// Lets `roles` (comma-separated) use the test's schema.
+    pub fn grant(&self, roles: &str) {
+        self.sql()
+            .batch_execute(&format!("GRANT ALL ON SCHEMA {} TO {roles}", self.schema))
+            .unwrap();
+    }
+
     pub fn sql(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }

@@ -188,19 +188,10 @@ impl DataRoot {
             .map(drop)
             .map_err(failed)
         })?;
-        let io = |source| Error::Io {
-            action: "read the size of",
-            path: path.clone(),
-            source,
-        };
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).map_err(io)?;
+        let (bytes, footer) = size_and_footer(&path, lake)?;
         Ok(Written {
             bytes,
-            footer: if lake {
-                footer_length(&path).map_err(io)?
-            } else {
-                None
-            },
+            footer,
             columns,
         })
     }
@@ -234,17 +225,12 @@ impl DataRoot {
                     path.display()
                 ))
             })?;
-        let io = |source| Error::Io {
-            action: "read the size of",
-            path: path.clone(),
-            source,
-        };
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).map_err(io)?;
+        let (bytes, footer) = size_and_footer(&path, true)?;
         Ok(Some(Described {
             columns,
             rows,
             bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-            footer: footer_length(&path).map_err(io)?,
+            footer,
         }))
     }
 
@@ -388,6 +374,23 @@ fn lake_columns(
         .zip(types)
         .map(|(name, duckdb_type)| Column::of(&name?, &duckdb_type?))
         .collect())
+}
+
+/// The size of the Parquet file at `path`, and the length of its footer when `footer` (the
+/// lake's files only: a batch's is never asked for).
+fn size_and_footer(path: &Path, footer: bool) -> Result<(u64, Option<i64>)> {
+    let io = |source| Error::Io {
+        action: "read the size and footer of",
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = std::fs::metadata(path).map(|m| m.len()).map_err(io)?;
+    let footer = if footer {
+        footer_length(path).map_err(io)?
+    } else {
+        None
+    };
+    Ok((bytes, footer))
 }
 
 /// The length of the Parquet footer of the file at `path`: the little-endian four bytes before

@@ -340,6 +340,32 @@ pub(crate) fn replace(
     Ok(Some(s))
 }
 
+/// How often a transaction that writes a snapshot is tried when DuckDB clients keep taking
+/// the lake's next snapshot id first.
+const ATTEMPTS: usize = 5;
+
+/// Runs `transaction` (one that writes a lake snapshot when `lake`), again when it lost the
+/// race for the snapshot id to a DuckDB client (SQLSTATE 23505 on the snapshot's key), up to
+/// [`ATTEMPTS`] times in all.
+pub(crate) fn retrying<T>(
+    lake: bool,
+    mut transaction: impl FnMut() -> Result<T, postgres::Error>,
+) -> Result<T, postgres::Error> {
+    let mut attempt = 1;
+    loop {
+        match transaction() {
+            Err(e)
+                if lake
+                    && attempt < ATTEMPTS
+                    && e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Ends the live version of `table` (its table, columns, files and what hangs on them) at
 /// snapshot `s`; returns its id, `None` when the lake has no such table.
 fn end_table(

@@ -117,12 +117,8 @@ impl Locks {
             if let Some(lock) = self.attempt(table, key, &context)? {
                 return Ok(Some(lock));
             }
-            let until = Instant::now() + POLL;
-            while shared.notices_of(key) == seen && Instant::now() < until {
-                if give_up.is_some_and(|g| g.load(Ordering::SeqCst)) {
-                    return Ok(None);
-                }
-                shared.listen(key, seen);
+            if !shared.await_notice(key, seen, give_up) {
+                return Ok(None);
             }
         }
     }
@@ -148,13 +144,7 @@ impl Locks {
             // Waited for as if held: the poll bounds the wait.
             Err(e) => tracing::debug!(table, error = %e, "cannot tell who holds a lock"),
         }
-        let until = Instant::now() + POLL;
-        while shared.notices_of(key) == seen && Instant::now() < until {
-            if give_up.is_some_and(|g| g.load(Ordering::SeqCst)) {
-                return Ok(());
-            }
-            shared.listen(key, seen);
-        }
+        shared.await_notice(key, seen, give_up);
         Ok(())
     }
 
@@ -244,6 +234,19 @@ impl Shared {
     fn notices_of(&self, key: i64) -> u64 {
         let notices = self.notices.lock().unwrap_or_else(PoisonError::into_inner);
         notices.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Waits until a release of `key` is noticed after `seen` notices, or [`POLL`] passed;
+    /// `false` when `give_up` was set meanwhile.
+    fn await_notice(&self, key: i64, seen: u64, give_up: Option<&AtomicBool>) -> bool {
+        let until = Instant::now() + POLL;
+        while self.notices_of(key) == seen && Instant::now() < until {
+            if give_up.is_some_and(|g| g.load(Ordering::SeqCst)) {
+                return false;
+            }
+            self.listen(key, seen);
+        }
+        true
     }
 
     /// Records a release of `key` and wakes the calls waiting in this process.

@@ -833,22 +833,9 @@ fn register(
     key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
     lake: Option<&LakeSave<'_>>,
 ) -> std::result::Result<Vec<String>, postgres::Error> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match register_once(client, row, file, bytes, key, lake) {
-            Err(e) if attempt < LAKE_ATTEMPTS && is_lake_conflict(&e, lake.is_some()) => continue,
-            done => return done,
-        }
-    }
-}
-
-/// How often a registration is tried when DuckDB clients keep taking the lake's snapshot ids.
-const LAKE_ATTEMPTS: usize = 5;
-
-/// Whether `e` is a lost race for the lake's next snapshot id.
-fn is_lake_conflict(e: &postgres::Error, lake: bool) -> bool {
-    lake && e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+    lake::retrying(lake.is_some(), || {
+        register_once(client, row, file, bytes, key, lake)
+    })
 }
 
 /// What a save records in the lake.
@@ -1201,14 +1188,8 @@ impl CheckpointStore for SharedStore {
                 tx.commit()?;
                 Ok(files)
             };
-            let mut attempt = 0;
-            let mut files = loop {
-                attempt += 1;
-                match delete(&mut client) {
-                    Err(e) if attempt < LAKE_ATTEMPTS && is_lake_conflict(&e, lake.is_some()) => {}
-                    done => break done.map_err(self.pg(&context))?,
-                }
-            };
+            let mut files = lake::retrying(lake.is_some(), || delete(&mut client))
+                .map_err(self.pg(&context))?;
             drop(client);
             if lake.is_some() {
                 // The lake's history still reads the tables' last files; gc removes them once
