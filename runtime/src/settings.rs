@@ -273,6 +273,16 @@ mod tests {
     }
 
     #[test]
+    fn store_connections_are_whole_numbers_from_one() {
+        assert_eq!(parse_connections("1").unwrap(), 1);
+        assert_eq!(parse_connections(" 4 ").unwrap(), 4);
+        for bad in ["0", "-1", "two", "1.5", ""] {
+            let e = parse_connections(bad).unwrap_err();
+            assert!(e.to_string().contains("USHER_STORE_CONNECTIONS"), "{e}");
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_catalog_which_may_hold_a_password() {
         let settings = Settings {
             store: Some("postgres://usher:s3cret@db/usher".into()),

@@ -413,6 +413,44 @@ fn a_dropped_lock_wait_leaves_no_lock_behind() {
     }
 }
 
+/// `wait_for_release_async` (what an async step awaits when another worker holds its table)
+/// stays pending while the lock is held, without blocking the executor, and completes after
+/// the release, on both tokio flavours; it takes nothing, so the lock is free afterwards.
+#[test]
+fn an_async_wait_for_release_completes_with_the_release() {
+    let Some(shared) = Shared::new("async_release") else {
+        return;
+    };
+    let holder = shared.store();
+    let waiter = shared.store();
+    for (flavour, runtime) in runtimes() {
+        let held = holder.lock_table("t").unwrap();
+        assert!(waiter.try_lock_table("t").unwrap().is_none(), "{flavour}");
+        runtime.block_on(async {
+            let mut wait = waiter.wait_for_release_async("t");
+            for _ in 0..5 {
+                let polled = std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx))).await;
+                assert!(
+                    polled.is_pending(),
+                    "{flavour}: done while the lock is held"
+                );
+                sleep(Duration::from_millis(20)).await;
+            }
+            drop(held);
+            tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .unwrap_or_else(|_| panic!("{flavour}: not done after the release"))
+                .unwrap();
+        });
+        assert_eq!(
+            lock_holders(&shared, "t"),
+            0,
+            "{flavour}: the wait took the lock"
+        );
+        assert!(waiter.try_lock_table("t").unwrap().is_some(), "{flavour}");
+    }
+}
+
 /// A dropped wait whose lock arrives anyway (the holder lets go right as the wait is dropped)
 /// hands it straight back, many times over.
 #[test]
