@@ -198,13 +198,29 @@ pub enum Error {
     /// A checkpoint without a key (written by the Python pipeline, saved by hand, or re-saved
     /// since `#[checkpointed]` saved it) under the default [`UnkeyedPolicy::Refuse`](crate::UnkeyedPolicy).
     #[error(
-        "table {table:?} has a checkpoint without a key (written by the Python pipeline or saved by hand), \
+        "table {table:?} has a checkpoint without a key (written by the Python pipeline, saved by hand, \
+         or changed through the shared store's lake by a DuckDB client), \
          so it is unknown which arguments and code made it: keep it with USHER_UNKEYED=adopt \
          (or `Pipeline::with_unkeyed(UnkeyedPolicy::Adopt)`), or replace it with USHER_UNKEYED=recompute"
     )]
     UnkeyedCheckpoint {
         /// The table.
         table: String,
+    },
+
+    /// A table another writer made or changed through the shared store's lake (a DuckDB client
+    /// attached to it) keeps its rows in a form this library does not read as one Parquet file.
+    #[error(
+        "table {table:?} was changed through the lake by another writer and is not one Parquet \
+         file this library reads ({reason}): read it with DuckDB's ducklake extension, or replace \
+         it by computing it again (USHER_UNKEYED=recompute)"
+    )]
+    LakeTable {
+        /// The table.
+        table: String,
+        /// What holds its rows besides one file ("rows inlined into the catalog", "2 data
+        /// files", ...).
+        reason: String,
     },
 
     /// Checkpoints were not deleted because other checkpoints were made from them (and would

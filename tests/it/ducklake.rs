@@ -5,15 +5,24 @@
 //!
 //! Needs `USHER_TEST_POSTGRES` and `target/py3`, as `.ci/test` provides.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::Value;
 use usher_pipeline::polars::prelude::*;
-use usher_pipeline::{CheckpointStore, SharedStore};
+use usher_pipeline::{
+    CheckpointStore, Error, Pipeline, ProvenanceTracker, SharedStore, UnkeyedPolicy, checkpointed,
+};
 
 use crate::common;
 use crate::common::shared::Shared;
 
 /// What `tests/python/ducklake/read_store.py` printed.
 fn read_with_duckdb(python: &std::path::Path, shared: &Shared) -> Value {
+    write_with_duckdb(python, shared, &[])
+}
+
+/// What `tests/python/ducklake/read_store.py` printed after running `statements` in the lake.
+fn write_with_duckdb(python: &std::path::Path, shared: &Shared, statements: &[&str]) -> Value {
     let url: postgres::Config = shared.admin.parse().unwrap();
     let host = match &url.get_hosts()[0] {
         postgres::config::Host::Tcp(host) => host.clone(),
@@ -21,17 +30,18 @@ fn read_with_duckdb(python: &std::path::Path, shared: &Shared) -> Value {
     };
     let port = url.get_ports().first().copied().unwrap_or(5432).to_string();
     let root = format!("{}/", shared.root().canonicalize().unwrap().display());
+    let args = [
+        host.as_str(),
+        &port,
+        url.get_user().unwrap(),
+        url.get_dbname().unwrap(),
+        &shared.schema,
+        &root,
+    ];
     let out = common::run_python(
         python,
         "ducklake/read_store.py",
-        &[
-            &host,
-            &port,
-            url.get_user().unwrap(),
-            url.get_dbname().unwrap(),
-            &shared.schema,
-            &root,
-        ],
+        &[&args[..], statements].concat(),
     );
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -293,4 +303,256 @@ fn a_store_made_before_the_lake_is_upgraded_in_place() {
         .map(|(_, v)| v.clone())
         .expect("the upgraded version of scores");
     assert_read_as(&upgraded, &scores, "scores, registered by the upgrade");
+}
+
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+static INSERTED: AtomicUsize = AtomicUsize::new(0);
+static REPLACED: AtomicUsize = AtomicUsize::new(0);
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+static DERIVED: AtomicUsize = AtomicUsize::new(0);
+
+#[checkpointed(table = "lake_kept")]
+fn kept(_ctx: &Pipeline<SharedStore>) -> Result<DataFrame, Error> {
+    KEPT.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("gene_id" => ["a", "b"], "score" => [1.0, 2.0])?)
+}
+
+#[checkpointed(table = "lake_inserted")]
+fn inserted(_ctx: &Pipeline<SharedStore>) -> Result<DataFrame, Error> {
+    INSERTED.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("gene_id" => ["x", "y"], "n" => [1i64, 2])?)
+}
+
+#[checkpointed(table = "lake_replaced")]
+fn replaced(_ctx: &Pipeline<SharedStore>) -> Result<DataFrame, Error> {
+    REPLACED.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("v" => [1i64, 2, 3])?)
+}
+
+#[checkpointed(table = "lake_dropped")]
+fn dropped(_ctx: &Pipeline<SharedStore>) -> Result<DataFrame, Error> {
+    DROPPED.fetch_add(1, Ordering::SeqCst);
+    Ok(df!("d" => [true])?)
+}
+
+#[checkpointed(table = "lake_derived")]
+fn derived(ctx: &Pipeline<SharedStore>) -> Result<DataFrame, Error> {
+    DERIVED.fetch_add(1, Ordering::SeqCst);
+    let v = replaced(ctx)?;
+    Ok(df!("total" => [v.column("v")?.as_materialized_series().sum::<i64>()?])?)
+}
+
+fn counts() -> [usize; 5] {
+    [&KEPT, &INSERTED, &REPLACED, &DROPPED, &DERIVED].map(|c| c.load(Ordering::SeqCst))
+}
+
+fn all(pipeline: &Pipeline<SharedStore>) -> Vec<Result<DataFrame, Error>> {
+    vec![
+        kept(pipeline),
+        inserted(pipeline),
+        replaced(pipeline),
+        dropped(pipeline),
+        derived(pipeline),
+    ]
+}
+
+/// A colleague's DuckDB writes through the lake: a table it creates is listed as a checkpoint
+/// without a key (by the library and by `usher-pipeline status`) and loads with its values; a
+/// checkpoint it inserts into, replaces or drops is no longer served as the function's result
+/// (its body counter proves it): an insert leaves the table unkeyed and refused as the policy
+/// says, and unreadable as one file (a typed error naming why); a replacement is adopted with
+/// the colleague's values, and what was made from it recomputes; a drop is a miss. A recompute
+/// makes the lake agree with the library again, read back by DuckDB.
+#[test]
+fn other_writers_tables_are_unkeyed_and_never_served_as_a_functions_result() {
+    let Some(shared) = Shared::new("lake_writers") else {
+        return;
+    };
+    let Some(python) = common::python("py3") else {
+        return;
+    };
+    let tracker = || {
+        let config = usher_pipeline::PipelineConfig::from_yaml_str(
+            "data_dir: data\ncache_dir: cache\nduckdb_path: unused.duckdb\nversions:\n  ensembl_release: 113\napi: {}\nscoring: {}\n",
+            "lake-test.yaml",
+        )
+        .unwrap();
+        ProvenanceTracker::new("lake-test", &config)
+    };
+    let pipeline = Pipeline::new(shared.store(), tracker());
+    for result in all(&pipeline) {
+        result.unwrap();
+    }
+    assert_eq!(counts(), [1, 1, 1, 1, 1], "every body once");
+    let derived_before = derived(&pipeline).unwrap();
+    assert_eq!(counts(), [1, 1, 1, 1, 1], "all hits");
+
+    write_with_duckdb(
+        &python,
+        &shared,
+        &[
+            "CREATE TABLE colleague AS SELECT range AS n, 'g' || range::VARCHAR AS name FROM range(3)",
+            "INSERT INTO lake_inserted VALUES ('z', 3)",
+            "CREATE OR REPLACE TABLE lake_replaced AS SELECT 40::BIGINT AS v UNION ALL SELECT 2",
+            "DROP TABLE lake_dropped",
+        ],
+    );
+
+    let store = shared.store();
+    let listed: Vec<(String, bool, Option<i64>, Option<String>)> = store
+        .list_checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.table_name, c.key.is_some(), c.row_count, c.description))
+        .collect();
+    let by = |name: &str| listed.iter().find(|c| c.0 == name).cloned();
+    assert_eq!(
+        by("colleague"),
+        Some((
+            "colleague".into(),
+            false,
+            Some(3),
+            Some("written to the lake by another writer".into())
+        ))
+    );
+    assert_eq!(
+        by("lake_inserted").map(|c| (c.1, c.2)),
+        Some((false, Some(3)))
+    );
+    assert_eq!(
+        by("lake_replaced").map(|c| (c.1, c.2)),
+        Some((false, Some(2)))
+    );
+    assert_eq!(by("lake_dropped"), None, "dropped in the lake: gone");
+    assert_eq!(
+        by("lake_kept").map(|c| c.1),
+        Some(true),
+        "untouched: still keyed"
+    );
+    assert_eq!(by("lake_derived").map(|c| c.1), Some(true));
+
+    // The colleague's table loads with its values, as DuckDB wrote them.
+    let colleague = store.load_dataframe("colleague").unwrap().unwrap();
+    assert_eq!(
+        colleague,
+        df!("n" => [0i64, 1, 2], "name" => ["g0", "g1", "g2"]).unwrap()
+    );
+    // Two files (the insert went to Parquet: the lake's inlining limit is 0): not one file.
+    match store.load_dataframe("lake_inserted") {
+        Err(Error::LakeTable { table, reason }) => {
+            assert_eq!(table, "lake_inserted");
+            assert_eq!(reason, "2 data files");
+        }
+        other => panic!("expected LakeTable, got {other:?}"),
+    }
+
+    // The command line lists them as a colleague would expect.
+    let root = shared.root();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_usher-pipeline"))
+        .args(["status", "--json", "--store", &shared.url, "--data-root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    // 3: something would be recomputed (`lake_derived`).
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let states: Vec<(String, String)> = status["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["table"].as_str().unwrap().to_owned(),
+                c["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("colleague", "unkeyed"),
+            ("lake_derived", "stale"),
+            ("lake_inserted", "unkeyed"),
+            ("lake_kept", "valid"),
+            ("lake_replaced", "unkeyed"),
+        ]
+        .map(|(t, s)| (t.to_owned(), s.to_owned())),
+        "{status}"
+    );
+
+    // Refused by default: never served as the function's result.
+    let pipeline = Pipeline::new(shared.store(), tracker());
+    assert!(matches!(
+        inserted(&pipeline),
+        Err(Error::UnkeyedCheckpoint { table }) if table == "lake_inserted"
+    ));
+    kept(&pipeline).unwrap();
+    assert_eq!(dropped(&pipeline).unwrap(), df!("d" => [true]).unwrap());
+    assert_eq!(counts(), [1, 1, 1, 2, 1], "kept hit, dropped recomputed");
+
+    // Adopted: the colleague's replacement, without running the body; what was made from the
+    // old version recomputes from it.
+    let adopting = Pipeline::new(shared.store(), tracker()).with_unkeyed(UnkeyedPolicy::Adopt);
+    assert_eq!(
+        replaced(&adopting).unwrap(),
+        df!("v" => [40i64, 2]).unwrap()
+    );
+    assert_eq!(counts(), [1, 1, 1, 2, 1], "adopted, no body");
+    let derived_after = derived(&adopting).unwrap();
+    assert_eq!(derived_after, df!("total" => [42i64]).unwrap());
+    assert_ne!(derived_after, derived_before);
+    assert_eq!(
+        counts(),
+        [1, 1, 1, 2, 2],
+        "derived recomputed from the adopted version"
+    );
+    // Adopted once: keyed from now on, a hit under the default policy.
+    assert_eq!(
+        replaced(&pipeline).unwrap(),
+        df!("v" => [40i64, 2]).unwrap()
+    );
+    assert_eq!(counts(), [1, 1, 1, 2, 2]);
+    assert!(
+        store
+            .checkpoint("colleague")
+            .unwrap()
+            .unwrap()
+            .key
+            .is_none(),
+        "no call adopted the colleague's table"
+    );
+
+    // Recomputed: the library's version is the lake's again.
+    let recomputing =
+        Pipeline::new(shared.store(), tracker()).with_unkeyed(UnkeyedPolicy::Recompute);
+    assert_eq!(
+        inserted(&recomputing).unwrap(),
+        df!("gene_id" => ["x", "y"], "n" => [1i64, 2]).unwrap()
+    );
+    assert_eq!(counts(), [1, 2, 1, 2, 2]);
+    let read = read_with_duckdb(&python, &shared);
+    for table in [
+        "lake_kept",
+        "lake_inserted",
+        "lake_replaced",
+        "lake_dropped",
+        "lake_derived",
+    ] {
+        let loaded = store.load_dataframe(table).unwrap().unwrap();
+        assert_read_as(&read["tables"][table], &loaded, table);
+        assert!(
+            store.checkpoint(table).unwrap().unwrap().key.is_some(),
+            "{table} keyed"
+        );
+    }
+    assert_read_as(
+        &read["tables"]["colleague"],
+        &colleague,
+        "the colleague's table, untouched",
+    );
 }

@@ -3,7 +3,10 @@ extensions (installed offline from their wheels) attaches the store's catalog as
 prints, as JSON, every table's rows (current, and at each snapshot the table had) and the
 snapshots. The Rust tests compare that with what the library loads.
 
-    python read_store.py HOST PORT USER DBNAME SCHEMA DATA_PATH
+    python read_store.py HOST PORT USER DBNAME SCHEMA DATA_PATH [STATEMENT...]
+
+With statements, it first runs them in the lake (attached for writing, `USE lake`), as a
+colleague changing the store through DuckDB would.
 """
 import glob
 import json
@@ -44,13 +47,20 @@ def rows(con, sql):
 
 def main():
     host, port, user, dbname, schema, data_path = sys.argv[1:7]
+    statements = sys.argv[7:]
     con = duckdb.connect()
     for name in ("ducklake", "postgres_scanner"):
         con.execute(f"INSTALL '{extension_path(name)}'")
         con.execute(f"LOAD {name}")
     con.execute(
         f"ATTACH 'ducklake:postgres:dbname={dbname} host={host} port={port} user={user}' AS lake "
-        f"(METADATA_SCHEMA '{schema}', DATA_PATH '{data_path}', OVERRIDE_DATA_PATH true, READ_ONLY)")
+        f"(METADATA_SCHEMA '{schema}', DATA_PATH '{data_path}', OVERRIDE_DATA_PATH true"
+        f"{'' if statements else ', READ_ONLY'})")
+    if statements:
+        con.execute("USE lake")
+        for statement in statements:
+            con.execute(statement)
+        con.execute("USE memory")
     out = {"tables": {}, "snapshots": [], "versions": {}}
     tables = [r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake' ORDER BY 1").fetchall()]

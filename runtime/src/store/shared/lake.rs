@@ -167,7 +167,7 @@ pub(crate) fn create(
     )?;
     tx.execute(
         "INSERT INTO ducklake_metadata (key, value) VALUES ('version', $1), ('created_by', $2), \
-         ('data_path', $3), ('encrypted', 'false')",
+         ('data_path', $3), ('encrypted', 'false'), ('data_inlining_row_limit', '0')",
         &[&LAKE_FORMAT, &created_by, &data_path],
     )?;
     tx.execute(
@@ -415,6 +415,152 @@ pub(crate) fn files_of(
         .iter()
         .map(|row| row.get(0))
         .collect())
+}
+
+/// The names of the lake's live tables this store may hold (schema `main`), as a query; with
+/// `$1` as the one name asked for when `one_table`.
+pub(crate) fn tables_sql(one_table: bool) -> String {
+    format!(
+        "SELECT table_name FROM ducklake_table WHERE schema_id = {SCHEMA_ID} \
+         AND end_snapshot IS NULL{}",
+        if one_table {
+            " AND table_name = $1"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The columns that say what the lake holds under the name `name` (an SQL expression) beside
+/// the store's catalog row whose file is `path`, decoded by [`Held::from_row`]; `join` goes
+/// into the query's `FROM` after the tables that define `name` and `path`.
+pub(crate) fn held_sql(name: &str, path: &str) -> (String, String) {
+    let columns = format!(
+        "l.table_id::text, l.files, l.file, l.deletes, l.columns_changed, l.inlined, \
+         l.changed, l.record_count::text, EXISTS (SELECT 1 FROM ducklake_data_file d \
+         JOIN ducklake_table t ON t.table_id = d.table_id \
+         JOIN ducklake_schema s ON s.schema_id = t.schema_id \
+         WHERE t.table_name = {name} AND s.path || t.path || d.path = {path})"
+    );
+    // The live table of that name: its files, whether anything beyond one Parquet file holds
+    // its rows (deletions, rows inlined into the catalog, columns changed since it was
+    // made), and when it last changed (its latest snapshot naming its id, or its creation).
+    let join = format!(
+        "LEFT JOIN LATERAL (SELECT t.table_id, \
+         (SELECT count(*) FROM ducklake_data_file d \
+          WHERE d.table_id = t.table_id AND d.end_snapshot IS NULL) AS files, \
+         (SELECT min(s.path || t.path || d.path) FROM ducklake_data_file d \
+          WHERE d.table_id = t.table_id AND d.end_snapshot IS NULL AND d.path_is_relative \
+          AND t.path_is_relative AND s.path_is_relative) AS file, \
+         EXISTS (SELECT 1 FROM ducklake_delete_file d \
+          WHERE d.table_id = t.table_id AND d.end_snapshot IS NULL) AS deletes, \
+         EXISTS (SELECT 1 FROM ducklake_column d WHERE d.table_id = t.table_id \
+          AND (d.end_snapshot IS NOT NULL OR d.begin_snapshot <> t.begin_snapshot)) AS columns_changed, \
+         EXISTS (SELECT 1 FROM ducklake_snapshot_changes d WHERE d.snapshot_id >= t.begin_snapshot \
+          AND d.changes_made ~ ('(^|,)inline[a-z_]*:' || t.table_id || '(,|$)')) AS inlined, \
+         (SELECT to_char(n.snapshot_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+          FROM ducklake_snapshot n WHERE n.snapshot_id = GREATEST(t.begin_snapshot, \
+          (SELECT max(d.snapshot_id) FROM ducklake_snapshot_changes d \
+           WHERE d.snapshot_id >= t.begin_snapshot \
+           AND d.changes_made ~ (':' || t.table_id || '(,|$)')))) AS changed, \
+         (SELECT st.record_count FROM ducklake_table_stats st WHERE st.table_id = t.table_id) \
+          AS record_count \
+         FROM ducklake_table t JOIN ducklake_schema s ON s.schema_id = t.schema_id \
+         WHERE t.schema_id = {SCHEMA_ID} AND t.table_name = {name} AND t.end_snapshot IS NULL) l \
+         ON true"
+    );
+    (columns, join)
+}
+
+/// What the lake holds under a table's name, beside the store's catalog row (see
+/// [`held_sql`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// Whether the lake has a live table of the name.
+    live: bool,
+    /// Its live data files.
+    files: i64,
+    /// One of them (relative to the data root).
+    file: Option<String>,
+    /// Why its rows are more than that one file, if they are.
+    beyond_file: Option<&'static str>,
+    /// When it last changed, in UTC (`YYYY-MM-DD HH:MM:SS.ffffff`).
+    changed: Option<String>,
+    /// Its rows, as the lake counts them.
+    rows: Option<String>,
+    /// Whether the store's registered file is, or was, a file of a lake table of the name.
+    registered: bool,
+}
+
+/// What a table is, judged by the lake beside the store's catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The lake holds exactly the store's registered file, or (for a table the lake could not
+    /// hold) nothing: the catalog row is the truth.
+    Agrees,
+    /// The lake's table of the name was dropped by another writer: the checkpoint is gone.
+    Dropped,
+    /// Another writer made or changed the lake's table of the name: the lake's version is the
+    /// table now, saved at `changed` (UTC) without a key.
+    Changed {
+        /// Its one data file, or why it is not one plain Parquet file this store reads.
+        file: std::result::Result<String, String>,
+        /// When it last changed, in UTC text.
+        changed: Option<String>,
+        /// Its rows, as the lake counts them.
+        rows: Option<String>,
+    },
+}
+
+impl Held {
+    /// Decodes the columns of [`held_sql`], starting at `at`.
+    pub fn from_row(row: &postgres::Row, at: usize) -> Held {
+        let flag = |i: usize| row.get::<_, Option<bool>>(at + i).unwrap_or(false);
+        let beyond_file = if flag(3) {
+            Some("rows deleted by another writer")
+        } else if flag(5) {
+            Some("rows inlined into the catalog")
+        } else if flag(4) {
+            Some("columns changed since it was made")
+        } else {
+            None
+        };
+        Held {
+            live: row.get::<_, Option<String>>(at).is_some(),
+            files: row.get::<_, Option<i64>>(at + 1).unwrap_or(0),
+            file: row.get(at + 2),
+            beyond_file,
+            changed: row.get(at + 6),
+            rows: row.get(at + 7),
+            registered: flag(8),
+        }
+    }
+
+    /// The verdict for the catalog row whose registered file is `path` (`None`: the catalog
+    /// has no row of the name).
+    pub fn verdict(&self, path: Option<&str>) -> Verdict {
+        if !self.live {
+            return match self.registered {
+                true => Verdict::Dropped,
+                false => Verdict::Agrees,
+            };
+        }
+        let file = match (self.files, &self.file, self.beyond_file) {
+            (_, _, Some(why)) => Err(why.to_owned()),
+            (1, Some(file), None) => Ok(file.clone()),
+            (0, _, None) => Err("no data file (its rows, if any, are in the catalog)".to_owned()),
+            (1, None, None) => Err("its file is not under the data root".to_owned()),
+            (n, _, None) => Err(format!("{n} data files")),
+        };
+        match file {
+            Ok(file) if path == Some(file.as_str()) => Verdict::Agrees,
+            file => Verdict::Changed {
+                file,
+                changed: self.changed.clone(),
+                rows: self.rows.clone(),
+            },
+        }
+    }
 }
 
 /// `name` as a SQL identifier in double quotes, as `changes_made` spells table names.

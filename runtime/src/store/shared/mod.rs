@@ -114,8 +114,10 @@ impl std::fmt::Debug for SharedStore {
 }
 
 /// The catalog's tables as one row per checkpoint, columns in the order
-/// [`checkpoint_row`] decodes, then the data file.
-fn checkpoints_sql(one_table: bool) -> String {
+/// [`checkpoint_row`] decodes, then the data file; with `lake`, one row for every table of
+/// the catalog or the lake, followed by whether the catalog has it and what the lake holds
+/// under its name (see [`decode`]).
+fn checkpoints_sql(one_table: bool, lake: bool) -> String {
     let when = |column: &str| {
         format!(
             "CASE WHEN k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
@@ -130,18 +132,40 @@ fn checkpoints_sql(one_table: bool) -> String {
     ]
     .map(when)
     .join(", ");
-    format!(
-        "SELECT c.table_name, to_char(c.created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
-         c.row_count::text, c.description, k.key, k.function, k.code, k.arguments, {lineage}, \
-         f.path FROM _checkpoints c \
-         LEFT JOIN _checkpoint_keys k ON {} \
-         LEFT JOIN _checkpoint_files f ON f.table_name = c.table_name{}",
-        key_of_checkpoint!(),
-        if one_table {
-            " WHERE c.table_name = $1"
-        } else {
-            ""
+    let filter = if one_table {
+        " WHERE table_name = $1"
+    } else {
+        ""
+    };
+    let (names, name, held, held_join) = match lake {
+        false => (
+            "_checkpoints c".to_owned(),
+            "c.table_name",
+            String::new(),
+            String::new(),
+        ),
+        true => {
+            let (columns, join) = lake::held_sql("n.table_name", "f.path");
+            (
+                format!(
+                    "(SELECT table_name FROM _checkpoints{filter} UNION {}) n \
+                     LEFT JOIN _checkpoints c ON c.table_name = n.table_name",
+                    lake::tables_sql(one_table)
+                ),
+                "n.table_name",
+                format!(", c.table_name IS NOT NULL, {columns}"),
+                format!(" {join}"),
+            )
         }
+    };
+    let filter = if lake { "" } else { filter };
+    format!(
+        "SELECT {name}, to_char(c.created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
+         c.row_count::text, c.description, k.key, k.function, k.code, k.arguments, {lineage}, \
+         f.path{held} FROM {names} \
+         LEFT JOIN _checkpoint_keys k ON {} \
+         LEFT JOIN _checkpoint_files f ON f.table_name = {name}{held_join}{filter}",
+        key_of_checkpoint!(),
     )
 }
 
@@ -575,15 +599,30 @@ impl SharedStore {
         })
     }
 
-    /// The catalog's row of `table` with its key and lineage, and its data file, in one query.
-    fn checkpoint_and_file(&self, table: &str) -> Result<Option<(CheckpointInfo, Option<String>)>> {
+    /// The checkpoint of `table` with its key and lineage, and where its rows are, in one
+    /// query (the lake's version when another writer changed it there: see [`decode`]).
+    fn checkpoint_and_file(&self, table: &str) -> Result<Option<(CheckpointInfo, Option<Data>)>> {
         validate_table_name(table)?;
         let context = format!("reading the checkpoint of {table:?}");
-        let sql = checkpoints_sql(true);
+        let lake = self.has_lake();
+        let sql = checkpoints_sql(true, lake);
         let row = self.catalog().read(&context, |client| {
             client.query_typed_opt(&sql, &[(&table, Type::TEXT)])
         })?;
-        row.map(|row| decode(&row)).transpose()
+        Ok(row.map(|row| decode(&row, lake)).transpose()?.flatten())
+    }
+
+    /// The file holding `table`'s rows now (`None`: no such checkpoint, or one without data);
+    /// a lake table this store does not read is an [`Error::LakeTable`].
+    fn current_file(&self, table: &str) -> Result<Option<String>> {
+        match self.checkpoint_and_file(table)?.and_then(|(_, data)| data) {
+            None => Ok(None),
+            Some(Data::File(file)) => Ok(Some(file)),
+            Some(Data::Unreadable(reason)) => Err(Error::LakeTable {
+                table: table.to_owned(),
+                reason,
+            }),
+        }
     }
 
     /// The data file the catalog registers for `table`.
@@ -674,17 +713,25 @@ impl SharedStore {
         })
     }
 
-    fn list_checkpoints_with_files(&self) -> Result<Vec<(String, String)>> {
-        self.catalog().read("listing data files", |client| {
-            Ok(client
-                .query(
-                    "SELECT table_name, path FROM _checkpoint_files ORDER BY table_name",
-                    &[],
-                )?
-                .iter()
-                .map(|row| (row.get(0), row.get(1)))
-                .collect())
-        })
+    /// Every checkpoint (the catalog's, and with a lake the tables other writers made there)
+    /// and where its rows are, in one query.
+    fn checkpoints_and_files(&self) -> Result<Vec<(CheckpointInfo, Option<Data>)>> {
+        let lake = self.has_lake();
+        let sql = checkpoints_sql(false, lake);
+        let rows = self
+            .catalog()
+            .read("listing checkpoints", |client| client.query(&sql, &[]))?;
+        let mut list = Vec::new();
+        for row in &rows {
+            let Some((info, data)) = decode(row, lake)? else {
+                continue;
+            };
+            // A lake table under a name no checkpoint can have is not the store's business.
+            if validate_table_name(&info.table_name).is_ok() {
+                list.push((info, data));
+            }
+        }
+        Ok(list)
     }
 
     /// Removes data files no catalog row names: those of workers killed between writing and
@@ -1013,11 +1060,101 @@ fn timestamp_text(time: NaiveDateTime) -> String {
     time.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
-/// A catalog row (as [`checkpoints_sql`] selects it) and its data file.
-fn decode(row: &postgres::Row) -> Result<(CheckpointInfo, Option<String>)> {
+/// Where a checkpoint's rows are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Data {
+    /// In this Parquet file (relative to the data root).
+    File(String),
+    /// In a lake table another writer made or changed, in a form this store does not read
+    /// (the reason).
+    Unreadable(String),
+}
+
+/// A row of [`checkpoints_sql`] as the checkpoint it is and where its rows are: the catalog's
+/// row and file, unless the lake says another writer changed the table (then the lake's
+/// version, without a key) or dropped it (then `None`).
+fn decode(row: &postgres::Row, lake: bool) -> Result<Option<(CheckpointInfo, Option<Data>)>> {
     let texts: Vec<Option<String>> = (0..12).map(|i| row.get(i)).collect();
-    let info = checkpoint_row(texts).map_err(Error::Format)?;
-    Ok((info, row.get(12)))
+    let path: Option<String> = row.get(12);
+    if !lake {
+        let info = checkpoint_row(texts).map_err(Error::Format)?;
+        return Ok(Some((info, path.map(Data::File))));
+    }
+    let in_catalog: bool = row.get(13);
+    let held = lake::Held::from_row(row, 14);
+    match held.verdict(path.as_deref().filter(|_| in_catalog)) {
+        lake::Verdict::Agrees if in_catalog => {
+            let info = checkpoint_row(texts).map_err(Error::Format)?;
+            Ok(Some((info, path.map(Data::File))))
+        }
+        lake::Verdict::Agrees | lake::Verdict::Dropped => Ok(None),
+        lake::Verdict::Changed {
+            file,
+            changed,
+            rows,
+        } => {
+            // Saved without a key, by another writer's clock: read as this machine's local
+            // time, as every checkpoint without a key is (`CheckpointInfo::saved_utc`).
+            let created_at = changed
+                .map(|utc| {
+                    NaiveDateTime::parse_from_str(&utc, "%Y-%m-%d %H:%M:%S%.f")
+                        .map(|utc| timestamp_text(utc_to_local(utc)))
+                        .map_err(|e| {
+                            Error::Format(format!("the lake's snapshot time {utc:?}: {e}"))
+                        })
+                })
+                .transpose()?;
+            let description = match in_catalog {
+                true => "changed in the lake by another writer",
+                false => "written to the lake by another writer",
+            };
+            let mut texts = vec![
+                texts[0].clone(),
+                created_at,
+                rows,
+                Some(description.to_owned()),
+            ];
+            texts.resize(12, None);
+            let info = checkpoint_row(texts).map_err(Error::Format)?;
+            Ok(Some((
+                info,
+                Some(file.map_or_else(Data::Unreadable, Data::File)),
+            )))
+        }
+    }
+}
+
+/// The lake's version of `table` that another writer made, when it is the one judged
+/// (saved at `created_at`) and one plain file: the checkpoint it is and its file, read in
+/// `tx` under the table's lock.
+fn adoptable_lake_version(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    created_at: Option<NaiveDateTime>,
+    lake: bool,
+) -> std::result::Result<Option<(CheckpointInfo, String)>, postgres::Error> {
+    if !lake {
+        return Ok(None);
+    }
+    let sql = checkpoints_sql(true, true);
+    let Some(row) = tx.query_typed_opt(&sql, &[(&table, Type::TEXT)])? else {
+        return Ok(None);
+    };
+    // Undecodable here means not adoptable; the caller judges again and sees the error.
+    Ok(match decode(&row, true) {
+        Ok(Some((info, Some(Data::File(file)))))
+            if info.key.is_none() && info.created_at == created_at =>
+        {
+            Some((info, file))
+        }
+        _ => None,
+    })
+}
+
+/// `utc` as this machine's local time.
+fn utc_to_local(utc: NaiveDateTime) -> NaiveDateTime {
+    use chrono::TimeZone;
+    chrono::Local.from_utc_datetime(&utc).naive_local()
 }
 
 /// The store id in the marker file `path`, if there is one.
@@ -1101,14 +1238,13 @@ impl CheckpointStore for SharedStore {
             // catalog again.
             const ATTEMPTS: usize = 5;
             for attempt in 1..=ATTEMPTS {
-                let Some(file) = self.registered_file(table)? else {
+                let Some(file) = self.current_file(table)? else {
                     return Ok(None);
                 };
                 match self.inner.files.read(std::slice::from_ref(&file)) {
                     Ok(frame) => return Ok(Some(frame)),
                     Err(e) => {
-                        let replaced =
-                            self.registered_file(table)?.as_deref() != Some(file.as_str());
+                        let replaced = self.current_file(table)?.as_deref() != Some(file.as_str());
                         if !replaced || attempt == ATTEMPTS {
                             return Err(duck_error(
                                 &self.inner.files.absolute(&file),
@@ -1127,7 +1263,7 @@ impl CheckpointStore for SharedStore {
     fn head(&self, table: &str, rows: usize) -> Result<Option<DataFrame>> {
         self.off(|| {
             validate_table_name(table)?;
-            let Some(file) = self.registered_file(table)? else {
+            let Some(file) = self.current_file(table)? else {
                 return Ok(None);
             };
             self.inner.files.head(&file, rows).map(Some).map_err(|e| {
@@ -1143,15 +1279,11 @@ impl CheckpointStore for SharedStore {
     /// Every checkpoint with its valid key and lineage, newest first (then by name).
     fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
         self.off(|| {
-            let context = "listing checkpoints";
-            let sql = checkpoints_sql(false);
-            let rows = self
-                .catalog()
-                .read(context, |client| client.query(&sql, &[]))?;
-            let mut list = rows
-                .iter()
-                .map(|row| decode(row).map(|(info, _)| info))
-                .collect::<Result<Vec<_>>>()?;
+            let mut list: Vec<CheckpointInfo> = self
+                .checkpoints_and_files()?
+                .into_iter()
+                .map(|(info, _)| info)
+                .collect();
             newest_first(&mut list);
             Ok(list)
         })
@@ -1207,7 +1339,7 @@ impl CheckpointStore for SharedStore {
     /// Copies `table`'s data file (Parquet, zstd) to `output_path`, whole or not at all.
     fn export_parquet(&self, table: &str, output_path: &Path) -> Result<()> {
         validate_table_name(table)?;
-        let Some(file) = self.off(|| self.registered_file(table))? else {
+        let Some(file) = self.off(|| self.current_file(table))? else {
             return Err(Error::TableNotFound {
                 table: table.to_owned(),
                 path: self.name().into(),
@@ -1232,7 +1364,15 @@ impl CheckpointStore for SharedStore {
     /// `InvalidInput`.
     fn query(&self, sql: &str, params: &[Param]) -> Result<DataFrame> {
         self.off(|| {
-            let checkpoints = self.list_checkpoints_with_files()?;
+            let checkpoints: Vec<(String, String)> = self
+                .checkpoints_and_files()?
+                .into_iter()
+                .filter_map(|(info, data)| match data {
+                    Some(Data::File(file)) => Some((info.table_name, file)),
+                    // No view: a query naming it fails on the missing table.
+                    _ => None,
+                })
+                .collect();
             let root = self.data_root();
             let context = format!("running query {sql:?}");
             let conn = self
@@ -1295,15 +1435,20 @@ impl CheckpointStore for SharedStore {
     fn load_judged(&self, judged: &CheckpointInfo) -> Result<JudgedLoad> {
         self.off(|| {
             let table = judged.table_name.as_str();
-            let current = |found: &Option<(CheckpointInfo, Option<String>)>| match found {
-                Some((now, file)) if now.same_checkpoint(judged) => Some(file.clone()),
+            let current = |found: &Option<(CheckpointInfo, Option<Data>)>| match found {
+                Some((now, data)) if now.same_checkpoint(judged) => Some(data.clone()),
                 _ => None,
             };
-            let Some(file) = current(&self.checkpoint_and_file(table)?) else {
-                return Ok(JudgedLoad::Replaced);
-            };
-            let Some(file) = file else {
-                return Ok(JudgedLoad::TableMissing);
+            let file = match current(&self.checkpoint_and_file(table)?) {
+                None => return Ok(JudgedLoad::Replaced),
+                Some(None) => return Ok(JudgedLoad::TableMissing),
+                Some(Some(Data::Unreadable(reason))) => {
+                    return Err(Error::LakeTable {
+                        table: table.to_owned(),
+                        reason,
+                    });
+                }
+                Some(Some(Data::File(file))) => file,
             };
             let failed = match self.inner.files.read(std::slice::from_ref(&file)) {
                 Ok(frame) => return Ok(JudgedLoad::Loaded(frame)),
@@ -1312,10 +1457,8 @@ impl CheckpointStore for SharedStore {
             // A save that replaced the checkpoint removes the superseded file once the new
             // one is registered, maybe between the query and the read: then it is judged
             // again. Only the judged row, still current, without its file is missing data.
-            if current(&self.checkpoint_and_file(table)?)
-                .flatten()
-                .as_deref()
-                != Some(file.as_str())
+            if current(&self.checkpoint_and_file(table)?).flatten()
+                != Some(Data::File(file.clone()))
             {
                 return Ok(JudgedLoad::Replaced);
             }
@@ -1366,6 +1509,8 @@ impl CheckpointStore for SharedStore {
         self.off(|| {
             validate_writable_table_name(table)?;
             let context = format!("adopting the checkpoint of {table:?}");
+            let lake = self.has_lake();
+            let files = &self.inner.files;
             self.locked(table, &context, |client| {
                 let mut tx = client.transaction()?;
                 let created = created_at.map(timestamp_text);
@@ -1380,7 +1525,32 @@ impl CheckpointStore for SharedStore {
                         &[&table, &created],
                     )?
                     .get(0);
-                if same == 1 {
+                let lake_version = match same {
+                    1 => None,
+                    _ => adoptable_lake_version(&mut tx, table, created_at, lake)?,
+                };
+                if let Some((info, file)) = &lake_version {
+                    let rows = info.row_count.and_then(|n| i32::try_from(n).ok());
+                    // Another writer's version in the lake becomes the catalog's checkpoint,
+                    // its file registered as it is (the lake then agrees with the catalog).
+                    let bytes = files
+                        .absolute(file)
+                        .metadata()
+                        .map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX));
+                    tx.execute(
+                        "INSERT INTO _checkpoints (table_name, created_at, row_count, description) \
+                         VALUES ($1, $2::text::timestamp, $3, $4) ON CONFLICT (table_name) DO UPDATE \
+                         SET created_at = excluded.created_at, row_count = excluded.row_count, \
+                         description = excluded.description",
+                        &[&table, &stamped, &rows, &info.description],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO _checkpoint_files (table_name, path, bytes) VALUES ($1, $2, $3) \
+                         ON CONFLICT (table_name) DO UPDATE SET path = excluded.path, bytes = excluded.bytes",
+                        &[&table, file, &bytes],
+                    )?;
+                    write_key(&mut tx, table, stamped.as_deref(), key, lineage)?;
+                } else if same == 1 {
                     if stamped != created {
                         tx.execute(
                             "UPDATE _checkpoints SET created_at = $2::text::timestamp \
@@ -1391,7 +1561,7 @@ impl CheckpointStore for SharedStore {
                     write_key(&mut tx, table, stamped.as_deref(), key, lineage)?;
                 }
                 tx.commit()?;
-                Ok(same == 1)
+                Ok(same == 1 || lake_version.is_some())
             })
         })
     }
