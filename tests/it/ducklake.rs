@@ -196,7 +196,27 @@ fn a_store_made_before_the_lake_is_upgraded_in_place() {
     let scores =
         df!("gene_id" => ["a", "b"], "score" => [0.5, f64::NAN], "n" => [Some(1i64), None])
             .unwrap();
-    let other = df!("x" => ["only"]).unwrap();
+    // Lists, before and after flat columns: their items are matched by name too.
+    let tags = Series::new(
+        "tags".into(),
+        [
+            Series::new("".into(), ["x", "y"]),
+            Series::new("".into(), Vec::<String>::new()),
+        ],
+    );
+    let ids = Series::new(
+        "ids".into(),
+        [
+            Series::new("".into(), [7i64]),
+            Series::new("".into(), [8i64, 9]),
+        ],
+    );
+    let other = DataFrame::new_infer_height(vec![
+        tags.into(),
+        df!("x" => ["only", "two"]).unwrap()["x"].clone(),
+        ids.into(),
+    ])
+    .unwrap();
     {
         let store = shared.store();
         store.save_dataframe("scores", &scores, "before").unwrap();
@@ -271,6 +291,14 @@ fn a_store_made_before_the_lake_is_upgraded_in_place() {
         .unwrap()
         .get(0);
     assert_eq!(mappings, 2, "one by-name mapping per upgraded file");
+    let list_items: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM ducklake_name_mapping WHERE source_name = 'list'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(list_items, 2, "each list's items mapped by name");
     // Upgraded once: another open adds nothing.
     drop(shared.store());
     let snapshots: i64 = sql

@@ -274,15 +274,28 @@ pub(crate) fn replace(
                  VALUES ($1, $2, 'map_by_name')",
                 &[&mapping, &id],
             )?;
-            for (column_id, parent, column) in numbered(file.columns) {
-                // Nodes are numbered from 0, the lake's columns from 1.
+            let columns = numbered(file.columns);
+            for &(column_id, parent, column) in &columns {
+                // Nodes are numbered from 0, the lake's columns from 1; a list's item is found
+                // under the name of the Parquet group that repeats it, `list` (as the
+                // extension maps DuckDB's files: tests/python/ducklake/README.md).
+                let in_list = parent.is_some_and(|p| {
+                    columns
+                        .iter()
+                        .any(|(id, _, c)| *id == p && c.ducklake_type == "list")
+                });
+                let source = if in_list {
+                    "list"
+                } else {
+                    column.name.as_str()
+                };
                 tx.execute(
                     "INSERT INTO ducklake_name_mapping (mapping_id, column_id, source_name, \
                      target_field_id, parent_column, is_partition) VALUES ($1, $2, $3, $4, $5, false)",
                     &[
                         &mapping,
                         &(column_id - 1),
-                        &column.name,
+                        &source,
                         &column_id,
                         &parent.map(|p| p - 1),
                     ],
@@ -455,7 +468,8 @@ pub(crate) fn held_sql(name: &str, path: &str) -> (String, String) {
          EXISTS (SELECT 1 FROM ducklake_delete_file d \
           WHERE d.table_id = t.table_id AND d.end_snapshot IS NULL) AS deletes, \
          EXISTS (SELECT 1 FROM ducklake_column d WHERE d.table_id = t.table_id \
-          AND (d.end_snapshot IS NOT NULL OR d.begin_snapshot <> t.begin_snapshot)) AS columns_changed, \
+          AND (d.end_snapshot IS NOT NULL OR d.begin_snapshot <> (SELECT min(b.begin_snapshot) \
+          FROM ducklake_table b WHERE b.table_id = t.table_id))) AS columns_changed, \
          EXISTS (SELECT 1 FROM ducklake_snapshot_changes d WHERE d.snapshot_id >= t.begin_snapshot \
           AND d.changes_made ~ ('(^|,)inline[a-z_]*:' || t.table_id || '(,|$)')) AS inlined, \
          (SELECT to_char(n.snapshot_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \

@@ -470,12 +470,7 @@ impl SharedStore {
             let Some(name) = path.strip_prefix(&prefix) else {
                 continue;
             };
-            // Flat columns only: matching a list's items by name is not proven against the
-            // extension yet.
-            let Some(described) = files
-                .describe(&path, &table)?
-                .filter(|d| d.columns.iter().all(|c| c.children.is_empty()))
-            else {
+            let Some(described) = files.describe(&path, &table)? else {
                 tracing::warn!(table, "a type the upgrade cannot map: left out of the lake");
                 continue;
             };
