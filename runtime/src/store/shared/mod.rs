@@ -132,10 +132,10 @@ fn checkpoints_sql(one_table: bool, lake: bool) -> String {
     ]
     .map(when)
     .join(", ");
-    let filter = if one_table {
-        " WHERE table_name = $1"
-    } else {
-        ""
+    let (inner_filter, outer_filter) = match (one_table, lake) {
+        (false, _) => ("", ""),
+        (true, true) => (" WHERE table_name = $1", ""),
+        (true, false) => ("", " WHERE c.table_name = $1"),
     };
     let (names, name, held, held_join) = match lake {
         false => (
@@ -148,7 +148,7 @@ fn checkpoints_sql(one_table: bool, lake: bool) -> String {
             let (columns, join) = lake::held_sql("n.table_name", "f.path");
             (
                 format!(
-                    "(SELECT table_name FROM _checkpoints{filter} UNION {}) n \
+                    "(SELECT table_name FROM _checkpoints{inner_filter} UNION {}) n \
                      LEFT JOIN _checkpoints c ON c.table_name = n.table_name",
                     lake::tables_sql(one_table)
                 ),
@@ -158,13 +158,12 @@ fn checkpoints_sql(one_table: bool, lake: bool) -> String {
             )
         }
     };
-    let filter = if lake { "" } else { filter };
     format!(
         "SELECT {name}, to_char(c.created_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
          c.row_count::text, c.description, k.key, k.function, k.code, k.arguments, {lineage}, \
          f.path{held} FROM {names} \
          LEFT JOIN _checkpoint_keys k ON {} \
-         LEFT JOIN _checkpoint_files f ON f.table_name = {name}{held_join}{filter}",
+         LEFT JOIN _checkpoint_files f ON f.table_name = {name}{held_join}{outer_filter}",
         key_of_checkpoint!(),
     )
 }
@@ -2242,4 +2241,55 @@ pub(crate) mod tests {
         Some(store) => store,
         None => return,
     });
+
+    /// A store as it was before the lake (its `ducklake_*` tables dropped, catalog version 1),
+    /// opened as a look, which leaves it so: every store rule holds there too.
+    fn temp_shared_without_lake() -> Option<TempShared> {
+        let mut temp = temp_shared()?;
+        drop(temp.store.take());
+        let mut admin = postgres::Client::connect(&temp.admin, postgres::NoTls).unwrap();
+        let tables: Vec<String> = admin
+            .query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'ducklake_%'",
+                &[&temp.schema],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(tables.len(), 28);
+        for table in tables {
+            admin
+                .batch_execute(&format!("DROP TABLE {}.{table}", temp.schema))
+                .unwrap();
+        }
+        admin
+            .batch_execute(&format!(
+                "UPDATE {}._usher_schema SET value = '1' WHERE name = 'schema_version'",
+                temp.schema
+            ))
+            .unwrap();
+        let options = SharedStoreOptions {
+            must_exist: true,
+            ..Default::default()
+        };
+        let store = SharedStore::open_with(
+            &with_schema(&temp.admin, &temp.schema),
+            temp._dir.path(),
+            &options,
+        )
+        .unwrap();
+        assert!(!store.has_lake());
+        temp.store = Some(store);
+        Some(temp)
+    }
+
+    mod without_lake {
+        use super::temp_shared_without_lake;
+
+        crate::conformance_suite!(match temp_shared_without_lake() {
+            Some(store) => store,
+            None => return,
+        });
+    }
 }
