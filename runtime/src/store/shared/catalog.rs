@@ -364,7 +364,7 @@ impl Catalog {
     pub fn read<T>(
         &self,
         context: &str,
-        mut work: impl FnMut(&mut Client) -> std::result::Result<T, postgres::Error>,
+        mut work: impl FnMut(&mut Conn) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let mut client = self.client(context)?;
         match work(&mut client) {

@@ -10,9 +10,11 @@
 //! every public call goes through [`off_runtime`], and the one owner of a client, [`Conn`],
 //! closes it the same way wherever it is dropped.
 
+use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 
-use postgres::Client;
+use postgres::types::Type;
+use postgres::{Client, Statement};
 
 /// Whether this thread belongs to a tokio runtime, where the client's own runtime cannot run.
 pub(crate) fn on_runtime() -> bool {
@@ -48,6 +50,8 @@ pub(crate) fn off_runtime<R: Send>(work: impl FnOnce() -> R + Send) -> std::io::
 pub(crate) struct Conn {
     /// Always `Some` but while [`Drop`] hands the client to the thread that closes it.
     client: Option<Client>,
+    /// Statements prepared on this connection, by their text (see [`Conn::prepared`]).
+    statements: HashMap<&'static str, Statement>,
 }
 
 impl Conn {
@@ -55,7 +59,24 @@ impl Conn {
     pub fn new(client: Client) -> Self {
         Self {
             client: Some(client),
+            statements: HashMap::new(),
         }
+    }
+
+    /// `sql` prepared on this connection with parameters of `types`, once: for the statements
+    /// of every lookup whose planning costs more than their run (a hit's judgement of the
+    /// lake), so each later use is one round trip without planning.
+    pub fn prepared(
+        &mut self,
+        sql: &'static str,
+        types: &[Type],
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client_mut().prepare_typed(sql, types)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
     }
 
     fn client(&self) -> &Client {

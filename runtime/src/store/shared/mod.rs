@@ -24,8 +24,8 @@ mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
@@ -598,10 +598,15 @@ impl SharedStore {
     fn checkpoint_and_file(&self, table: &str) -> Result<Option<(CheckpointInfo, Option<Data>)>> {
         validate_table_name(table)?;
         let context = format!("reading the checkpoint of {table:?}");
+        // Every hit's lookup: prepared once per connection, since with the lake its planning
+        // would cost more than its run.
+        static WITH_LAKE: LazyLock<String> = LazyLock::new(|| checkpoints_sql(true, true));
+        static WITHOUT_LAKE: LazyLock<String> = LazyLock::new(|| checkpoints_sql(true, false));
         let lake = self.has_lake();
-        let sql = checkpoints_sql(true, lake);
+        let sql = if lake { &WITH_LAKE } else { &WITHOUT_LAKE };
         let row = self.catalog().read(&context, |client| {
-            client.query_typed_opt(&sql, &[(&table, Type::TEXT)])
+            let statement = client.prepared(sql.as_str(), &[Type::TEXT])?;
+            client.query_opt(&statement, &[&table])
         })?;
         Ok(row.map(|row| decode(&row, lake)).transpose()?.flatten())
     }
