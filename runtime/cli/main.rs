@@ -169,10 +169,19 @@ fn cli() -> Command {
                         .help("A value for the next ?: null, true, false, a number, else text (text:113 keeps text)"),
                 ),
         )
-        .subcommand(store_command(
-            "gc",
-            "Remove leftovers of interrupted or superseded work and report the space returned",
-        ))
+        .subcommand(
+            store_command(
+                "gc",
+                "Remove leftovers of interrupted or superseded work and report the space returned",
+            )
+            .arg(
+                Arg::new("expire-older-than")
+                    .long("expire-older-than")
+                    .value_name("AGE")
+                    .value_parser(manage::parse_age)
+                    .help("Shared store: first expire the lake's snapshots older than AGE (30d, 12h, 90m, 2w), so the earlier versions only they read are removed too"),
+            ),
+        )
         .subcommand(store_command(
             "checkpoints",
             "List the checkpoints of a store, newest first",
@@ -248,7 +257,11 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
             &path("parquet").unwrap_or_default(),
             as_json,
         ),
-        "gc" => manage::gc(&store, as_json),
+        "gc" => manage::gc(
+            &store,
+            m.get_one::<chrono::Duration>("expire-older-than").copied(),
+            as_json,
+        ),
         "query" => {
             let params: Vec<_> = m
                 .get_many::<String>("param")

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 use usher_pipeline::{
-    AnyStore, CheckpointStore, Error, GcReport, LineageGraph, PROGRESS_MIN_ROWS,
+    AnyStore, CheckpointStore, Error, ExpiredSnapshots, GcReport, LineageGraph, PROGRESS_MIN_ROWS,
     ProvenanceMetadata, ProvenanceStep, SharedGcReport, save_sidecar, sidecar_path,
 };
 
@@ -165,16 +165,58 @@ pub fn export(
     ))
 }
 
-/// `gc`: removes what interrupted or superseded work left behind, and reports the space.
-pub fn gc(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
-    match (store.as_file(), store.as_shared()) {
-        (Some(file), _) => gc_file(&file.gc()?, as_json),
-        (None, Some(shared)) => gc_shared(&shared.gc()?, as_json),
-        (None, None) => Err(Error::Format(format!(
+/// `gc`: removes what interrupted or superseded work left behind, and reports the space;
+/// with `expire` on a shared store, first expires the lake's snapshots older than that.
+pub fn gc(
+    store: &AnyStore,
+    expire: Option<chrono::Duration>,
+    as_json: bool,
+) -> Result<Output, Error> {
+    match (store.as_file(), store.as_shared(), expire) {
+        (Some(_), _, Some(_)) => Err(Error::Format(
+            "--expire-older-than: the DuckDB file store keeps no earlier versions to expire"
+                .to_owned(),
+        )),
+        (Some(file), _, None) => gc_file(&file.gc()?, as_json),
+        (None, Some(shared), expire) => {
+            let expired = match expire {
+                Some(age) => Some(shared.expire_snapshots(chrono::Utc::now() - age)?),
+                None => None,
+            };
+            gc_shared(&shared.gc()?, expired.as_ref(), as_json)
+        }
+        (None, None, _) => Err(Error::Format(format!(
             "gc does not know the store {}",
             store.name()
         ))),
     }
+}
+
+/// An age on the command line: a whole number and a unit, `s`, `m`, `h`, `d` or `w`.
+pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit: write 30d, 12h, 90m, 45s or 2w"))?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use s, m, h, d or w"
+            ));
+        }
+    };
+    number
+        .checked_mul(seconds_per)
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(|| format!("{text:?} is too long an age"))
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -207,19 +249,34 @@ fn gc_file(report: &GcReport, as_json: bool) -> Result<Output, Error> {
     ))
 }
 
-fn gc_shared(report: &SharedGcReport, as_json: bool) -> Result<Output, Error> {
+fn gc_shared(
+    report: &SharedGcReport,
+    expired: Option<&ExpiredSnapshots>,
+    as_json: bool,
+) -> Result<Output, Error> {
     if as_json {
-        let value = json!({
+        let mut value = json!({
             "files_removed": report.files_removed,
             "bytes_removed": report.bytes_removed,
             "key_rows": report.orphaned_keys,
             "tables_busy": report.tables_busy,
         });
+        if let Some(expired) = expired {
+            value["snapshots_expired"] = json!(expired.snapshots);
+            value["files_unread"] = json!(expired.files);
+        }
         return Ok(Output::new(pretty(&value), 0));
     }
+    let expired = match expired {
+        Some(expired) => format!(
+            "expired {} lake snapshots, leaving {} files no snapshot reads\n",
+            expired.snapshots, expired.files
+        ),
+        None => String::new(),
+    };
     Ok(Output::new(
         format!(
-            "removed {} data files no checkpoint names ({:.1} MiB) and {} unused key rows\n\
+            "{expired}removed {} data files no checkpoint names ({:.1} MiB) and {} unused key rows\n\
              skipped {} tables being computed now{}",
             report.files_removed,
             mb(report.bytes_removed),

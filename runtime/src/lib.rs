@@ -109,8 +109,8 @@ pub use store::duckdb::{
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::shared::{
-    CATALOG_SCHEMA_VERSION, DEFAULT_CONNECTIONS, RECONNECT_LIMIT, SharedGcReport, SharedStore,
-    SharedStoreOptions,
+    CATALOG_SCHEMA_VERSION, DEFAULT_CONNECTIONS, ExpiredSnapshots, RECONNECT_LIMIT, SharedGcReport,
+    SharedStore, SharedStoreOptions,
 };
 pub use store::{
     CheckpointStore, JudgedLoad, LockFuture, Param, PendingBatches, ReleaseFuture, TableLock,

@@ -16,6 +16,24 @@ use usher_pipeline::{
 use crate::common;
 use crate::common::shared::Shared;
 
+/// A shared store of its own and the Python with the ducklake extension, or `None` (the test
+/// is skipped, with the reason printed) when either is missing here.
+fn lake_test(name: &str) -> Option<(Shared, std::path::PathBuf)> {
+    let shared = Shared::new(name)?;
+    let python = common::python("py3")?;
+    Some((shared, python))
+}
+
+/// `usher-pipeline ARGS --store URL --data-root ROOT` on the test's store.
+fn cli(shared: &Shared, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_usher-pipeline"))
+        .args(args)
+        .args(["--store", &shared.url, "--data-root"])
+        .arg(shared.root())
+        .output()
+        .unwrap()
+}
+
 /// What `tests/python/ducklake/read_store.py` printed.
 fn read_with_duckdb(python: &std::path::Path, shared: &Shared) -> Value {
     write_with_duckdb(python, shared, &[])
@@ -125,10 +143,7 @@ fn assert_read_as(read: &Value, frame: &DataFrame, what: &str) {
 /// current version; one snapshot per save and delete.
 #[test]
 fn duckdb_reads_every_checkpoint_and_its_history_through_the_lake() {
-    let Some(shared) = Shared::new("lake_read") else {
-        return;
-    };
-    let Some(python) = common::python("py3") else {
+    let Some((shared, python)) = lake_test("lake_read") else {
         return;
     };
     let store: SharedStore = shared.store();
@@ -187,10 +202,7 @@ fn duckdb_reads_every_checkpoint_and_its_history_through_the_lake() {
 /// saves after it are snapshots as usual.
 #[test]
 fn a_store_made_before_the_lake_is_upgraded_in_place() {
-    let Some(shared) = Shared::new("lake_upgrade") else {
-        return;
-    };
-    let Some(python) = common::python("py3") else {
+    let Some((shared, python)) = lake_test("lake_upgrade") else {
         return;
     };
     let scores =
@@ -393,10 +405,7 @@ fn all(pipeline: &Pipeline<SharedStore>) -> Vec<Result<DataFrame, Error>> {
 /// makes the lake agree with the library again, read back by DuckDB.
 #[test]
 fn other_writers_tables_are_unkeyed_and_never_served_as_a_functions_result() {
-    let Some(shared) = Shared::new("lake_writers") else {
-        return;
-    };
-    let Some(python) = common::python("py3") else {
+    let Some((shared, python)) = lake_test("lake_writers") else {
         return;
     };
     let tracker = || {
@@ -475,12 +484,7 @@ fn other_writers_tables_are_unkeyed_and_never_served_as_a_functions_result() {
     }
 
     // The command line lists them as a colleague would expect.
-    let root = shared.root();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_usher-pipeline"))
-        .args(["status", "--json", "--store", &shared.url, "--data-root"])
-        .arg(&root)
-        .output()
-        .unwrap();
+    let status = cli(&shared, &["status", "--json"]);
     // 3: something would be recomputed (`lake_derived`).
     assert_eq!(
         status.status.code(),
@@ -582,5 +586,91 @@ fn other_writers_tables_are_unkeyed_and_never_served_as_a_functions_result() {
         &read["tables"]["colleague"],
         &colleague,
         "the colleague's table, untouched",
+    );
+}
+
+/// Expiring the lake's snapshots takes exactly the earlier versions no remaining snapshot
+/// reads, as the extension's rule says: an older version still read by a kept snapshot
+/// stays readable (its file too, through gc), one read by none loses its file at the next gc,
+/// the current version never. The extension's own expiry and cleanup work on the store
+/// afterwards, and `usher-pipeline gc --expire-older-than` does both steps.
+#[test]
+fn expired_snapshots_take_only_the_versions_no_remaining_snapshot_reads() {
+    let Some((shared, python)) = lake_test("lake_expire") else {
+        return;
+    };
+    let store = shared.store();
+    let version = |v: i64| df!("v" => [v, v * 10]).unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(50));
+    store.save_dataframe("t", &version(1), "v1").unwrap(); // snapshot 1
+    pause();
+    let cutoff = chrono::Utc::now();
+    pause();
+    store.save_dataframe("t", &version(2), "v2").unwrap(); // snapshot 2
+    store.save_dataframe("t", &version(3), "v3").unwrap(); // snapshot 3
+    store.save_dataframe("other", &version(7), "other").unwrap(); // snapshot 4
+    let files_of_t = || common::shared::walk(&shared.root().join("tables/t")).len();
+    assert_eq!(
+        files_of_t(),
+        3,
+        "every version's file kept for the lake's history"
+    );
+
+    // Snapshots 0 and 1 go; v1 ([1, 2)) is read by none left, v2 ([2, 3)) by snapshot 2.
+    let expired = store.expire_snapshots(cutoff).unwrap();
+    assert_eq!((expired.snapshots, expired.files), (2, 1));
+    assert_eq!(store.expire_snapshots(cutoff).unwrap().snapshots, 0, "once");
+    let gc = store.gc().unwrap();
+    assert_eq!(gc.files_removed, 1, "v1's file only");
+    assert!(gc.bytes_removed > 0);
+    assert_eq!(files_of_t(), 2);
+
+    let read = read_with_duckdb(&python, &shared);
+    let snapshots: Vec<i64> = read["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(snapshots, [2, 3, 4]);
+    assert_read_as(&read["versions"]["t"]["2"], &version(2), "t at snapshot 2");
+    assert_read_as(&read["tables"]["t"], &version(3), "t now");
+    assert_read_as(&read["tables"]["other"], &version(7), "other now");
+    assert_eq!(store.load_dataframe("t").unwrap().unwrap(), version(3));
+
+    // The extension's own expiry and cleanup after ours, then a save and the command line.
+    write_with_duckdb(
+        &python,
+        &shared,
+        &[
+            "CALL ducklake_expire_snapshots('lake', older_than => now())",
+            "CALL ducklake_cleanup_old_files('lake', cleanup_all => true)",
+        ],
+    );
+    store.save_dataframe("t", &version(4), "v4").unwrap();
+    let gc = cli(&shared, &["gc", "--json", "--expire-older-than", "0s"]);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let gc: Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(gc["snapshots_expired"], 1, "{gc}");
+    assert_eq!(gc["files_unread"], 1, "{gc}");
+    // v2's file went with the extension's cleanup, v3's with this gc.
+    assert_eq!(gc["files_removed"], 1, "{gc}");
+    assert_eq!(files_of_t(), 1);
+    let read = read_with_duckdb(&python, &shared);
+    assert_eq!(read["snapshots"].as_array().unwrap().len(), 1);
+    assert_read_as(&read["tables"]["t"], &version(4), "t after all");
+    assert_read_as(&read["tables"]["other"], &version(7), "other after all");
+    assert_eq!(store.load_dataframe("t").unwrap().unwrap(), version(4));
+
+    let bad = cli(&shared, &["gc", "--expire-older-than", "30 days"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("unknown unit \" days\""),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
     );
 }

@@ -374,20 +374,151 @@ pub(crate) fn retrying<T>(
     }
 }
 
+/// A row version of the lake (`x`: its table's alias) that no remaining snapshot can see:
+/// ended, and no snapshot lies in `[begin_snapshot, end_snapshot)`. The extension's own rule
+/// for what its `ducklake_expire_snapshots` removes.
+const UNSEEN: &str = "x.end_snapshot IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ducklake_snapshot s \
+     WHERE s.snapshot_id >= x.begin_snapshot AND s.snapshot_id < x.end_snapshot)";
+
+/// What [`expire`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Expired {
+    /// Snapshots removed.
+    pub snapshots: u64,
+    /// Data and delete files no remaining snapshot reads, by path relative to the data root;
+    /// those a DuckDB client wrote are scheduled for its `ducklake_cleanup_old_files`, the
+    /// store's own are left to `gc`.
+    pub files: Vec<String>,
+}
+
+/// Removes the snapshots taken before `before` (always keeping the latest), as the
+/// extension's `ducklake_expire_snapshots` does: their rows, and every row version (files,
+/// tables, columns, what hangs on them) no remaining snapshot sees. Under `lock_key`, the
+/// store's writers' lock, in the caller's transaction.
+pub(crate) fn expire(
+    tx: &mut Transaction<'_>,
+    lock_key: i64,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<Expired, postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
+    let snapshots = tx.execute(
+        "DELETE FROM ducklake_snapshot WHERE snapshot_time < $1::text::timestamptz \
+         AND snapshot_id < (SELECT max(snapshot_id) FROM ducklake_snapshot)",
+        &[&before.to_rfc3339()],
+    )?;
+    if snapshots == 0 {
+        return Ok(Expired::default());
+    }
+    tx.execute(
+        "DELETE FROM ducklake_snapshot_changes c WHERE NOT EXISTS \
+         (SELECT 1 FROM ducklake_snapshot s WHERE s.snapshot_id = c.snapshot_id)",
+        &[],
+    )?;
+    // The files first, while their tables' rows still give their paths.
+    let files_sql = format!(
+        "WITH gone AS (DELETE FROM ducklake_data_file x WHERE {UNSEEN} \
+           RETURNING x.data_file_id, x.table_id, x.path, x.path_is_relative), \
+         gone_deletes AS (DELETE FROM ducklake_delete_file x WHERE {UNSEEN} \
+           RETURNING x.delete_file_id, x.table_id, x.path, x.path_is_relative), \
+         stats AS (DELETE FROM ducklake_file_column_stats c \
+           WHERE c.data_file_id IN (SELECT data_file_id FROM gone)), \
+         variant_stats AS (DELETE FROM ducklake_file_variant_stats c \
+           WHERE c.data_file_id IN (SELECT data_file_id FROM gone)), \
+         partition_values AS (DELETE FROM ducklake_file_partition_value c \
+           WHERE c.data_file_id IN (SELECT data_file_id FROM gone)), \
+         paths AS ( \
+           SELECT g.data_file_id AS id, \
+             (SELECT s.path || t.path FROM ducklake_table t \
+              JOIN ducklake_schema s ON s.schema_id = t.schema_id \
+              WHERE t.table_id = g.table_id AND t.path_is_relative AND s.path_is_relative \
+              ORDER BY t.begin_snapshot DESC LIMIT 1) || g.path AS path \
+           FROM gone g WHERE g.path_is_relative \
+           UNION ALL \
+           SELECT g.delete_file_id, \
+             (SELECT s.path || t.path FROM ducklake_table t \
+              JOIN ducklake_schema s ON s.schema_id = t.schema_id \
+              WHERE t.table_id = g.table_id AND t.path_is_relative AND s.path_is_relative \
+              ORDER BY t.begin_snapshot DESC LIMIT 1) || g.path \
+           FROM gone_deletes g WHERE g.path_is_relative), \
+         scheduled AS (INSERT INTO ducklake_files_scheduled_for_deletion \
+           (data_file_id, path, path_is_relative, schedule_start) \
+           SELECT id, path, true, now() FROM paths \
+           WHERE path IS NOT NULL AND {FOREIGN}) \
+         SELECT path FROM paths WHERE path IS NOT NULL",
+        FOREIGN = "path ~ '(^|/)ducklake-[^/]*$'"
+    );
+    let files = tx
+        .query(&files_sql, &[])?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for statement in [
+        "DELETE FROM ducklake_column x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_partition_info x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_column_tag x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_tag x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_sort_info x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_table x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_view x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_macro x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_schema x WHERE {UNSEEN}",
+        "DELETE FROM ducklake_macro_impl m WHERE NOT EXISTS \
+         (SELECT 1 FROM ducklake_macro x WHERE x.macro_id = m.macro_id)",
+        "DELETE FROM ducklake_macro_parameters m WHERE NOT EXISTS \
+         (SELECT 1 FROM ducklake_macro x WHERE x.macro_id = m.macro_id)",
+    ] {
+        tx.execute(&statement.replace("{UNSEEN}", UNSEEN), &[])?;
+    }
+    // A table no remaining snapshot sees at all: what hangs on its id goes too, and its
+    // inlined rows (the extension's own tables, named in the catalog).
+    let dead = "NOT EXISTS (SELECT 1 FROM ducklake_table t WHERE t.table_id = x.table_id)";
+    let inlined: Vec<String> = tx
+        .query(
+            &format!("SELECT x.table_name FROM ducklake_inlined_data_tables x WHERE {dead}"),
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for name in inlined {
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", quote_name(&name)))?;
+    }
+    for table in [
+        "ducklake_column",
+        "ducklake_table_stats",
+        "ducklake_table_column_stats",
+        "ducklake_schema_versions",
+        "ducklake_inlined_data_tables",
+        "ducklake_partition_column",
+        "ducklake_sort_expression",
+    ] {
+        tx.execute(&format!("DELETE FROM {table} x WHERE {dead}"), &[])?;
+    }
+    tx.execute(
+        &format!(
+            "WITH gone AS (DELETE FROM ducklake_column_mapping x WHERE {dead} RETURNING mapping_id) \
+             DELETE FROM ducklake_name_mapping n WHERE n.mapping_id IN (SELECT mapping_id FROM gone)"
+        ),
+        &[],
+    )?;
+    Ok(Expired { snapshots, files })
+}
+
 /// The paths (relative to the data path) of every data file any snapshot of `table` names:
 /// files a retained snapshot can still read, which `gc` must leave alone.
 pub(crate) fn files_of(
     client: &mut postgres::Client,
     table: &str,
 ) -> Result<Vec<String>, postgres::Error> {
+    // By directory, not name: a table a DuckDB client renamed keeps its files where they were.
     Ok(client
         .query(
             "SELECT DISTINCT s.path || t.path || f.path FROM ducklake_data_file f \
              JOIN ducklake_table t ON t.table_id = f.table_id \
              JOIN ducklake_schema s ON s.schema_id = t.schema_id \
-             WHERE t.table_name = $1 AND f.path_is_relative AND t.path_is_relative \
+             WHERE s.path || t.path = $1 AND f.path_is_relative AND t.path_is_relative \
              AND s.path_is_relative",
-            &[&table],
+            &[&format!("{SCHEMA_PATH}{table}/")],
         )?
         .iter()
         .map(|row| row.get(0))

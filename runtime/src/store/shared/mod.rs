@@ -181,6 +181,17 @@ pub struct SharedGcReport {
     pub orphaned_keys: usize,
 }
 
+/// What [`SharedStore::expire_snapshots`] removed from the lake's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiredSnapshots {
+    /// Snapshots removed (never the latest).
+    pub snapshots: u64,
+    /// Data files no remaining snapshot reads any more: the store's own are removed by the
+    /// next [`gc`](SharedStore::gc); those a DuckDB client wrote are scheduled for its
+    /// `ducklake_cleanup_old_files`.
+    pub files: usize,
+}
+
 impl SharedStore {
     /// Opens the store whose catalog is at `url` and whose files are under `data_root`
     /// (created if missing). The first open creates the catalog's tables and ties the data
@@ -799,6 +810,54 @@ impl SharedStore {
                 )
                 .map_err(self.pg(context))? as usize;
             Ok(report)
+        })
+    }
+
+    /// Removes the lake's snapshots taken before `before` (never the latest, which is every
+    /// table's current version), by the rule of the ducklake extension's
+    /// `ducklake_expire_snapshots`: with them goes every earlier version no remaining
+    /// snapshot reads, and `AT (VERSION => n)` of a removed snapshot fails from then on. The
+    /// files of those versions are removed by the next [`gc`](Self::gc); until this is run,
+    /// every earlier version stays readable and its file stays on disk. A store without the
+    /// lake has nothing to expire.
+    ///
+    /// ```no_run
+    /// # fn main() -> usher_pipeline::Result<()> {
+    /// use chrono::{Duration, Utc};
+    /// let store = usher_pipeline::SharedStore::open("postgres://usher@db.lab/usher", "/shared/usher-data")?;
+    /// let expired = store.expire_snapshots(Utc::now() - Duration::days(30))?;
+    /// let gc = store.gc()?;
+    /// println!("{} snapshots expired, {} bytes returned", expired.snapshots, gc.bytes_removed);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expire_snapshots(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ExpiredSnapshots> {
+        self.off(|| {
+            if !self.lake_now()? {
+                return Ok(ExpiredSnapshots::default());
+            }
+            let context = "expiring the lake's snapshots";
+            let lock_key = self.lake_lock_key();
+            let mut client = self.catalog().client(context)?;
+            let expired = lake::retrying(true, || {
+                let mut tx = client.transaction()?;
+                let expired = lake::expire(&mut tx, lock_key, before)?;
+                tx.commit()?;
+                Ok(expired)
+            })
+            .map_err(self.pg(context))?;
+            tracing::info!(
+                snapshots = expired.snapshots,
+                files = expired.files.len(),
+                "lake snapshots expired"
+            );
+            Ok(ExpiredSnapshots {
+                snapshots: expired.snapshots,
+                files: expired.files.len(),
+            })
         })
     }
 
