@@ -511,8 +511,9 @@ impl SharedStore {
     }
 
     /// Whether the catalog is a DuckLake now: another worker's open may have made it one since
-    /// this process opened the store. Asked (one round trip) only while it is not; called
-    /// under the table's compute lock, which such an upgrade takes too.
+    /// this process opened the store. Asked (one round trip) only while it is not: saves and
+    /// deletes ask under the table's compute lock, which such an upgrade takes too; reads ask
+    /// so that no lookup misses what another writer did through a lake made meanwhile.
     fn lake_now(&self) -> Result<bool> {
         if self.has_lake() {
             return Ok(true);
@@ -613,7 +614,8 @@ impl SharedStore {
         // would cost more than its run.
         static WITH_LAKE: LazyLock<String> = LazyLock::new(|| checkpoints_sql(true, true));
         static WITHOUT_LAKE: LazyLock<String> = LazyLock::new(|| checkpoints_sql(true, false));
-        let lake = self.has_lake();
+        // Looked for again while missing: another worker may have upgraded the store since.
+        let lake = self.lake_now()?;
         let sql = if lake { &WITH_LAKE } else { &WITHOUT_LAKE };
         let row = self.catalog().read(&context, |client| {
             let statement = client.prepared(sql.as_str(), &[Type::TEXT])?;
@@ -726,7 +728,7 @@ impl SharedStore {
     /// Every checkpoint (the catalog's, and with a lake the tables other writers made there)
     /// and where its rows are, in one query.
     fn checkpoints_and_files(&self) -> Result<Vec<(CheckpointInfo, Option<Data>)>> {
-        let lake = self.has_lake();
+        let lake = self.lake_now()?;
         let sql = checkpoints_sql(false, lake);
         let rows = self
             .catalog()
@@ -1567,7 +1569,7 @@ impl CheckpointStore for SharedStore {
         self.off(|| {
             validate_writable_table_name(table)?;
             let context = format!("adopting the checkpoint of {table:?}");
-            let lake = self.has_lake();
+            let lake = self.lake_now()?;
             let files = &self.inner.files;
             self.locked(table, &context, |client| {
                 let mut tx = client.transaction()?;
@@ -2346,6 +2348,29 @@ pub(crate) mod tests {
         assert!(!store.has_lake());
         temp.store = Some(store);
         Some(temp)
+    }
+
+    /// A handle opened before another worker's open made the store a lake judges by the lake
+    /// from then on: a table another writer dropped there is gone for it too.
+    #[test]
+    fn a_handle_opened_before_the_upgrade_reads_by_the_lake() {
+        let Some(old) = temp_shared_without_lake() else {
+            return;
+        };
+        let upgrader = old.another("upgrader", 2);
+        assert!(upgrader.has_lake() && !old.has_lake());
+        upgrader.save_dataframe("t", &frame(1), "x").unwrap();
+        assert!(old.checkpoint("t").unwrap().is_some());
+        // Another writer drops it in the lake (the rows the extension's DROP TABLE writes).
+        let mut admin =
+            postgres::Client::connect(&with_schema(&old.admin, &old.schema), postgres::NoTls)
+                .unwrap();
+        let mut tx = admin.transaction().unwrap();
+        lake::replace(&mut tx, old.lake_lock_key(), "t", None).unwrap();
+        tx.commit().unwrap();
+        assert!(old.checkpoint("t").unwrap().is_none());
+        assert!(old.list_checkpoints().unwrap().is_empty());
+        assert!(old.has_lake());
     }
 
     mod without_lake {
