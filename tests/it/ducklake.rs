@@ -674,3 +674,113 @@ fn expired_snapshots_take_only_the_versions_no_remaining_snapshot_reads() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// The main example (`examples/pipeline.rs`), built beside this test binary by `cargo test`,
+/// or `None` (skipped, or a failure where the Python tests are required) when it was not
+/// built (a run of this test binary alone).
+fn example_pipeline() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let example = exe.parent()?.parent()?.join("examples").join("pipeline");
+    if example.is_file() {
+        return Some(example);
+    }
+    let why = format!(
+        "{} is missing: `cargo test --all-features` builds it (a run of `--test it` alone does not)",
+        example.display()
+    );
+    if std::env::var_os("USHER_REQUIRE_PYTHON").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// The main example runs on the shared store (`USHER_STORE`) twice, the second time with
+/// another `--min-depth`, so the constraint table and the scoring made from it are
+/// recomputed; then DuckDB reads through the lake every table exactly as the library loads it,
+/// the first run's constraint table at its snapshot, and one snapshot per save.
+#[test]
+fn the_example_pipeline_on_the_shared_store_reads_the_same_through_the_lake() {
+    let Some((shared, python)) = lake_test("lake_example") else {
+        return;
+    };
+    let Some(example) = example_pipeline() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let run = |min_depth: &str| {
+        let out = std::process::Command::new(&example)
+            .args(["--min-depth", min_depth])
+            .env("USHER_STORE", &shared.url)
+            .env("USHER_DATA_ROOT", shared.root())
+            .env_remove("USHER_FORCE")
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = run("20");
+    assert!(first.contains("store postgres://"), "{first}");
+    assert!(
+        first.contains("gnomad_constraint  no checkpoint: fetched and saved"),
+        "{first}"
+    );
+    let store = shared.store();
+    let constraint_before = store.load_dataframe("gnomad_constraint").unwrap().unwrap();
+    let snapshot_before = {
+        let mut sql = shared.sql();
+        sql.query_one("SELECT max(snapshot_id) FROM ducklake_snapshot", &[])
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let second = run("30");
+    for line in [
+        "gnomad_constraint  stale: recomputed (argument `min_depth` changed (20 -> 30))",
+        "go_annotation      checkpoint hit, body skipped",
+        "candidates         stale: recomputed (input `gnomad_constraint` changed",
+    ] {
+        assert!(second.contains(line), "{line:?} in {second}");
+    }
+    let constraint_after = store.load_dataframe("gnomad_constraint").unwrap().unwrap();
+    assert_ne!(
+        constraint_before, constraint_after,
+        "another --min-depth, another table"
+    );
+
+    let read = read_with_duckdb(&python, &shared);
+    let tables: Vec<String> = read["tables"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let listed: Vec<String> = {
+        let mut names: Vec<String> = store
+            .list_checkpoints()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.table_name)
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(tables, listed, "every checkpoint is a lake table");
+    assert!(tables.len() >= 4, "{tables:?}");
+    for table in &tables {
+        let loaded = store.load_dataframe(table).unwrap().unwrap();
+        assert_read_as(&read["tables"][table], &loaded, table);
+    }
+    assert_read_as(
+        &read["versions"]["gnomad_constraint"][snapshot_before.to_string()],
+        &constraint_before,
+        "the first run's constraint table, at its snapshot",
+    );
+    let saves: usize = read["snapshots"].as_array().unwrap().len() - 1;
+    assert!(saves > tables.len(), "one snapshot per save: {saves}");
+}
