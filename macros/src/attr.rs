@@ -27,6 +27,8 @@ pub(crate) struct Args {
     pub max_age: Option<(LitStr, u64)>,
     /// `check = path`, once per check: functions the frame must pass before it is saved.
     pub checks: Vec<syn::Path>,
+    /// `keep = 5`: how many versions of the table to keep (at least 1).
+    pub keep: Option<usize>,
     /// Problems found while parsing, reported together.
     pub errors: Vec<syn::Error>,
     /// A `table` argument was written (or suggested for a misspelt key), even if its value is
@@ -34,8 +36,8 @@ pub(crate) struct Args {
     table_mentioned: bool,
 }
 
-const KEYS: [&str; 9] = [
-    "table", "version", "skip", "context", "batches", "reads", "config", "max_age", "check",
+const KEYS: [&str; 10] = [
+    "table", "version", "skip", "context", "batches", "reads", "config", "max_age", "check", "keep",
 ];
 
 impl Args {
@@ -90,6 +92,7 @@ impl Args {
             "context" => self.context.is_some(),
             "batches" => self.batches.is_some(),
             "max_age" => self.max_age.is_some(),
+            "keep" => self.keep.is_some(),
             _ => false,
         };
         if seen {
@@ -157,6 +160,21 @@ impl Args {
                     }
                 }
             }
+            "keep" => {
+                let expr: Expr = meta.value()?.parse()?;
+                let usage = "`keep` takes how many versions of the table to keep, at least 1: `keep = 5` (`keep = 1` keeps no history)";
+                match &expr {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Int(int), ..
+                    }) => match int.base10_parse::<usize>() {
+                        Ok(n) if n >= 1 => {
+                            self.keep.get_or_insert(n);
+                        }
+                        _ => self.errors.push(syn::Error::new_spanned(int, usage)),
+                    },
+                    other => self.errors.push(syn::Error::new_spanned(other, usage)),
+                }
+            }
             "check" => {
                 let expr: Expr = meta.value()?.parse()?;
                 match expr {
@@ -201,7 +219,7 @@ impl Args {
                     .unwrap_or_default();
                 self.errors.push(syn::Error::new_spanned(
                     path,
-                    format!("unknown argument `{}`{suggestion} (expected one of `table`, `version`, `skip`, `context`, `batches`, `reads`, `config`, `max_age`, `check`)", quote::quote!(#path)),
+                    format!("unknown argument `{}`{suggestion} (expected one of `table`, `version`, `skip`, `context`, `batches`, `reads`, `config`, `max_age`, `check`, `keep`)", quote::quote!(#path)),
                 ));
                 skip_value(&meta)?;
             }

@@ -64,6 +64,9 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, checked: Checked) -> TokenStrea
     if let Some((_, seconds)) = &args.max_age {
         optional.push(quote!(max_age_seconds: ::core::option::Option::Some(#seconds),));
     }
+    if let Some(keep) = args.keep {
+        optional.push(quote!(keep: ::core::option::Option::Some(#keep),));
+    }
     // Each check's bound is reported at its path.
     let checks = args.checks.iter().map(|path| {
         let name = quote!(#path).to_string().replace(' ', "");

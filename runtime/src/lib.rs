@@ -84,7 +84,9 @@ pub use config::{ApiConfig, Config, DataSourceVersions, PipelineConfig, ScoringW
 pub use error::{ConfigError, DuckdbErrorKind, Error, Problem, ProblemKind, Result};
 pub use fingerprint::{DataVersion, data_version};
 pub use graph::LineageGraph;
-pub use model::{CheckpointInfo, CheckpointKey, CheckpointVersion, Lineage, ProvenanceRecord};
+pub use model::{
+    CheckpointInfo, CheckpointKey, CheckpointVersion, HistoryVersion, Lineage, ProvenanceRecord,
+};
 pub use names::{NameProblem, validate_table_name, validate_writable_table_name};
 pub use pipeline::{Batches, Clock, DefaultStore, Pipeline, PipelineContext};
 pub use progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
@@ -92,8 +94,8 @@ pub use provenance::{
     ProvenanceMetadata, ProvenanceStep, ProvenanceTracker, save_sidecar, sidecar_path,
 };
 pub use settings::{
-    DATA_ROOT_ENV, FORCE_ENV, Force, STORE_CONNECTIONS_ENV, STORE_ENV, STORE_WAIT_ENV, Settings,
-    UNKEYED_ENV, UnkeyedPolicy,
+    DATA_ROOT_ENV, DEFAULT_KEEP, FORCE_ENV, Force, KEEP_ENV, STORE_CONNECTIONS_ENV, STORE_ENV,
+    STORE_WAIT_ENV, Settings, UNKEYED_ENV, UnkeyedPolicy,
 };
 pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
 pub use store::any::AnyStore;
@@ -155,6 +157,10 @@ pub use store::{
 ///   skipped and the table is loaded;
 /// - **miss**: no checkpoint: the body runs, and its frame is saved as `table` with its
 ///   `_checkpoints` row, key and lineage (one transaction);
+/// - **restored**: the current checkpoint would be stale, but an earlier version the store
+///   kept (see `keep`) would be a hit: made current again as it was (its data version too, so
+///   what was made from it matches it again), without running the body; the step names the
+///   version (`restored_version`);
 /// - **stale**: a checkpoint made from other arguments, other code or other config fields, from
 ///   an input that changed since, or older than its `max_age`: recomputed and replaced; the
 ///   reason names what changed (`argument `min_depth` changed (20 -> 30)`,
@@ -196,6 +202,10 @@ pub use store::{
 ///   frame must pass before it is saved, such as [`checks::non_empty`]. A frame that fails is
 ///   [`Error::CheckFailed`] naming the table and the check, and nothing is saved, so the next
 ///   run fetches again.
+/// - `keep = 5`: how many versions of the table the store keeps, the current one and earlier
+///   ones a call restores when its key and inputs match one again (default: the pipeline's,
+///   [`Pipeline::with_keep`], `USHER_KEEP`, else [`DEFAULT_KEEP`]); `keep = 1` keeps none. A
+///   forced table is always computed.
 ///
 /// Every other parameter is part of the key: a `DataFrame` or `&DataFrame` by its
 /// [data version](data_version), anything else by its `serde::Serialize` JSON (sorted keys),

@@ -167,6 +167,25 @@ fn quote_value(value: &Value) -> String {
 /// The one field of a `DataFrame` argument's key value.
 pub(crate) const FRAME_KEY: &str = "data_version";
 
+/// One version of a checkpoint table in its history: the current one, or an earlier one a store
+/// keeps so that a call whose key and inputs match it again restores it instead of computing
+/// (see [`CheckpointStore::history`](crate::CheckpointStore::history)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryVersion {
+    /// Its number: a table's keyed saves are numbered from 1 in the order they were made, and
+    /// a version keeps its number when it is restored.
+    pub version: u64,
+    /// Whether it is the table's current checkpoint.
+    pub current: bool,
+    /// The checkpoint it is: save time, rows, description, key and lineage as they were.
+    pub checkpoint: CheckpointInfo,
+    /// When it stopped being current (UTC); `None` for the current one.
+    pub replaced_at: Option<NaiveDateTime>,
+    /// The provenance step of the call that saved it (the JSON list of `_provenance`'s
+    /// `steps_json`), where the store recorded it.
+    pub step: Option<String>,
+}
+
 /// One checkpoint as a store holds it: its `_checkpoints` row (the Python pipeline's columns)
 /// with the key it was saved with.
 #[derive(Debug, Clone, PartialEq)]

@@ -34,6 +34,17 @@ pub const DATA_ROOT_ENV: &str = "USHER_DATA_ROOT";
 /// process's compute locks, and one reading connection).
 pub const STORE_CONNECTIONS_ENV: &str = "USHER_STORE_CONNECTIONS";
 
+/// The environment variable that sets how many versions of each checkpoint table a store keeps:
+/// the current one and the earlier ones a call restores, instead of computing, when its key and
+/// inputs match one again. A whole number, at least 1 (`1` keeps no earlier version); default
+/// [`DEFAULT_KEEP`]. A function's `#[checkpointed(keep = N)]` has the last word.
+pub const KEEP_ENV: &str = "USHER_KEEP";
+
+/// How many versions of each checkpoint table a store keeps unless told otherwise: the current
+/// one and four earlier ones. A lab exploring a threshold goes back and forth between a few
+/// values; each kept version costs its table's size again on disk.
+pub const DEFAULT_KEEP: usize = 5;
+
 /// The environment variable that lets `PipelineStore::from_config` wait for a store file
 /// another process holds: seconds (`30`), or with a unit (`500ms`, `30s`, `10m`, `2h`).
 pub const STORE_WAIT_ENV: &str = "USHER_STORE_WAIT";
@@ -71,6 +82,9 @@ pub struct Settings {
     /// The most connections each process opens to the shared store's catalog
     /// ([`STORE_CONNECTIONS_ENV`]); `None` for the default.
     pub store_connections: Option<usize>,
+    /// How many versions of each checkpoint table to keep ([`KEEP_ENV`]); `None` for
+    /// [`DEFAULT_KEEP`].
+    pub keep: Option<usize>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -82,13 +96,14 @@ impl std::fmt::Debug for Settings {
             .field("data_root", &self.data_root)
             .field("store_wait", &self.store_wait)
             .field("store_connections", &self.store_connections)
+            .field("keep", &self.keep)
             .finish()
     }
 }
 
 impl Settings {
     /// Reads every `USHER_*` variable once: [`FORCE_ENV`], [`UNKEYED_ENV`], [`STORE_ENV`],
-    /// [`DATA_ROOT_ENV`], [`STORE_WAIT_ENV`], [`STORE_CONNECTIONS_ENV`]. An unset or blank variable leaves the default; a
+    /// [`DATA_ROOT_ENV`], [`STORE_WAIT_ENV`], [`STORE_CONNECTIONS_ENV`], [`KEEP_ENV`]. An unset or blank variable leaves the default; a
     /// value that cannot be parsed (or is not UTF-8) is an [`Error::Setting`] naming the
     /// variable and the value.
     pub fn from_env() -> Result<Self> {
@@ -107,7 +122,10 @@ impl Settings {
             settings.store_wait = Some(parse_wait(&value)?);
         }
         if let Some(value) = env_var(STORE_CONNECTIONS_ENV)?.filter(|v| !v.trim().is_empty()) {
-            settings.store_connections = Some(parse_connections(&value)?);
+            settings.store_connections = Some(parse_count(STORE_CONNECTIONS_ENV, &value)?);
+        }
+        if let Some(value) = env_var(KEEP_ENV)?.filter(|v| !v.trim().is_empty()) {
+            settings.keep = Some(parse_count(KEEP_ENV, &value)?);
         }
         Ok(settings)
     }
@@ -152,13 +170,13 @@ fn parse_wait(value: &str) -> Result<Duration> {
 }
 
 /// Parses a [`STORE_CONNECTIONS_ENV`] value: a whole number, at least 1.
-fn parse_connections(value: &str) -> Result<usize> {
+fn parse_count(setting: &'static str, value: &str) -> Result<usize> {
     match value.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(Error::Setting {
-            setting: STORE_CONNECTIONS_ENV,
+            setting,
             value: value.to_owned(),
-            message: "expected a whole number of connections, at least 1".to_owned(),
+            message: "expected a whole number, at least 1".to_owned(),
         }),
     }
 }
@@ -273,12 +291,14 @@ mod tests {
     }
 
     #[test]
-    fn store_connections_are_whole_numbers_from_one() {
-        assert_eq!(parse_connections("1").unwrap(), 1);
-        assert_eq!(parse_connections(" 4 ").unwrap(), 4);
-        for bad in ["0", "-1", "two", "1.5", ""] {
-            let e = parse_connections(bad).unwrap_err();
-            assert!(e.to_string().contains("USHER_STORE_CONNECTIONS"), "{e}");
+    fn counts_are_whole_numbers_from_one() {
+        for setting in [STORE_CONNECTIONS_ENV, KEEP_ENV] {
+            assert_eq!(parse_count(setting, "1").unwrap(), 1);
+            assert_eq!(parse_count(setting, " 4 ").unwrap(), 4);
+            for bad in ["0", "-1", "two", "1.5", ""] {
+                let e = parse_count(setting, bad).unwrap_err();
+                assert!(e.to_string().contains(setting), "{e}");
+            }
         }
     }
 

@@ -209,6 +209,119 @@ fn sigkill_during_saves_leaves_the_previous_or_the_new_checkpoint() {
     assert!(version > 0, "no save ever committed");
 }
 
+// --- restores ------------------------------------------------------------------------------
+
+/// The table whose two versions a child restores back and forth until killed.
+#[checkpointed(table = "flip")]
+fn flip(ctx: &Pipeline, version: i64) -> Result<DataFrame, Error> {
+    // Both versions are made before the children start: a body running here is a failure.
+    println!("computed {version}");
+    std::io::stdout().flush().unwrap();
+    Ok(big_frame(version))
+}
+
+/// The version `flip`'s current table holds.
+fn flip_version(store: &PipelineStore) -> i64 {
+    one_i64(store, "SELECT max(version) FROM flip", &[]).expect("the current table")
+}
+
+/// Child: restores the other version of `flip`, over and over, printing each step.
+#[test]
+#[ignore = "a child process of sigkill_during_restores_leaves_one_version_or_the_other"]
+fn child_restores_in_a_loop() {
+    let Some(dir) = test_dir() else { return };
+    loop {
+        let p = pipeline(&dir);
+        let next = 3 - flip_version(p.store().as_file().unwrap());
+        println!("restoring {next}");
+        std::io::stdout().flush().unwrap();
+        flip(&p, next).unwrap();
+        println!("restored {next}");
+        std::io::stdout().flush().unwrap();
+    }
+}
+
+/// A restore is all or nothing, as a save is: killed at any moment of restores (a swap of two
+/// 400,000-row tables and their rows of metadata), the store holds one version as current,
+/// whole, with its own key, and the other in the history, whole, with its own; never a body run.
+#[test]
+fn sigkill_during_restores_leaves_one_version_or_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = pipeline(dir.path());
+        flip(&p, 1).unwrap();
+        flip(&p, 2).unwrap();
+    }
+    let mut rng = common::Rng::new();
+    let (mut flips, mut mid_restore) = (0, 0);
+    for round in 0..kills() {
+        let (mut child, lines) =
+            spawn_child(&common::test_name!(child_restores_in_a_loop), dir.path());
+        let awaited = if round % 5 == 4 {
+            "restored"
+        } else {
+            "restoring"
+        };
+        let mut started = false;
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) {
+            assert!(!line.starts_with("computed"), "a body ran: {line}");
+            if line.contains(awaited) {
+                started = true;
+                break;
+            }
+        }
+        assert!(started, "the child never started restoring");
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let printed: Vec<String> = lines.try_iter().collect();
+        assert!(
+            printed.iter().all(|l| !l.starts_with("computed")),
+            "a body ran: {printed:?}"
+        );
+        flips += printed.iter().filter(|l| l.starts_with("restored")).count();
+        if printed.last().is_none_or(|l| l.starts_with("restoring")) {
+            mid_restore += 1;
+        }
+        let store = PipelineStore::open(dir.path().join("k.duckdb")).unwrap();
+        let current = flip_version(&store);
+        let stored = store.load_dataframe("flip").unwrap().unwrap();
+        common::assert_frames_equal(&stored, &big_frame(current));
+        let history = store.history("flip").unwrap();
+        let versions: Vec<(bool, i64)> = history
+            .iter()
+            .map(|v| {
+                let arguments = &v.checkpoint.key.as_ref().unwrap().arguments;
+                (v.current, arguments["version"].as_i64().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            versions.len(),
+            2,
+            "both versions, one current: {versions:?}"
+        );
+        assert!(versions.contains(&(true, current)), "{versions:?}");
+        assert!(versions.contains(&(false, 3 - current)), "{versions:?}");
+        // Each version's rows are its own, under its own number.
+        for version in &history {
+            let arguments = &version.checkpoint.key.as_ref().unwrap().arguments;
+            let made_of = arguments["version"].as_i64().unwrap();
+            assert_eq!(version.version as i64, made_of, "numbered in save order");
+            let rows = store
+                .load_version("flip", version.version)
+                .unwrap()
+                .unwrap();
+            common::assert_frames_equal(&rows, &big_frame(made_of));
+            assert_eq!(version.checkpoint.row_count, Some(BIG_ROWS));
+        }
+    }
+    eprintln!(
+        "restore kills survived: {} ({mid_restore} inside a restore), restores committed: {flips}",
+        kills()
+    );
+    assert!(flips > 0, "no restore ever committed");
+}
+
 // --- resumable batches --------------------------------------------------------------------
 
 const BATCH: usize = 20;

@@ -226,8 +226,8 @@ fn a_checkpoint_made_from_a_nested_call_is_stale_when_that_table_changes() {
     retina_report(&p).unwrap();
     assert_eq!(
         (OUTER.load(Ordering::SeqCst), INNER.load(Ordering::SeqCst)),
-        (2, 3),
-        "the report reran, and its nested call recomputed the retina table"
+        (2, 2),
+        "the report reran, and its nested call restored the retina table from the history"
     );
     let (how, why) = outcome(&p, "retina_report");
     assert_eq!(how, "stale");
@@ -401,8 +401,19 @@ fn a_field_of_a_users_own_config_type_keys_the_step_and_no_other_field_does() {
             Some("config `model.threshold` changed (0.7 -> 0.9)".to_owned())
         )
     );
-    // And back: the checkpoint holds 0.9 now, so 0.7 recomputes rather than loading it.
+    // And back: the checkpoint holds 0.9 now, and the 0.7 version kept in the history is
+    // restored rather than recomputed.
     let p = lab_run(dir, &lab_config(0.7));
+    assert_eq!(
+        genes_of(&fetch_variant_hits(&p).unwrap()),
+        ["USH2A", "MYO7A"]
+    );
+    assert_eq!(VARIANT_HITS.load(Ordering::SeqCst), 2);
+    assert_eq!(outcome(&p, "variant_hits"), ("restored".to_owned(), None));
+    // Without a history, it is recomputed.
+    let p = lab_run(dir, &lab_config(0.9)).with_keep(1);
+    fetch_variant_hits(&p).unwrap();
+    let p = lab_run(dir, &lab_config(0.7)).with_keep(1);
     assert_eq!(
         genes_of(&fetch_variant_hits(&p).unwrap()),
         ["USH2A", "MYO7A"]
@@ -618,7 +629,8 @@ fn nested_async_calls_are_inputs_too() {
             .starts_with("input `async_expression` changed"),
         "{why:?}"
     );
-    assert_eq!(ASYNC_INNER.load(Ordering::SeqCst), 3);
+    // The nested call's retina version came back from the history.
+    assert_eq!(ASYNC_INNER.load(Ordering::SeqCst), 2);
 }
 
 // --- Status from the store alone -------------------------------------------------------------

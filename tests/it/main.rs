@@ -27,6 +27,8 @@ mod correctness;
 #[cfg(feature = "postgres")]
 mod ducklake;
 #[cfg(feature = "duckdb")]
+mod history;
+#[cfg(feature = "duckdb")]
 mod interop;
 #[cfg(feature = "duckdb")]
 mod kill;

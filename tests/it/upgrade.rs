@@ -250,7 +250,9 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
                 "data_version",
                 "inputs",
                 "max_age_seconds",
-                "lineage_created_at"
+                "lineage_created_at",
+                "version",
+                "step"
             ]
         );
         // The Python pipeline's table is as it was.
@@ -272,7 +274,7 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
     }
     // Opening an upgraded store again changes nothing: same columns, same keys and lineage.
     let store = PipelineStore::open(&path).unwrap();
-    assert_eq!(key_columns(&store).len(), 11);
+    assert_eq!(key_columns(&store).len(), 13);
     assert!(
         store
             .checkpoint("go_annotation")

@@ -54,6 +54,8 @@ pub struct Spec<'a> {
     pub max_age_seconds: Option<u64>,
     /// `check = ...`: run on the frame before it is saved.
     pub checks: &'a [Check],
+    /// `keep = N`: how many versions of the table to keep, instead of the pipeline's setting.
+    pub keep: Option<usize>,
 }
 
 impl Spec<'static> {
@@ -66,6 +68,7 @@ impl Spec<'static> {
         reads: &[],
         max_age_seconds: None,
         checks: &[],
+        keep: None,
     };
 }
 
@@ -129,7 +132,7 @@ where
     refuse_reentry(pipeline, spec)?;
     let lock = pipeline.table_lock(spec.table);
     let _held = lock.lock_blocking();
-    let call = new_call(spec, &key, started);
+    let call = new_call(spec, &key, started, pipeline.keep());
     let why = match load_or_why(pipeline, &call)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(why) => why,
@@ -195,7 +198,7 @@ where
     refuse_reentry(pipeline, spec)?;
     let lock = pipeline.table_lock(spec.table);
     let _held = lock.lock().await;
-    let call = new_call(spec, &key, started);
+    let call = new_call(spec, &key, started, pipeline.keep());
     let why = match load_or_why(pipeline, &call)? {
         Ok(frame) => return Ok(T::from_frame(frame)),
         Err(why) => why,
@@ -431,6 +434,44 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
             .collect()
     }
 
+    /// Makes current again the newest earlier version of the call's table that the call would
+    /// hit (the same key; inputs, expiry and what they were made from judged by the one stale
+    /// rule) and loads it, recorded as `restored` with the version's number; `None` when no
+    /// kept version matches. Under the table's locks: nothing else saves it meanwhile.
+    fn restore(&self, call: &Call<'_>) -> Result<Option<DataFrame>> {
+        let history = self.store.history(call.table)?;
+        let forced = |info: &CheckpointInfo| self.forced_now(info);
+        let mut judge = Judge::forcing(&self.store, self.now(), &forced);
+        for version in history.iter().filter(|v| !v.current) {
+            let same_key = version
+                .checkpoint
+                .key
+                .as_ref()
+                .is_some_and(|key| key.difference(call.key).is_none());
+            if !same_key
+                || !judge
+                    .reasons(&version.checkpoint, call.reads, call.max_age_seconds)?
+                    .is_empty()
+            {
+                continue;
+            }
+            let Some(restored) = self.store.restore_version(version, call.keep)? else {
+                continue;
+            };
+            tracing::info!(
+                table = call.table,
+                version = version.version,
+                "an earlier version matches the call: restored"
+            );
+            match self.load_version(call, Outcome::Restored, &restored, Some(version.version))? {
+                JudgedLoad::Loaded(frame) => return Ok(Some(frame)),
+                // Its table gone, or replaced at once by another writer: computed instead.
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     /// Loads exactly the checkpoint a hit judged and records it; `Replaced` when another
     /// checkpoint took its place meanwhile (the caller judges again), `TableMissing` when its
     /// table is gone.
@@ -439,6 +480,17 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
         call: &Call<'_>,
         outcome: Outcome,
         judged: &CheckpointInfo,
+    ) -> Result<JudgedLoad> {
+        self.load_version(call, outcome, judged, None)
+    }
+
+    /// [`load`](Self::load), for a restore also recording the version restored.
+    fn load_version(
+        &self,
+        call: &Call<'_>,
+        outcome: Outcome,
+        judged: &CheckpointInfo,
+        restored: Option<u64>,
     ) -> Result<JudgedLoad> {
         let rows = usize::try_from(judged.row_count.unwrap_or(0)).unwrap_or(0);
         let loading = ProgressEvent::Loading {
@@ -459,10 +511,13 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
             rows = frame.height(),
             duration_ms = ms,
             outcome = outcome.as_str(),
-            "checkpoint hit: body skipped"
+            "checkpoint loaded: body skipped"
         );
         let mut details = details(call, outcome, None, frame.height(), ms);
         details.insert("version".into(), version.to_string().into());
+        if let Some(number) = restored {
+            details.insert("restored_version".into(), number.into());
+        }
         self.provenance.record_step(call.function, Some(details));
         lineage::record(self.id(), call.table, version);
         Ok(JudgedLoad::Loaded(frame))
@@ -506,6 +561,13 @@ fn prepare<'a, S: CheckpointStore, C>(
     } else {
         why
     };
+    // An earlier version this call would hit is made current again instead (never for a
+    // forced table, which is to be computed).
+    if outcome != Outcome::Forced
+        && let Some(frame) = pipeline.restore(call)?
+    {
+        return Ok(Ok(frame));
+    }
     let recorder = Recorder::new(pipeline.id(), spec.table, pipeline.declared_inputs(call)?);
     tracing::info!(
         table = call.table,
@@ -622,12 +684,13 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
         let record = self.provenance.record_of(std::slice::from_ref(&step))?;
         let mut metadata = || Ok((lineage.clone(), record.clone()));
         self.transferring(saving, frame.height(), call.table, || {
-            self.store.save_checkpoint_with(
+            self.store.save_checkpoint_keeping(
                 call.table,
                 frame,
                 &description,
                 call.key,
                 self.now(),
+                call.keep,
                 &mut metadata,
             )
         })?;
@@ -656,8 +719,14 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
 
 // --- The call, its outcome, its provenance step ----------------------------------------
 
-/// The call `spec` makes with `key`, started at `started`.
-fn new_call<'a>(spec: &'a Spec<'_>, key: &'a CheckpointKey, started: Instant) -> Call<'a> {
+/// The call `spec` makes with `key`, started at `started`, keeping `keep` versions unless the
+/// spec says.
+fn new_call<'a>(
+    spec: &'a Spec<'_>,
+    key: &'a CheckpointKey,
+    started: Instant,
+    keep: usize,
+) -> Call<'a> {
     Call {
         table: spec.table,
         function: spec.function,
@@ -666,6 +735,7 @@ fn new_call<'a>(spec: &'a Spec<'_>, key: &'a CheckpointKey, started: Instant) ->
         started,
         reads: spec.reads,
         max_age_seconds: spec.max_age_seconds,
+        keep: spec.keep.unwrap_or(keep).max(1),
     }
 }
 
@@ -716,6 +786,8 @@ pub(crate) struct Call<'a> {
     pub started: Instant,
     pub reads: &'a [&'static str],
     pub max_age_seconds: Option<u64>,
+    /// How many versions of the table to keep.
+    pub keep: usize,
 }
 
 /// Milliseconds since `started`, to the microsecond.
@@ -728,6 +800,8 @@ fn elapsed_ms(started: Instant) -> f64 {
 pub(crate) enum Outcome {
     Hit,
     Adopted,
+    /// An earlier version kept in the table's history, made current again.
+    Restored,
     Miss,
     Stale,
     Forced,
@@ -738,6 +812,7 @@ impl Outcome {
         match self {
             Outcome::Hit => "hit",
             Outcome::Adopted => "adopted",
+            Outcome::Restored => "restored",
             Outcome::Miss => "miss",
             Outcome::Stale => "stale",
             Outcome::Forced => "force",

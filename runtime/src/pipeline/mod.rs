@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::model::CheckpointInfo;
 use crate::progress::{PROGRESS_MIN_ROWS, Progress, ProgressEvent};
 use crate::provenance::ProvenanceTracker;
-use crate::settings::Settings;
+use crate::settings::{DEFAULT_KEEP, Settings};
 pub(crate) use crate::settings::{Force, UnkeyedPolicy};
 use crate::status::{CheckpointStatus, Judge, status_with};
 use crate::store::CheckpointStore;
@@ -49,6 +49,8 @@ pub struct Pipeline<S = DefaultStore, C = PipelineConfig> {
     config: Option<C>,
     force: Force,
     unkeyed: UnkeyedPolicy,
+    /// How many versions of each table to keep, unless its function says (`keep = N`).
+    keep: usize,
     /// Forced tables already recomputed by this pipeline.
     forced_done: Mutex<HashSet<String>>,
     /// When the pipeline was made (UTC, by its clock): a forced table whose keyed checkpoint
@@ -109,6 +111,7 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
             config,
             force: Force::None,
             unkeyed: UnkeyedPolicy::default(),
+            keep: DEFAULT_KEEP,
             forced_done: Mutex::new(HashSet::new()),
             started_at: chrono::Utc::now().naive_utc(),
             table_locks: Mutex::new(HashMap::new()),
@@ -143,6 +146,15 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
     /// Sets what to do with checkpoints that have no key.
     pub fn with_unkeyed(mut self, policy: UnkeyedPolicy) -> Self {
         self.unkeyed = policy;
+        self
+    }
+
+    /// Sets how many versions of each checkpoint table to keep (default [`DEFAULT_KEEP`]): the
+    /// current one and `keep - 1` earlier ones, which a call whose key and inputs match one of
+    /// them again restores instead of computing. `1` keeps none (`0` counts as 1). A function's
+    /// `#[checkpointed(keep = N)]` has the last word.
+    pub fn with_keep(mut self, keep: usize) -> Self {
+        self.keep = keep.max(1);
         self
     }
 
@@ -196,12 +208,13 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
         Ok(self.with_settings(&Settings::from_env()?))
     }
 
-    /// Applies the run's [`Settings`] that concern calls: which tables to force and what to do
-    /// with unkeyed checkpoints. (The store settings are for opening a store: see
+    /// Applies the run's [`Settings`] that concern calls: which tables to force, what to do
+    /// with unkeyed checkpoints, how many versions to keep. (The store settings are for opening a store: see
     /// [`AnyStore::open`](crate::AnyStore::open).)
     pub fn with_settings(mut self, settings: &Settings) -> Self {
         self.force = settings.force.clone();
         self.unkeyed = settings.unkeyed;
+        self.keep = settings.keep.unwrap_or(DEFAULT_KEEP).max(1);
         self
     }
 
@@ -228,6 +241,11 @@ impl<S: CheckpointStore, C> Pipeline<S, C> {
     /// The unkeyed-checkpoint policy.
     pub fn unkeyed_policy(&self) -> UnkeyedPolicy {
         self.unkeyed
+    }
+
+    /// How many versions of each checkpoint table are kept, unless a function says otherwise.
+    pub fn keep(&self) -> usize {
+        self.keep
     }
 
     /// Appends this run's provenance to the store's `_provenance` table.

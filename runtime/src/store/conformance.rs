@@ -69,6 +69,21 @@ macro_rules! conformance_suite {
     };
 }
 
+/// The history cases, for a store that keeps earlier versions: invoke beside
+/// [`conformance_suite!`] as `history_suite!(open expression)`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! history_suite {
+    ($open:expr) => {
+        $crate::conformance_suite!(@cases $open;
+            earlier_versions_are_kept_up_to_keep,
+            a_restore_makes_the_version_current_as_it_was,
+            keep_one_keeps_no_history,
+            a_delete_forgets_the_history,
+        );
+    };
+}
+
 fn key(arguments: Value) -> CheckpointKey {
     let Value::Object(arguments) = arguments else {
         panic!("key arguments are an object")
@@ -683,4 +698,143 @@ pub fn exports_and_queries_read_the_table_or_are_unsupported<S: CheckpointStore 
         Err(Error::Unsupported { .. }) => {}
         Err(e) => panic!("query: {e}"),
     }
+}
+
+/// Saves `frame` as `table` under `key`, with its data version as lineage, keeping `keep`.
+fn save_keeping<S: CheckpointStore + ?Sized>(
+    store: &S,
+    table: &str,
+    frame: &DataFrame,
+    k: &CheckpointKey,
+    keep: usize,
+) -> Lineage {
+    let lineage = Lineage {
+        data_version: Some(data_version(frame).unwrap()),
+        ..Lineage::default()
+    };
+    let mut metadata = || Ok((lineage.clone(), record("save")));
+    let now = crate::store::time::to_micros(crate::store::time::now_utc());
+    store
+        .save_checkpoint_keeping(table, frame, "versions", k, now, keep, &mut metadata)
+        .unwrap();
+    lineage
+}
+
+/// Four keyed saves keeping 3: the current one and the two before it are listed, newest
+/// first, numbered 4, 3, 2, each with the key, lineage and rows it was saved with, and each
+/// loads its own rows; the first is gone.
+pub fn earlier_versions_are_kept_up_to_keep<S: CheckpointStore + ?Sized>(store: &S) {
+    let mut saved = Vec::new();
+    for n in 1..=4i64 {
+        let k = key(json!({ "n": n }));
+        let frame = genes(n);
+        let lineage = save_keeping(store, "genes", &frame, &k, 3);
+        saved.push((k, frame, lineage));
+    }
+    let history = store.history("genes").unwrap();
+    let numbers: Vec<(u64, bool)> = history.iter().map(|v| (v.version, v.current)).collect();
+    assert_eq!(numbers, [(4, true), (3, false), (2, false)]);
+    for version in &history {
+        let (k, frame, lineage) = &saved[version.version as usize - 1];
+        assert_eq!(version.checkpoint.key.as_ref(), Some(k));
+        assert_eq!(&version.checkpoint.lineage, lineage);
+        assert_eq!(version.checkpoint.row_count, Some(frame.height() as i64));
+        assert_eq!(version.current, version.replaced_at.is_none());
+        assert!(
+            store
+                .load_version("genes", version.version)
+                .unwrap()
+                .unwrap()
+                .equals_missing(frame),
+            "version {}",
+            version.version
+        );
+    }
+    assert!(store.load_version("genes", 1).unwrap().is_none(), "pruned");
+    assert_eq!(
+        store.checkpoint("genes").unwrap().unwrap(),
+        history[0].checkpoint,
+        "the current version is the checkpoint"
+    );
+    // No other table's versions, and none for a table never saved.
+    assert!(store.history("other").unwrap().is_empty());
+}
+
+/// A restored version is the checkpoint again exactly as it was (save time, key, lineage, so
+/// what was made from it matches it), its rows load, the replaced current one is kept in its
+/// place, and a restore of a version no longer there as judged changes nothing.
+pub fn a_restore_makes_the_version_current_as_it_was<S: CheckpointStore + ?Sized>(store: &S) {
+    let first = genes(3);
+    let second = genes(5);
+    let k1 = key(json!({ "min_depth": 20 }));
+    let k2 = key(json!({ "min_depth": 30 }));
+    save_keeping(store, "constraint", &first, &k1, 5);
+    let was = store.checkpoint("constraint").unwrap().unwrap();
+    save_keeping(store, "constraint", &second, &k2, 5);
+    let history = store.history("constraint").unwrap();
+    let earlier = history.iter().find(|v| !v.current).unwrap().clone();
+    assert_eq!(earlier.checkpoint, was);
+
+    let restored = store
+        .restore_version(&earlier, 5)
+        .unwrap()
+        .expect("restored");
+    assert_eq!(restored, was, "save time, key and lineage as they were");
+    assert_eq!(store.checkpoint("constraint").unwrap().unwrap(), was);
+    assert!(
+        store
+            .load_dataframe("constraint")
+            .unwrap()
+            .unwrap()
+            .equals_missing(&first)
+    );
+    let after = store.history("constraint").unwrap();
+    let numbers: Vec<(u64, bool)> = after.iter().map(|v| (v.version, v.current)).collect();
+    assert_eq!(numbers, [(2, false), (1, true)], "numbers kept");
+    assert_eq!(after[0].checkpoint.key.as_ref(), Some(&k2));
+    assert!(
+        store
+            .load_version("constraint", 2)
+            .unwrap()
+            .unwrap()
+            .equals_missing(&second)
+    );
+    // The same judgement again: that version is current now, nothing to do.
+    assert_eq!(store.restore_version(&earlier, 5).unwrap(), None);
+    assert_eq!(store.checkpoint("constraint").unwrap().unwrap(), was);
+    // And back: the other version, as judged from the history.
+    let back = store.restore_version(&after[0], 5).unwrap().unwrap();
+    assert_eq!(back.key.as_ref(), Some(&k2));
+    assert!(
+        store
+            .load_dataframe("constraint")
+            .unwrap()
+            .unwrap()
+            .equals_missing(&second)
+    );
+}
+
+/// `keep = 1` keeps no earlier version, and drops those kept before.
+pub fn keep_one_keeps_no_history<S: CheckpointStore + ?Sized>(store: &S) {
+    save_keeping(store, "t", &genes(1), &key(json!({ "n": 1 })), 3);
+    save_keeping(store, "t", &genes(2), &key(json!({ "n": 2 })), 3);
+    assert_eq!(store.history("t").unwrap().len(), 2);
+    save_keeping(store, "t", &genes(3), &key(json!({ "n": 3 })), 1);
+    let history = store.history("t").unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(history[0].current);
+    assert_eq!(history[0].version, 3);
+}
+
+/// Deleting a checkpoint deletes its earlier versions too; a later save starts afresh beside
+/// no history.
+pub fn a_delete_forgets_the_history<S: CheckpointStore + ?Sized>(store: &S) {
+    save_keeping(store, "t", &genes(1), &key(json!({ "n": 1 })), 3);
+    save_keeping(store, "t", &genes(2), &key(json!({ "n": 2 })), 3);
+    store.delete_checkpoint("t").unwrap();
+    assert!(store.history("t").unwrap().is_empty());
+    assert!(store.load_version("t", 1).unwrap().is_none());
+    save_keeping(store, "t", &genes(3), &key(json!({ "n": 3 })), 3);
+    let history = store.history("t").unwrap();
+    assert_eq!(history.len(), 1);
 }

@@ -9,9 +9,9 @@ use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
 use crate::error::Result;
-use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
+use crate::model::{CheckpointInfo, CheckpointKey, HistoryVersion, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
-use crate::store::time::{now_local, to_micros};
+use crate::store::time::{now_local, now_utc, to_micros};
 use crate::store::{CheckpointStore, JudgedLoad, PendingBatches, newest_first, validate_columns};
 
 /// A [`CheckpointStore`] in memory, with the same rules as the DuckDB store (names, keys,
@@ -29,15 +29,20 @@ struct Inner {
     batches: BTreeMap<String, (String, Vec<String>, Option<DataFrame>)>,
     /// Per table: the key and item count of its resumable loop.
     totals: BTreeMap<String, (String, usize)>,
+    /// Per table: its earlier keyed versions, oldest first, each with when it was replaced.
+    history: BTreeMap<String, Vec<(Entry, NaiveDateTime)>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     frame: DataFrame,
     created_at: NaiveDateTime,
     description: String,
     key: Option<CheckpointKey>,
     lineage: Lineage,
+    /// Its number among the table's keyed saves, and the provenance step that made it.
+    version: Option<u64>,
+    step: Option<String>,
 }
 
 impl Entry {
@@ -50,6 +55,57 @@ impl Entry {
             description: Some(self.description.clone()),
             key: self.key.clone(),
             lineage: self.lineage.clone(),
+        }
+    }
+
+    /// This entry as a version of `table` in its history.
+    fn version_of(&self, table: &str, replaced_at: Option<NaiveDateTime>) -> HistoryVersion {
+        HistoryVersion {
+            version: self.version.unwrap_or_default(),
+            current: replaced_at.is_none(),
+            checkpoint: self.info(table),
+            replaced_at,
+            step: self.step.clone(),
+        }
+    }
+}
+
+impl Inner {
+    /// The number the next keyed save of `table` gets.
+    fn next_version(&self, table: &str) -> u64 {
+        let kept = self
+            .history
+            .get(table)
+            .into_iter()
+            .flatten()
+            .filter_map(|(e, _)| e.version);
+        let current = self.tables.get(table).and_then(|e| e.version);
+        kept.chain(current).max().unwrap_or(0) + 1
+    }
+
+    /// Moves the current keyed checkpoint of `table` into its history.
+    fn keep_current(&mut self, table: &str) {
+        if self.tables.get(table).is_none_or(|e| e.key.is_none()) {
+            return;
+        }
+        let Some(mut entry) = self.tables.remove(table) else {
+            return;
+        };
+        if entry.version.is_none() {
+            entry.version = Some(self.next_version(table));
+        }
+        self.history
+            .entry(table.to_owned())
+            .or_default()
+            .push((entry, to_micros(now_utc())));
+    }
+
+    /// Keeps the `keep - 1` newest earlier versions of `table`.
+    fn prune(&mut self, table: &str, keep: usize) {
+        if let Some(kept) = self.history.get_mut(table) {
+            kept.sort_by_key(|(e, _)| e.version);
+            let excess = kept.len().saturating_sub(keep.saturating_sub(1));
+            kept.drain(..excess);
         }
     }
 }
@@ -91,6 +147,8 @@ impl CheckpointStore for MemoryStore {
                 description: description.to_owned(),
                 key: None,
                 lineage: Lineage::default(),
+                version: None,
+                step: None,
             },
         );
         Ok(())
@@ -110,6 +168,7 @@ impl CheckpointStore for MemoryStore {
             inner.tables.remove(*table);
             inner.batches.remove(*table);
             inner.totals.remove(*table);
+            inner.history.remove(*table);
         }
         Ok(())
     }
@@ -154,14 +213,30 @@ impl CheckpointStore for MemoryStore {
         saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
     ) -> Result<()> {
+        self.save_checkpoint_keeping(table, frame, description, key, saved_at, 1, metadata)
+    }
+
+    fn save_checkpoint_keeping(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        saved_at: NaiveDateTime,
+        keep: usize,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
         validate_writable_table_name(table)?;
         validate_columns(table, frame)?;
         let (lineage, provenance) = metadata()?;
-        let (lineage, provenance) = (&lineage, &provenance);
         let mut inner = self.lock();
         inner.batches.remove(table);
         inner.totals.remove(table);
-        inner.provenance.push(provenance.clone());
+        if keep > 1 {
+            inner.keep_current(table);
+        }
+        let version = inner.next_version(table);
+        inner.prune(table, keep);
         inner.tables.insert(
             table.to_owned(),
             Entry {
@@ -169,10 +244,84 @@ impl CheckpointStore for MemoryStore {
                 created_at: to_micros(saved_at),
                 description: description.to_owned(),
                 key: Some(key.clone()),
-                lineage: lineage.clone(),
+                lineage,
+                version: Some(version),
+                step: Some(provenance.steps_json.clone()),
             },
         );
+        inner.provenance.push(provenance);
         Ok(())
+    }
+
+    fn history(&self, table: &str) -> Result<Vec<HistoryVersion>> {
+        validate_table_name(table)?;
+        let inner = self.lock();
+        let current = inner
+            .tables
+            .get(table)
+            .filter(|e| e.key.is_some() && e.version.is_some())
+            .map(|e| e.version_of(table, None));
+        let mut versions: Vec<HistoryVersion> = current
+            .into_iter()
+            .chain(
+                inner
+                    .history
+                    .get(table)
+                    .into_iter()
+                    .flatten()
+                    .map(|(e, replaced)| e.version_of(table, Some(*replaced))),
+            )
+            .collect();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+        Ok(versions)
+    }
+
+    fn restore_version(
+        &self,
+        judged: &HistoryVersion,
+        keep: usize,
+    ) -> Result<Option<CheckpointInfo>> {
+        let table = judged.checkpoint.table_name.as_str();
+        validate_writable_table_name(table)?;
+        let mut inner = self.lock();
+        let kept = inner.history.get(table).and_then(|kept| {
+            kept.iter().position(|(e, _)| {
+                e.version == Some(judged.version)
+                    && Some(e.created_at) == judged.checkpoint.created_at
+            })
+        });
+        let (Some(at), false) = (kept, judged.current) else {
+            return Ok(None);
+        };
+        let (entry, _) = inner
+            .history
+            .get_mut(table)
+            .map(|kept| kept.remove(at))
+            .expect("found above");
+        inner.keep_current(table);
+        inner.batches.remove(table);
+        inner.totals.remove(table);
+        let info = entry.info(table);
+        inner.tables.insert(table.to_owned(), entry);
+        inner.prune(table, keep);
+        Ok(Some(info))
+    }
+
+    fn load_version(&self, table: &str, version: u64) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let inner = self.lock();
+        let current = inner
+            .tables
+            .get(table)
+            .filter(|e| e.version == Some(version));
+        let kept = inner
+            .history
+            .get(table)
+            .into_iter()
+            .flatten()
+            .map(|(e, _)| e)
+            .find(|e| e.version == Some(version));
+        Ok(current.or(kept).map(|e| e.frame.clone()))
     }
 
     fn adopt_checkpoint(
@@ -308,4 +457,5 @@ mod tests {
     use super::*;
 
     crate::conformance_suite!(Box::new(MemoryStore::new()));
+    crate::history_suite!(Box::new(MemoryStore::new()));
 }

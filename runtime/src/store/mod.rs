@@ -35,7 +35,7 @@ use chrono::NaiveDateTime;
 use polars::prelude::DataFrame;
 
 use crate::error::{Error, Result};
-use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
+use crate::model::{CheckpointInfo, CheckpointKey, HistoryVersion, Lineage, ProvenanceRecord};
 pub use param::Param;
 
 /// A checkpoint store: what a user does with one (save, load, list, delete, export, query),
@@ -160,6 +160,56 @@ pub trait CheckpointStore: Send + Sync {
         let mut metadata = || Ok((lineage.clone(), provenance.clone()));
         let now = time::to_micros(time::now_utc());
         self.save_checkpoint_with(table, frame, description, key, now, &mut metadata)
+    }
+
+    /// [`save_checkpoint_with`](Self::save_checkpoint_with), keeping at most `keep` versions of
+    /// `table`: the new one and the `keep - 1` newest earlier ones, which a later call whose key
+    /// and inputs match one of them restores instead of computing (see
+    /// [`history`](Self::history)); `keep = 1` keeps none. A keyed current checkpoint becomes an
+    /// earlier version in the same transaction as the save. The default keeps none.
+    #[allow(clippy::too_many_arguments)]
+    fn save_checkpoint_keeping(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        saved_at: NaiveDateTime,
+        keep: usize,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
+        let _ = keep;
+        self.save_checkpoint_with(table, frame, description, key, saved_at, metadata)
+    }
+
+    /// Every version of `table` the store keeps, newest first: the current keyed checkpoint
+    /// (flagged `current`) and the earlier versions. The default keeps no history: none.
+    fn history(&self, table: &str) -> Result<Vec<HistoryVersion>> {
+        let _ = table;
+        Ok(Vec::new())
+    }
+
+    /// Makes the earlier version `judged` (as [`history`](Self::history) returned it) of its
+    /// table current again, all or nothing, keeping at most `keep` versions: the current keyed
+    /// checkpoint becomes an earlier version, and the restored one has its save time, key,
+    /// lineage and data version as they were (so what was made from it matches it again).
+    /// Returns the checkpoint as now current, or `None` when the version is no longer there
+    /// as judged (pruned, or restored by another worker), and then nothing changed. The
+    /// default keeps no history: `None`.
+    fn restore_version(
+        &self,
+        judged: &HistoryVersion,
+        keep: usize,
+    ) -> Result<Option<CheckpointInfo>> {
+        let _ = (judged, keep);
+        Ok(None)
+    }
+
+    /// The rows of version `version` of `table` (current or earlier), `None` when the store
+    /// has no such version.
+    fn load_version(&self, table: &str, version: u64) -> Result<Option<DataFrame>> {
+        let _ = (table, version);
+        Ok(None)
     }
 
     /// Records `key` and `lineage` for the existing checkpoint of `table` (unkeyed, or keyed by
@@ -419,6 +469,35 @@ macro_rules! forward_checkpoint_store {
             metadata: &mut dyn FnMut() -> $crate::Result<($crate::Lineage, $crate::ProvenanceRecord)>,
         ) -> $crate::Result<()> {
             $via!(self, s => s.save_checkpoint_with(table, frame, description, key, saved_at, metadata))
+        }
+        fn save_checkpoint_keeping(
+            &self,
+            table: &str,
+            frame: &::polars::prelude::DataFrame,
+            description: &str,
+            key: &$crate::CheckpointKey,
+            saved_at: ::chrono::NaiveDateTime,
+            keep: usize,
+            metadata: &mut dyn FnMut() -> $crate::Result<($crate::Lineage, $crate::ProvenanceRecord)>,
+        ) -> $crate::Result<()> {
+            $via!(self, s => s.save_checkpoint_keeping(table, frame, description, key, saved_at, keep, metadata))
+        }
+        fn history(&self, table: &str) -> $crate::Result<Vec<$crate::HistoryVersion>> {
+            $via!(self, s => s.history(table))
+        }
+        fn restore_version(
+            &self,
+            judged: &$crate::HistoryVersion,
+            keep: usize,
+        ) -> $crate::Result<Option<$crate::CheckpointInfo>> {
+            $via!(self, s => s.restore_version(judged, keep))
+        }
+        fn load_version(
+            &self,
+            table: &str,
+            version: u64,
+        ) -> $crate::Result<Option<::polars::prelude::DataFrame>> {
+            $via!(self, s => s.load_version(table, version))
         }
         fn adopt_checkpoint(
             &self,

@@ -10,6 +10,7 @@
 #[allow(unsafe_code)]
 pub(crate) mod ffi;
 mod gc;
+mod history;
 mod meta;
 pub(crate) mod readers;
 
@@ -27,7 +28,7 @@ use crate::atomic_file::replace_atomically;
 use crate::config::PipelineConfig;
 use crate::error::DuckdbErrorKind;
 use crate::error::{Error, Result, create_parent_dir};
-use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
+use crate::model::{CheckpointInfo, CheckpointKey, HistoryVersion, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::settings::Settings;
 use crate::store::sql::{checkpoint_row, quote_ident};
@@ -72,12 +73,18 @@ pub(crate) const KEYS_DDL: &str = "CREATE TABLE IF NOT EXISTS _checkpoint_keys (
 /// that predates them (0.1.0) may still write to an upgraded store; it rewrites only the first
 /// six columns, so its save leaves `lineage_created_at` behind `checkpoint_created_at`, and the
 /// stale lineage is ignored rather than taken for the new data's.
-const LINEAGE_COLUMNS: [(&str, &str); 5] = [
+///
+/// Then, for the history of each table (see `history.rs`): the save's `version` number among
+/// the table's keyed saves, and its provenance `step` (the `_provenance` row's `steps_json`).
+/// They count only beside a current lineage, as the lineage does.
+const LINEAGE_COLUMNS: [(&str, &str); 7] = [
     ("config", "VARCHAR"),
     ("data_version", "VARCHAR"),
     ("inputs", "VARCHAR"),
     ("max_age_seconds", "BIGINT"),
     ("lineage_created_at", "TIMESTAMP"),
+    ("version", "BIGINT"),
+    ("step", "VARCHAR"),
 ];
 
 /// The version of this store's own metadata tables, as `_usher_schema` records it; a store
@@ -375,13 +382,16 @@ impl PipelineStore {
         mode: SaveMode,
     ) -> Result<()> {
         // Without a key: local time, as the Python pipeline stamps its saves.
-        self.save_keyed(table, df, description, mode, now_local(), None)
+        self.save_keyed(table, df, description, mode, now_local(), None, 0)
     }
 
     /// [`save`](Self::save), recording `key`, its lineage and the step's `_provenance` row for
     /// the checkpoint in the same transaction (or, with `None`, removing any previous key: the new
     /// data was not made by it). Lineage and provenance row are made by `metadata` after the
-    /// table is written, so the caller can compute them meanwhile.
+    /// table is written, so the caller can compute them meanwhile. With a key, at most `keep`
+    /// versions of the table are kept (see `history.rs`); a save without one leaves the history
+    /// as it is.
+    #[allow(clippy::too_many_arguments)]
     fn save_keyed(
         &self,
         table: &str,
@@ -390,6 +400,7 @@ impl PipelineStore {
         mode: SaveMode,
         created_at: NaiveDateTime,
         key: Option<(&CheckpointKey, MakeLineage<'_>)>,
+        keep: usize,
     ) -> Result<()> {
         validate_writable_table_name(table)?;
         let context = format!("saving table {table:?}");
@@ -403,6 +414,10 @@ impl PipelineStore {
             let view = conn.scan(stream)?;
             let target = quote_ident(table);
             conn.transaction(|| {
+                let versioned = key.is_some() && mode == SaveMode::Replace;
+                if versioned && keep > 1 {
+                    history::keep_current(conn, table)?;
+                }
                 let rows =
                     Self::write_table(conn, table, &target, view.source(), df.height(), mode)?;
                 conn.query_cached(
@@ -412,8 +427,20 @@ impl PipelineStore {
                 match key {
                     Some((key, metadata)) => match metadata() {
                         Ok((lineage, provenance)) => {
-                            write_key(conn, table, Some(created_at), key, &lineage)?;
+                            let version = history::number_new(conn, table)?;
+                            write_key(
+                                conn,
+                                table,
+                                Some(created_at),
+                                key,
+                                &lineage,
+                                Some(version),
+                                Some(&provenance.steps_json),
+                            )?;
                             insert_provenance(conn, &provenance)?;
+                            if versioned {
+                                history::prune(conn, table, keep)?;
+                            }
                         }
                         Err(e) => {
                             failed = Some(e);
@@ -584,11 +611,12 @@ type MakeLineage<'a> = &'a mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)
 
 /// The store's own tables, which only the store writes: [`PipelineStore::execute`] refuses a
 /// statement that names or removes them.
-const OWN_TABLES: [&str; 5] = [
+const OWN_TABLES: [&str; 6] = [
     "_checkpoints",
     "_checkpoint_keys",
     "_checkpoint_batches",
     "_checkpoint_batch_totals",
+    "_checkpoint_history",
     "_provenance",
 ];
 
@@ -655,13 +683,16 @@ fn mark_edited(conn: &Connection, table: &str) -> std::result::Result<(), DuckEr
     delete_key(conn, table)
 }
 
-/// Records `key` and `lineage` for the checkpoint of `table` created at `created_at`.
+/// Records `key` and `lineage` for the checkpoint of `table` created at `created_at`, with its
+/// `version` number and provenance `step` when it has them.
 fn write_key(
     conn: &Connection,
     table: &str,
     created_at: Option<NaiveDateTime>,
     key: &CheckpointKey,
     lineage: &Lineage,
+    version: Option<i64>,
+    step: Option<&str>,
 ) -> std::result::Result<(), DuckError> {
     let text = |value: Option<String>| value.map_or(Param::Null, |v| v.as_str().into());
     let max_age = lineage
@@ -670,7 +701,7 @@ fn write_key(
         .transpose()
         .map_err(|_| "max_age does not fit a BIGINT of seconds")?;
     conn.query_cached(
-        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments, config, data_version, inputs, max_age_seconds, lineage_created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, arguments, config, data_version, inputs, max_age_seconds, lineage_created_at, version, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             table.into(),
             created_at.map_or(Param::Null, Param::Timestamp),
@@ -683,6 +714,8 @@ fn write_key(
             text(lineage.inputs_json()),
             max_age.map_or(Param::Null, Param::Int),
             created_at.map_or(Param::Null, Param::Timestamp),
+            version.map_or(Param::Null, Param::Int),
+            step.map_or(Param::Null, Into::into),
         ],
     )
     .map(drop)
@@ -702,6 +735,7 @@ fn create_or_upgrade(
         BATCH_TOTALS_DDL,
         PROVENANCE_DDL,
         SCHEMA_DDL,
+        history::HISTORY_DDL,
     ] {
         conn.execute(ddl)?;
     }
@@ -832,6 +866,36 @@ fn checkpoints_sql(columns: KeyColumns) -> String {
     )
 }
 
+/// A row of [`history::VERSIONS_SQL`] as the version it is.
+fn history_version(row: Vec<Option<String>>) -> std::result::Result<HistoryVersion, String> {
+    let mut rest = row;
+    let tail = rest.split_off(12.min(rest.len()));
+    let checkpoint = checkpoint_row(rest)?;
+    let mut tail = tail.into_iter();
+    let version = tail
+        .next()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| format!("a version of {:?} without a number", checkpoint.table_name))?;
+    let replaced_at = tail
+        .next()
+        .flatten()
+        .map(|t| {
+            NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|e| format!("replaced_at {t:?} of {:?}: {e}", checkpoint.table_name))
+        })
+        .transpose()?;
+    let current = tail.next().flatten().as_deref() == Some("true");
+    let step = tail.next().flatten();
+    Ok(HistoryVersion {
+        version,
+        current,
+        checkpoint,
+        replaced_at,
+        step,
+    })
+}
+
 /// The join of a checkpoint with its key, valid only for the save it was written with.
 const JOIN_KEYS: &str = concat!("LEFT JOIN _checkpoint_keys k ON ", key_of_checkpoint!());
 
@@ -902,6 +966,9 @@ impl CheckpointStore for PipelineStore {
                     )?;
                     delete_key(conn, table)?;
                     delete_batches(conn, table)?;
+                    if table_exists(conn, "_checkpoint_history")? {
+                        history::forget(conn, table)?;
+                    }
                 }
                 Ok(())
             })
@@ -1041,7 +1108,7 @@ impl CheckpointStore for PipelineStore {
     }
 
     /// The table is written first, then `metadata` is asked for the lineage, in one
-    /// transaction stamped `saved_at`.
+    /// transaction stamped `saved_at`. Keeps no earlier version.
     fn save_checkpoint_with(
         &self,
         table: &str,
@@ -1051,6 +1118,21 @@ impl CheckpointStore for PipelineStore {
         saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
     ) -> Result<()> {
+        self.save_checkpoint_keeping(table, frame, description, key, saved_at, 1, metadata)
+    }
+
+    /// The current keyed checkpoint's table is renamed (not copied) into the history, in the
+    /// save's transaction.
+    fn save_checkpoint_keeping(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        saved_at: NaiveDateTime,
+        keep: usize,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
         self.save_keyed(
             table,
             frame,
@@ -1058,7 +1140,82 @@ impl CheckpointStore for PipelineStore {
             SaveMode::Replace,
             to_micros(saved_at),
             Some((key, metadata)),
+            keep,
         )
+    }
+
+    fn history(&self, table: &str) -> Result<Vec<HistoryVersion>> {
+        validate_table_name(table)?;
+        let context = format!("reading the history of {table:?}");
+        let conn = self.reader(|| context.clone())?;
+        let error = self.duckdb_error(context.clone());
+        if !table_exists(&conn, "_checkpoint_history")
+            .map_err(self.duckdb_error(context.clone()))?
+            || !table_columns(&conn, "_checkpoint_keys")
+                .map_err(self.duckdb_error(context.clone()))?
+                .iter()
+                .any(|c| c == "version")
+        {
+            return Ok(Vec::new());
+        }
+        let rows = conn
+            .query_text_rows_cached(history::VERSIONS_SQL, &[table.into(), table.into()])
+            .map_err(error)?;
+        rows.into_iter()
+            .map(|row| history_version(row).map_err(Error::Format))
+            .collect()
+    }
+
+    /// A swap inside one transaction: the current table renamed into the history, the
+    /// version's table renamed back; no row is copied.
+    fn restore_version(
+        &self,
+        judged: &HistoryVersion,
+        keep: usize,
+    ) -> Result<Option<CheckpointInfo>> {
+        let table = judged.checkpoint.table_name.as_str();
+        validate_writable_table_name(table)?;
+        let context = format!("restoring version {} of {table:?}", judged.version);
+        self.check_writable(&context)?;
+        let version = i64::try_from(judged.version)
+            .map_err(|_| Error::Format(format!("{context}: no such version number")))?;
+        let restored = self
+            .writing(|conn| {
+                conn.transaction(|| {
+                    if judged.current
+                        || !history::restore(conn, table, version, judged.checkpoint.created_at)?
+                    {
+                        return Ok(false);
+                    }
+                    delete_batches(conn, table)?;
+                    history::prune(conn, table, keep)?;
+                    Ok(true)
+                })
+            })
+            .map_err(self.duckdb_error(context))?;
+        if !restored {
+            return Ok(None);
+        }
+        self.checkpoint(table)
+    }
+
+    fn load_version(&self, table: &str, version: u64) -> Result<Option<DataFrame>> {
+        validate_table_name(table)?;
+        let current = self
+            .history(table)?
+            .into_iter()
+            .find(|v| v.version == version)
+            .map(|v| v.current);
+        let source = match current {
+            None => return Ok(None),
+            Some(true) => quote_ident(table),
+            Some(false) => history::storage(table, i64::try_from(version).unwrap_or(i64::MAX)),
+        };
+        let context = format!("loading version {version} of {table:?}");
+        let conn = self.reader(|| context.clone())?;
+        conn.query_unprepared(&format!("SELECT * FROM {source}"))
+            .map(Some)
+            .map_err(self.duckdb_error(context))
     }
 
     fn adopt_checkpoint(
@@ -1090,7 +1247,7 @@ impl CheckpointStore for PipelineStore {
                             &[stamped.map_or(Param::Null, Param::Timestamp), table.into()],
                         )?;
                     }
-                    write_key(conn, table, stamped, key, lineage)?;
+                    write_key(conn, table, stamped, key, lineage, None, None)?;
                 }
                 Ok(same)
             })
@@ -1371,6 +1528,7 @@ mod tests {
     }
 
     crate::conformance_suite!(temp_store());
+    crate::history_suite!(temp_store());
 
     /// Release 0.1.0 writing to an upgraded store re-saves a checkpoint and rewrites only the
     /// six key columns it knows: the lineage left from the previous save is not taken for the

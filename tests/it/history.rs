@@ -1,0 +1,230 @@
+//! Every version a step made stays addressable: switching arguments back restores the kept
+//! version (and what was made from it) instead of running the bodies again, proven by body
+//! counters and compared values; a version whose inputs changed since is never restored; a
+//! forced table and `keep = 1` compute. Each run is a new `Pipeline` on the same store file,
+//! as a lab's runs are.
+
+use std::cell::Cell;
+
+use serde_json::Value;
+use usher_pipeline::polars::prelude::*;
+use usher_pipeline::{
+    CheckpointStore, DefaultStore, Error, Force, Pipeline, PipelineStore, ProvenanceTracker,
+    checkpointed,
+};
+
+// Per thread: each test runs on a thread of its own, and the bodies run on the calling thread.
+thread_local! {
+    static CONSTRAINT: Cell<usize> = const { Cell::new(0) };
+    static SCORES: Cell<usize> = const { Cell::new(0) };
+    static ONCE: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count(counter: &'static std::thread::LocalKey<Cell<usize>>) {
+    counter.with(|c| c.set(c.get() + 1));
+}
+
+/// Stands in for the gnomAD download: the genes covered at `min_depth`, from the raw table.
+#[checkpointed(table = "h_constraint", reads(h_raw))]
+fn constraint(ctx: &Pipeline, min_depth: i64) -> Result<DataFrame, Error> {
+    count(&CONSTRAINT);
+    let raw = ctx.store().load_dataframe("h_raw")?.expect("the raw table");
+    let depth = raw.column("depth")?.as_materialized_series().clone();
+    let mask = depth.gt_eq(min_depth)?;
+    Ok(raw.filter(&mask)?)
+}
+
+/// Stands in for the scoring step: reads the constraint table, so a restored constraint table
+/// (its data version as it was) makes the scores made from it match again.
+#[checkpointed(table = "h_scores", reads(h_constraint))]
+fn scores(ctx: &Pipeline) -> Result<DataFrame, Error> {
+    count(&SCORES);
+    let constraint = ctx
+        .store()
+        .load_dataframe("h_constraint")?
+        .expect("constraint");
+    let n = constraint.height() as i64;
+    Ok(df!("genes" => [n], "score" => [n as f64 / 10.0])?)
+}
+
+/// A step that keeps no history.
+#[checkpointed(table = "h_once", keep = 1)]
+fn once(_ctx: &Pipeline, n: i64) -> Result<DataFrame, Error> {
+    count(&ONCE);
+    Ok(df!("n" => [n])?)
+}
+
+fn raw(depths: &[i64]) -> DataFrame {
+    let genes: Vec<String> = (0..depths.len()).map(|i| format!("G{i}")).collect();
+    df!("gene" => genes, "depth" => depths).unwrap()
+}
+
+fn counts() -> [usize; 3] {
+    [&CONSTRAINT, &SCORES, &ONCE].map(|c| c.with(Cell::get))
+}
+
+/// The run's config, for its provenance.
+fn config(path: &std::path::Path) -> usher_pipeline::PipelineConfig {
+    let dir = path.parent().unwrap();
+    usher_pipeline::PipelineConfig::from_yaml_str(&crate::common::config_yaml(dir, path), "h.yaml")
+        .unwrap()
+}
+
+/// A run: a new pipeline on the store file.
+fn run(path: &std::path::Path) -> Pipeline {
+    Pipeline::new(
+        PipelineStore::open(path).unwrap(),
+        ProvenanceTracker::new("history-test", &config(path)),
+    )
+}
+
+/// `table`'s step of the run: its outcome and the version it restored, if any.
+fn step(p: &Pipeline<DefaultStore>, table: &str) -> (String, Option<u64>) {
+    let steps: Vec<_> = p
+        .provenance()
+        .steps()
+        .into_iter()
+        .filter_map(|s| s.details)
+        .filter(|d| d.get("table").and_then(Value::as_str) == Some(table))
+        .collect();
+    assert_eq!(steps.len(), 1, "one step of {table}");
+    let d = &steps[0];
+    (
+        d["outcome"].as_str().unwrap().to_owned(),
+        d.get("restored_version").and_then(Value::as_u64),
+    )
+}
+
+#[test]
+fn switching_arguments_back_restores_the_step_and_what_was_made_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.duckdb");
+    PipelineStore::open(&path)
+        .unwrap()
+        .save_dataframe("h_raw", &raw(&[10, 25, 40, 60]), "raw")
+        .unwrap();
+    let start = counts();
+    let at = |n: [usize; 3]| [n[0] - start[0], n[1] - start[1], n[2] - start[2]];
+
+    let first = run(&path);
+    let c20 = constraint(&first, 20).unwrap();
+    let s20 = scores(&first).unwrap();
+    assert_eq!(c20.height(), 3);
+    assert_eq!(at(counts()), [1, 1, 0]);
+
+    let second = run(&path);
+    let c30 = constraint(&second, 30).unwrap();
+    let s30 = scores(&second).unwrap();
+    assert_eq!(c30.height(), 2);
+    assert_eq!(at(counts()), [2, 2, 0]);
+    assert_eq!(step(&second, "h_scores").0, "stale");
+
+    // Back to 20: both the constraint table and the scores made from it are restored, no body
+    // runs, and the values are the first run's.
+    let third = run(&path);
+    assert_eq!(constraint(&third, 20).unwrap(), c20);
+    assert_eq!(scores(&third).unwrap(), s20);
+    assert_eq!(at(counts()), [2, 2, 0], "no body ran");
+    assert_eq!(step(&third, "h_constraint"), ("restored".into(), Some(1)));
+    assert_eq!(step(&third, "h_scores"), ("restored".into(), Some(1)));
+    // The restored checkpoint is the first one as it was: a hit from now on.
+    let fourth = run(&path);
+    assert_eq!(constraint(&fourth, 20).unwrap(), c20);
+    assert_eq!(scores(&fourth).unwrap(), s20);
+    assert_eq!(step(&fourth, "h_constraint").0, "hit");
+    assert_eq!(step(&fourth, "h_scores").0, "hit");
+    // And forth again: 30 comes back from the history too.
+    let fifth = run(&path);
+    assert_eq!(constraint(&fifth, 30).unwrap(), c30);
+    assert_eq!(scores(&fifth).unwrap(), s30);
+    assert_eq!(at(counts()), [2, 2, 0]);
+    assert_eq!(step(&fifth, "h_constraint"), ("restored".into(), Some(2)));
+
+    // The history as the store tells it: both versions, each with its own arguments.
+    let store = PipelineStore::open(&path).unwrap();
+    let history = store.history("h_constraint").unwrap();
+    let versions: Vec<(u64, bool, Value)> = history
+        .iter()
+        .map(|v| {
+            (
+                v.version,
+                v.current,
+                v.checkpoint.key.as_ref().unwrap().arguments["min_depth"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [(2, true, 30.into()), (1, false, 20.into())],
+        "numbers kept across restores"
+    );
+}
+
+#[test]
+fn a_version_whose_inputs_changed_is_never_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.duckdb");
+    let store = PipelineStore::open(&path).unwrap();
+    store
+        .save_dataframe("h_raw", &raw(&[10, 25, 40, 60]), "raw")
+        .unwrap();
+    drop(store);
+    let start = counts()[0];
+    let first = run(&path);
+    constraint(&first, 20).unwrap();
+    constraint(&run(&path), 30).unwrap();
+    // The upstream table changes: the kept version for 20 was made from the old one.
+    PipelineStore::open(&path)
+        .unwrap()
+        .save_dataframe("h_raw", &raw(&[21, 22, 23]), "raw, again")
+        .unwrap();
+    let later = run(&path);
+    let c20 = constraint(&later, 20).unwrap();
+    assert_eq!(c20.height(), 3, "computed from the new upstream");
+    assert_eq!(counts()[0] - start, 3, "the body ran");
+    assert_eq!(step(&later, "h_constraint").0, "stale");
+}
+
+#[test]
+fn a_forced_table_and_keep_one_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.duckdb");
+    PipelineStore::open(&path)
+        .unwrap()
+        .save_dataframe("h_raw", &raw(&[10, 25]), "raw")
+        .unwrap();
+    let start = counts();
+    constraint(&run(&path), 20).unwrap();
+    constraint(&run(&path), 30).unwrap();
+    let forced = run(&path).with_force(Force::tables(["h_constraint"]));
+    constraint(&forced, 20).unwrap();
+    assert_eq!(counts()[0] - start[0], 3, "forced: computed, not restored");
+    assert_eq!(step(&forced, "h_constraint").0, "force");
+
+    once(&run(&path), 1).unwrap();
+    once(&run(&path), 2).unwrap();
+    let p = run(&path);
+    once(&p, 1).unwrap();
+    assert_eq!(counts()[2] - start[2], 3, "keep = 1: nothing to restore");
+    assert_eq!(
+        PipelineStore::open(&path)
+            .unwrap()
+            .history("h_once")
+            .unwrap()
+            .len(),
+        1
+    );
+    // The pipeline's own setting, keep 1 for every table: a version kept before is still
+    // restored, and the restore keeps nothing else, so going back computes.
+    let start = counts()[0];
+    let p = run(&path).with_keep(1);
+    constraint(&p, 30).unwrap();
+    assert_eq!(step(&p, "h_constraint").0, "restored");
+    let store = PipelineStore::open(&path).unwrap();
+    assert_eq!(store.history("h_constraint").unwrap().len(), 1);
+    drop(store);
+    let p = run(&path).with_keep(1);
+    constraint(&p, 20).unwrap();
+    assert_eq!(step(&p, "h_constraint").0, "stale");
+    assert_eq!(counts()[0] - start, 1);
+}
