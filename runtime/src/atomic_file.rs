@@ -9,6 +9,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result, create_parent_dir};
 
+/// Copies the file `source` to `target`, whole or not at all (`action` names the work in
+/// errors).
+pub(crate) fn copy_atomically(source: &Path, target: &Path, action: &'static str) -> Result<()> {
+    replace_atomically(target, action, |tmp| {
+        std::fs::copy(source, tmp)
+            .map(drop)
+            .map_err(|source_error| Error::Io {
+                action: "copy",
+                path: source.to_owned(),
+                source: source_error,
+            })
+    })
+}
+
 /// Writes `path` through `write`, which is given the temporary path to fill. On success the
 /// temporary file is synced and renamed over `path`; on failure it is removed. `action` names
 /// the work in errors ("write sidecar", "export parquet").

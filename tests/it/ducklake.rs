@@ -784,3 +784,74 @@ fn the_example_pipeline_on_the_shared_store_reads_the_same_through_the_lake() {
     let saves: usize = read["snapshots"].as_array().unwrap().len() - 1;
     assert!(saves > tables.len(), "one snapshot per save: {saves}");
 }
+
+/// A restore on the shared store registers the kept version's file again under a new name, a
+/// hard link (the same inode: no byte copied), in a new lake snapshot: the third run of
+/// `--min-depth 20, 30, 20` restores the step and the one made from it (no body runs), DuckDB
+/// reads the restored table through the lake, and gc removes none of the versions' files.
+#[test]
+fn a_restore_on_the_shared_store_copies_no_byte_and_the_lake_reads_it() {
+    use crate::history::{constraint, counts, raw, scores, step};
+    use std::os::unix::fs::MetadataExt;
+    let Some((shared, python)) = lake_test("lake_restore") else {
+        return;
+    };
+    let tracker = || {
+        let config = usher_pipeline::PipelineConfig::from_yaml_str(
+            &crate::common::config_yaml(&shared.root(), &shared.root().join("unused.duckdb")),
+            "h.yaml",
+        )
+        .unwrap();
+        ProvenanceTracker::new("lake-restore", &config)
+    };
+    let run = || Pipeline::new(shared.store(), tracker());
+    shared
+        .store()
+        .save_dataframe("h_raw", &raw(&[10, 25, 40, 60]), "raw")
+        .unwrap();
+    let start = counts();
+    let first = run();
+    let c20 = constraint(&first, 20).unwrap();
+    let s20 = scores(&first).unwrap();
+    let second = run();
+    constraint(&second, 30).unwrap();
+    scores(&second).unwrap();
+    let mut sql = shared.sql();
+    let kept: String = sql
+        .query_one(
+            "SELECT path FROM _checkpoint_history WHERE table_name = 'h_constraint' AND version = 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
+    let third = run();
+    assert_eq!(constraint(&third, 20).unwrap(), c20);
+    assert_eq!(scores(&third).unwrap(), s20);
+    let ran: Vec<usize> = counts().iter().zip(start).map(|(n, s)| n - s).collect();
+    assert_eq!(ran[..2], [2, 2], "the third run ran no body");
+    assert_eq!(step(&third, "h_constraint"), ("restored".into(), Some(1)));
+    assert_eq!(step(&third, "h_scores"), ("restored".into(), Some(1)));
+
+    let current: String = sql
+        .query_one(
+            "SELECT path FROM _checkpoint_files WHERE table_name = 'h_constraint'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_ne!(current, kept, "registered under a new name");
+    let inode = |file: &str| std::fs::metadata(shared.root().join(file)).unwrap().ino();
+    assert_eq!(inode(&current), inode(&kept), "a hard link: the same data");
+
+    let store = shared.store();
+    let gc = store.gc().unwrap();
+    assert_eq!(
+        gc.files_removed, 0,
+        "every version's file is read by the history or the lake"
+    );
+    assert_eq!(store.load_dataframe("h_constraint").unwrap().unwrap(), c20);
+    let read = read_with_duckdb(&python, &shared);
+    assert_read_as(&read["tables"]["h_constraint"], &c20, "the restored table");
+    assert_read_as(&read["tables"]["h_scores"], &s20, "the restored scores");
+}

@@ -26,7 +26,7 @@ fn count(counter: &'static std::thread::LocalKey<Cell<usize>>) {
 
 /// Stands in for the gnomAD download: the genes covered at `min_depth`, from the raw table.
 #[checkpointed(table = "h_constraint", reads(h_raw))]
-fn constraint(ctx: &Pipeline, min_depth: i64) -> Result<DataFrame, Error> {
+pub(crate) fn constraint(ctx: &Pipeline, min_depth: i64) -> Result<DataFrame, Error> {
     count(&CONSTRAINT);
     let raw = ctx.store().load_dataframe("h_raw")?.expect("the raw table");
     let depth = raw.column("depth")?.as_materialized_series().clone();
@@ -37,7 +37,7 @@ fn constraint(ctx: &Pipeline, min_depth: i64) -> Result<DataFrame, Error> {
 /// Stands in for the scoring step: reads the constraint table, so a restored constraint table
 /// (its data version as it was) makes the scores made from it match again.
 #[checkpointed(table = "h_scores", reads(h_constraint))]
-fn scores(ctx: &Pipeline) -> Result<DataFrame, Error> {
+pub(crate) fn scores(ctx: &Pipeline) -> Result<DataFrame, Error> {
     count(&SCORES);
     let constraint = ctx
         .store()
@@ -54,12 +54,12 @@ fn once(_ctx: &Pipeline, n: i64) -> Result<DataFrame, Error> {
     Ok(df!("n" => [n])?)
 }
 
-fn raw(depths: &[i64]) -> DataFrame {
+pub(crate) fn raw(depths: &[i64]) -> DataFrame {
     let genes: Vec<String> = (0..depths.len()).map(|i| format!("G{i}")).collect();
     df!("gene" => genes, "depth" => depths).unwrap()
 }
 
-fn counts() -> [usize; 3] {
+pub(crate) fn counts() -> [usize; 3] {
     [&CONSTRAINT, &SCORES, &ONCE].map(|c| c.with(Cell::get))
 }
 
@@ -79,7 +79,7 @@ fn run(path: &std::path::Path) -> Pipeline {
 }
 
 /// `table`'s step of the run: its outcome and the version it restored, if any.
-fn step(p: &Pipeline<DefaultStore>, table: &str) -> (String, Option<u64>) {
+pub(crate) fn step(p: &Pipeline<DefaultStore>, table: &str) -> (String, Option<u64>) {
     let steps: Vec<_> = p
         .provenance()
         .steps()

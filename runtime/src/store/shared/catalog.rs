@@ -483,8 +483,27 @@ impl Catalog {
         let mut tx = client.transaction().map_err(self.error(context))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key("")])
             .map_err(self.error(context))?;
-        for ddl in DDL {
+        for ddl in DDL.iter().chain([&super::history::HISTORY_DDL]) {
             tx.batch_execute(ddl).map_err(self.error(context))?;
+        }
+        // The history's columns, added where missing (looked for first: ALTER TABLE locks the
+        // table even when there is nothing to add).
+        for (column, ty) in super::history::KEY_COLUMNS {
+            let there: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE \
+                     table_schema = current_schema() AND table_name = '_checkpoint_keys' \
+                     AND column_name = $1)",
+                    &[&column],
+                )
+                .map_err(self.error(context))?
+                .get(0);
+            if !there {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE _checkpoint_keys ADD COLUMN {column} {ty}"
+                ))
+                .map_err(self.error(context))?;
+            }
         }
         let recorded: Option<String> = tx
             .query_opt(

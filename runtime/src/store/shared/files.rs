@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use polars::prelude::DataFrame;
 
-use crate::atomic_file::{host, replace_atomically};
+use crate::atomic_file::{copy_atomically, host, replace_atomically};
 use crate::error::{Error, Result};
 use crate::store::duckdb::ffi::{Connection, Database, DuckError, FrameStream};
 use crate::store::duckdb::readers::{Reader, Readers};
@@ -258,6 +258,26 @@ impl DataRoot {
         {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a superseded data file");
         }
+    }
+
+    /// Makes the relative path `to` name the same data as `from`: a hard link, so no byte is
+    /// copied; where the file system has none (or the two are on different devices), a copy,
+    /// written whole or not at all. Returns the size in bytes.
+    pub fn link(&self, from: &str, to: &str) -> Result<u64> {
+        let (source, target) = (self.absolute(from), self.absolute(to));
+        let linked = std::fs::hard_link(&source, &target);
+        if let Err(e) = linked {
+            tracing::warn!(from = %source.display(), error = %e,
+                "no hard link here: the version's file is copied");
+            copy_atomically(&source, &target, "copy a version's file")?;
+        }
+        std::fs::metadata(&target)
+            .map(|m| m.len())
+            .map_err(|e| Error::Io {
+                action: "read the size of",
+                path: target.clone(),
+                source: e,
+            })
     }
 
     /// The tables with a directory of `kind` files.

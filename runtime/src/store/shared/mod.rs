@@ -17,6 +17,7 @@
 mod catalog;
 mod conn;
 mod files;
+mod history;
 mod lake;
 mod locks;
 mod passfile;
@@ -34,9 +35,9 @@ use postgres::Client;
 // each is one round trip instead of three (prepare, execute, close).
 use postgres::types::Type;
 
-use crate::atomic_file::replace_atomically;
+use crate::atomic_file::{copy_atomically, replace_atomically};
 use crate::error::{Error, Result};
-use crate::model::{CheckpointInfo, CheckpointKey, Lineage, ProvenanceRecord};
+use crate::model::{CheckpointInfo, CheckpointKey, HistoryVersion, Lineage, ProvenanceRecord};
 use crate::names::{validate_table_name, validate_writable_table_name};
 use crate::settings::{DATA_ROOT_ENV, STORE_ENV, Settings};
 use crate::store::Param;
@@ -660,6 +661,7 @@ impl SharedStore {
         description: &str,
         created_at: NaiveDateTime,
         key: Option<(&CheckpointKey, &Lineage, &ProvenanceRecord)>,
+        keep: usize,
     ) -> Result<()> {
         self.off(|| {
             validate_writable_table_name(table)?;
@@ -700,6 +702,7 @@ impl SharedStore {
                 rows,
                 description,
                 created_at,
+                keep,
             };
             let registered = self.inner.locks.on_lock(table, &context, |client| {
                 register(client, &row, &file, bytes, key, lake.as_ref())
@@ -770,7 +773,8 @@ impl SharedStore {
                     .paths_of(
                         &table,
                         "SELECT path FROM _checkpoint_files WHERE table_name = $1 \
-                         UNION SELECT path FROM _checkpoint_batch_files WHERE table_name = $1",
+                         UNION SELECT path FROM _checkpoint_batch_files WHERE table_name = $1 \
+                         UNION SELECT path FROM _checkpoint_history WHERE table_name = $1",
                         "collecting the data files of",
                     )?
                     .into_iter()
@@ -863,6 +867,106 @@ impl SharedStore {
         })
     }
 
+    /// See [`CheckpointStore::restore_version`]: under the table's lock, the version's file
+    /// linked under a new name, then one transaction (retried when a DuckDB client took the
+    /// lake's snapshot id): the current keyed checkpoint into the history, the version's rows
+    /// current again with the new file, a lake snapshot naming it, the history pruned to
+    /// `keep`. Files no longer named (without the lake) are removed after the commit.
+    fn restore(&self, judged: &HistoryVersion, keep: usize) -> Result<Option<CheckpointInfo>> {
+        let table = judged.checkpoint.table_name.as_str();
+        validate_writable_table_name(table)?;
+        if judged.current {
+            return Ok(None);
+        }
+        let context = format!("restoring version {} of {table:?}", judged.version);
+        let version = i64::try_from(judged.version)
+            .map_err(|_| Error::Format(format!("{context}: no such version number")))?;
+        let created = judged.checkpoint.created_at.map(timestamp_text);
+        let _taken = self.lock_unless_held(table)?;
+        let Some(old) = self.catalog().read(&context, |client| {
+            history::file_of(&mut **client, table, version, created.as_deref())
+        })?
+        else {
+            return Ok(None);
+        };
+        let files = &self.inner.files;
+        let new = files.new_file(Kind::Table, table);
+        let bytes = i64::try_from(files.link(&old, &new)?).unwrap_or(i64::MAX);
+        let lake = self.lake_now()?;
+        let described = match lake {
+            true => files.describe(&new, table)?,
+            false => None,
+        };
+        // Registered by name: a file written before the lake has no field ids.
+        let lake_file = described.as_ref().map(|d| lake::LakeFile {
+            name: new.rsplit('/').next().unwrap_or(&new),
+            columns: &d.columns,
+            rows: d.rows,
+            bytes: d.bytes,
+            footer: d.footer,
+            by_name: true,
+        });
+        let lock_key = self.lake_lock_key();
+        let restored = self.inner.locks.on_lock(table, &context, |client| {
+            lake::retrying(lake, || {
+                let mut tx = client.transaction()?;
+                if history::file_of(&mut tx, table, version, created.as_deref())?.as_deref()
+                    != Some(old.as_str())
+                {
+                    return Ok(None);
+                }
+                let current: Option<String> = tx
+                    .query_opt(
+                        "SELECT path FROM _checkpoint_files WHERE table_name = $1",
+                        &[&table],
+                    )?
+                    .map(|row| row.get(0));
+                let kept = history::keep_current(&mut tx, table)?;
+                // The files no row names after this: an unkeyed current one's, the restored
+                // version's old name, the pruned versions', the table's batches.
+                let mut unnamed: Vec<String> = current
+                    .into_iter()
+                    .filter(|c| Some(c) != kept.as_ref())
+                    .collect();
+                history::make_current(&mut tx, table, version, &new, bytes)?;
+                unnamed.push(old.clone());
+                unnamed.extend(delete_batches(&mut tx, table)?);
+                unnamed.extend(history::prune(&mut tx, table, keep)?);
+                if lake {
+                    lake::replace(&mut tx, lock_key, table, lake_file.as_ref())?;
+                }
+                tx.commit()?;
+                Ok(Some(unnamed))
+            })
+        });
+        match restored {
+            Ok(Some(mut unnamed)) => {
+                if lake {
+                    // The lake's snapshots still read the tables' files: gc removes them once
+                    // none does.
+                    unnamed.retain(|file| !file.starts_with(Kind::Table.dir()));
+                }
+                for file in unnamed {
+                    files.remove(&file);
+                }
+                self.checkpoint(table)
+            }
+            Ok(None) => {
+                files.remove(&new);
+                Ok(None)
+            }
+            Err(e) => {
+                // Removed only when surely not registered (see `save`).
+                if let Ok(current) = self.registered_file(table)
+                    && current.as_deref() != Some(new.as_str())
+                {
+                    files.remove(&new);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// `table`'s compute lock, unless this process holds it already (a body of the table
     /// deleting it, say), which waiting for would never end.
     fn lock_unless_held(&self, table: &str) -> Result<Option<TableLock>> {
@@ -925,6 +1029,9 @@ struct CheckpointRow<'a> {
     rows: i32,
     description: &'a str,
     created_at: NaiveDateTime,
+    /// How many versions of the table a keyed save keeps (see `history.rs`); 0 for a save
+    /// without a key, which leaves the history as it is.
+    keep: usize,
 }
 
 /// Registers a save: the `_checkpoints` row, the key or its absence, the data file, the
@@ -968,6 +1075,7 @@ fn register_once(
         rows,
         description,
         created_at,
+        keep,
     } = *row;
     let created_at = timestamp_text(created_at);
     let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -984,6 +1092,14 @@ fn register_once(
             .collect(),
     };
     superseded.extend(delete_batches(&mut tx, table)?);
+    // A keyed save keeps the keyed checkpoint it replaces, file and all.
+    let versioned = key.is_some();
+    if versioned
+        && keep > 1
+        && let Some(kept) = history::keep_current(&mut tx, table)?
+    {
+        superseded.retain(|file| *file != kept);
+    }
     tx.execute(
         "INSERT INTO _checkpoints (table_name, created_at, row_count, description) \
          VALUES ($1, $2::text::timestamp, $3, $4) ON CONFLICT (table_name) DO UPDATE SET \
@@ -993,7 +1109,12 @@ fn register_once(
     )?;
     match key {
         Some((key, lineage, provenance)) => {
-            write_key(&mut tx, table, Some(&created_at), key, lineage)?;
+            let version = history::next_version(&mut tx, table)?;
+            let made = Made {
+                version,
+                step: &provenance.steps_json,
+            };
+            write_key(&mut tx, table, Some(&created_at), key, lineage, Some(made))?;
             insert_provenance(&mut tx, provenance)?;
         }
         None => {
@@ -1003,11 +1124,14 @@ fn register_once(
             )?;
         }
     }
-    tx.execute(
-        "INSERT INTO _checkpoint_files (table_name, path, bytes) VALUES ($1, $2, $3) \
-         ON CONFLICT (table_name) DO UPDATE SET path = excluded.path, bytes = excluded.bytes",
-        &[&table, &file, &bytes],
-    )?;
+    tx.execute(REGISTER_FILE, &[&table, &file, &bytes])?;
+    if versioned {
+        let pruned = history::prune(&mut tx, table, keep)?;
+        // With the lake, its snapshots still read them: gc removes them after expiry.
+        if lake.is_none() {
+            superseded.extend(pruned);
+        }
+    }
     if let Some(lake) = lake {
         lake::replace(&mut tx, lake.lock_key, table, lake.file.as_ref())?;
     }
@@ -1015,26 +1139,43 @@ fn register_once(
     Ok(superseded)
 }
 
-/// Records `key` and `lineage` for the checkpoint of `table` created at `created_at` (text).
+/// Registers `$2` (`$3` bytes) as the data file of table `$1`.
+const REGISTER_FILE: &str = "INSERT INTO _checkpoint_files (table_name, path, bytes) \
+     VALUES ($1, $2, $3) \
+     ON CONFLICT (table_name) DO UPDATE SET path = excluded.path, bytes = excluded.bytes";
+
+/// A save's number among its table's keyed saves, and its provenance step.
+#[derive(Debug, Clone, Copy)]
+struct Made<'a> {
+    version: i64,
+    step: &'a str,
+}
+
+/// Records `key` and `lineage` for the checkpoint of `table` created at `created_at` (text),
+/// with its number and step when a save `made` it.
 fn write_key(
     tx: &mut postgres::Transaction<'_>,
     table: &str,
     created_at: Option<&str>,
     key: &CheckpointKey,
     lineage: &Lineage,
+    made: Option<Made<'_>>,
 ) -> std::result::Result<(), postgres::Error> {
     let max_age = lineage
         .max_age_seconds
         .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
     tx.execute(
         "INSERT INTO _checkpoint_keys (table_name, checkpoint_created_at, key, function, code, \
-         arguments, config, data_version, inputs, max_age_seconds, lineage_created_at) \
-         VALUES ($1, $2::text::timestamp, $3, $4, $5, $6, $7, $8, $9, $10, $2::text::timestamp) \
+         arguments, config, data_version, inputs, max_age_seconds, lineage_created_at, version, \
+         step) \
+         VALUES ($1, $2::text::timestamp, $3, $4, $5, $6, $7, $8, $9, $10, $2::text::timestamp, \
+         $11, $12) \
          ON CONFLICT (table_name) DO UPDATE SET checkpoint_created_at = excluded.checkpoint_created_at, \
          key = excluded.key, function = excluded.function, code = excluded.code, \
          arguments = excluded.arguments, config = excluded.config, \
          data_version = excluded.data_version, inputs = excluded.inputs, \
-         max_age_seconds = excluded.max_age_seconds, lineage_created_at = excluded.lineage_created_at",
+         max_age_seconds = excluded.max_age_seconds, lineage_created_at = excluded.lineage_created_at, \
+         version = excluded.version, step = excluded.step",
         &[
             &table,
             &created_at,
@@ -1046,6 +1187,8 @@ fn write_key(
             &lineage.data_version.map(|v| v.to_hex()),
             &lineage.inputs_json(),
             &max_age,
+            &made.map(|m| m.version),
+            &made.map(|m| m.step),
         ],
     )
     .map(drop)
@@ -1211,6 +1354,33 @@ fn adoptable_lake_version(
     })
 }
 
+/// A row of [`history::VERSIONS_SQL`] as the version it is.
+fn decode_version(row: &postgres::Row) -> Result<HistoryVersion> {
+    let texts: Vec<Option<String>> = (0..12).map(|i| row.get(i)).collect();
+    let checkpoint = checkpoint_row(texts).map_err(Error::Format)?;
+    let version: Option<i64> = row.get(12);
+    let version = version.and_then(|v| u64::try_from(v).ok()).ok_or_else(|| {
+        Error::Format(format!(
+            "a version of {:?} without a number",
+            checkpoint.table_name
+        ))
+    })?;
+    let replaced_at = row
+        .get::<_, Option<String>>(13)
+        .map(|t| {
+            NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|e| Error::Format(format!("replaced_at {t:?}: {e}")))
+        })
+        .transpose()?;
+    Ok(HistoryVersion {
+        version,
+        current: row.get(14),
+        checkpoint,
+        replaced_at,
+        step: row.get(15),
+    })
+}
+
 /// `utc` as this machine's local time.
 fn utc_to_local(utc: NaiveDateTime) -> NaiveDateTime {
     use chrono::TimeZone;
@@ -1286,7 +1456,7 @@ impl CheckpointStore for SharedStore {
     /// `save_dataframe`), replacing any previous one.
     fn save_dataframe(&self, table: &str, frame: &DataFrame, description: &str) -> Result<()> {
         // Without a key: local time, as the Python pipeline stamps its saves.
-        self.save(table, frame, description, now_local(), None)
+        self.save(table, frame, description, now_local(), None, 0)
     }
 
     /// Loads `table`, or `Ok(None)` if the catalog has no such checkpoint.
@@ -1373,6 +1543,7 @@ impl CheckpointStore for SharedStore {
                 let mut files = Vec::new();
                 for table in tables {
                     files.extend(delete_table_rows(&mut tx, table)?);
+                    files.extend(history::prune(&mut tx, table, 1)?);
                     if let Some(lock_key) = lake {
                         lake::replace(&mut tx, lock_key, table, None)?;
                     }
@@ -1405,16 +1576,11 @@ impl CheckpointStore for SharedStore {
                 path: self.name().into(),
             });
         };
-        let source = self.inner.files.absolute(&file);
-        replace_atomically(output_path, "export parquet", |tmp| {
-            std::fs::copy(&source, tmp)
-                .map(drop)
-                .map_err(|source_error| Error::Io {
-                    action: "copy",
-                    path: source.clone(),
-                    source: source_error,
-                })
-        })
+        copy_atomically(
+            &self.inner.files.absolute(&file),
+            output_path,
+            "export parquet",
+        )
     }
 
     /// Runs one `SELECT` in DuckDB over the checkpoints' Parquet files, each visible as a view
@@ -1548,6 +1714,21 @@ impl CheckpointStore for SharedStore {
         saved_at: NaiveDateTime,
         metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
     ) -> Result<()> {
+        self.save_checkpoint_keeping(table, frame, description, key, saved_at, 1, metadata)
+    }
+
+    /// The replaced keyed checkpoint's rows go to `_checkpoint_history` in the registering
+    /// transaction; its file stays.
+    fn save_checkpoint_keeping(
+        &self,
+        table: &str,
+        frame: &DataFrame,
+        description: &str,
+        key: &CheckpointKey,
+        saved_at: NaiveDateTime,
+        keep: usize,
+        metadata: &mut dyn FnMut() -> Result<(Lineage, ProvenanceRecord)>,
+    ) -> Result<()> {
         let (lineage, provenance) = metadata()?;
         self.save(
             table,
@@ -1555,7 +1736,57 @@ impl CheckpointStore for SharedStore {
             description,
             to_micros(saved_at),
             Some((key, &lineage, &provenance)),
+            keep.max(1),
         )
+    }
+
+    fn history(&self, table: &str) -> Result<Vec<HistoryVersion>> {
+        self.off(|| {
+            validate_table_name(table)?;
+            let context = format!("reading the history of {table:?}");
+            let rows = self.catalog().read(&context, |client| {
+                client.query(history::VERSIONS_SQL, &[&table])
+            })?;
+            rows.iter().map(decode_version).collect()
+        })
+    }
+
+    /// The version's file is registered again under a new name, a hard link to it (no byte
+    /// copied; a copy only where the file system has no hard links), with a new snapshot of
+    /// the lake naming it.
+    fn restore_version(
+        &self,
+        judged: &HistoryVersion,
+        keep: usize,
+    ) -> Result<Option<CheckpointInfo>> {
+        self.off(|| self.restore(judged, keep.max(1)))
+    }
+
+    fn load_version(&self, table: &str, version: u64) -> Result<Option<DataFrame>> {
+        self.off(|| {
+            validate_table_name(table)?;
+            let context = format!("reading the file of version {version} of {table:?}");
+            let number = i64::try_from(version).unwrap_or(i64::MAX);
+            let file: Option<String> = self.catalog().read(&context, |client| {
+                Ok(client
+                    .query_opt(history::VERSION_FILE_SQL, &[&table, &number])?
+                    .map(|row| row.get(0)))
+            })?;
+            let Some(file) = file else {
+                return Ok(None);
+            };
+            self.inner
+                .files
+                .read(std::slice::from_ref(&file))
+                .map(Some)
+                .map_err(|e| {
+                    duck_error(
+                        &self.inner.files.absolute(&file),
+                        &format!("loading version {version} of {table:?}"),
+                        e,
+                    )
+                })
+        })
     }
 
     fn adopt_checkpoint(
@@ -1609,7 +1840,7 @@ impl CheckpointStore for SharedStore {
                          ON CONFLICT (table_name) DO UPDATE SET path = excluded.path, bytes = excluded.bytes",
                         &[&table, file, &bytes],
                     )?;
-                    write_key(&mut tx, table, stamped.as_deref(), key, lineage)?;
+                    write_key(&mut tx, table, stamped.as_deref(), key, lineage, None)?;
                 } else if same == 1 {
                     if stamped != created {
                         tx.execute(
@@ -1618,7 +1849,7 @@ impl CheckpointStore for SharedStore {
                             &[&table, &stamped],
                         )?;
                     }
-                    write_key(&mut tx, table, stamped.as_deref(), key, lineage)?;
+                    write_key(&mut tx, table, stamped.as_deref(), key, lineage, None)?;
                 }
                 tx.commit()?;
                 Ok(same == 1 || lake_version.is_some())
@@ -2307,6 +2538,10 @@ pub(crate) mod tests {
         Some(store) => store,
         None => return,
     });
+    crate::history_suite!(match temp_shared() {
+        Some(store) => store,
+        None => return,
+    });
 
     /// A store as it was before the lake (its `ducklake_*` tables dropped, catalog version 1),
     /// opened as a look, which leaves it so: every store rule holds there too.
@@ -2377,6 +2612,10 @@ pub(crate) mod tests {
         use super::temp_shared_without_lake;
 
         crate::conformance_suite!(match temp_shared_without_lake() {
+            Some(store) => store,
+            None => return,
+        });
+        crate::history_suite!(match temp_shared_without_lake() {
             Some(store) => store,
             None => return,
         });
