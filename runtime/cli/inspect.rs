@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 use usher_pipeline::CheckpointStore;
 use usher_pipeline::{
-    AnyStore, CheckpointInfo, CheckpointState, CheckpointStatus, Error, LineageGraph,
-    ProvenanceRecord, ProvenanceStep, StaleReason, status as store_status,
+    AnyStore, CheckpointInfo, CheckpointState, CheckpointStatus, Error, HistoryVersion,
+    LineageGraph, ProvenanceRecord, ProvenanceStep, StaleReason, status as store_status,
 };
 
 use crate::Output;
@@ -41,6 +41,9 @@ fn reasons(status: &CheckpointStatus) -> Vec<String> {
         ],
         CheckpointState::Partial => Vec::new(),
     };
+    if let Some(version) = status.restore {
+        why.push(format!("would restore version {version}"));
+    }
     if let Some(pending) = &status.pending {
         let of = pending
             .total
@@ -74,6 +77,7 @@ pub fn status(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
                     "created_at": iso(info.and_then(|i| i.created_at)),
                     "pending_items": s.pending.as_ref().map(|p| p.items),
                     "pending_total": s.pending.as_ref().and_then(|p| p.total),
+                    "restore": s.restore,
                 })
             })
             .collect();
@@ -115,6 +119,87 @@ pub fn status(store: &AnyStore, as_json: bool) -> Result<Output, Error> {
     let summary = format!("{} checkpoints: {}", list.len(), counts.join(", "));
     let text = table(&["table", "state", "rows", "age", "why"], rows, &[2, 3]);
     Ok(Output::new(format!("{text}\n\n{summary}"), code))
+}
+
+/// `history TABLE`: every version of the table the store keeps, newest first, with its key
+/// arguments, data version, inputs, age, rows and size where known.
+pub fn history(store: &AnyStore, name: &str, as_json: bool) -> Result<Output, Error> {
+    let now = now();
+    let versions = store.history(name)?;
+    if versions.is_empty() && store.checkpoint(name)?.is_none() {
+        return Err(not_found(store, name));
+    }
+    let arguments = |v: &HistoryVersion| {
+        v.checkpoint
+            .key
+            .as_ref()
+            .map(|k| Value::Object(k.arguments.clone()))
+            .unwrap_or(Value::Null)
+    };
+    let data = |v: &HistoryVersion| v.checkpoint.lineage.data_version.map(|d| d.to_hex());
+    let inputs = |v: &HistoryVersion| -> Vec<String> {
+        v.checkpoint.lineage.inputs.keys().cloned().collect()
+    };
+    if as_json {
+        let rows: Vec<Value> = versions
+            .iter()
+            .map(|v| {
+                json!({
+                    "version": v.version,
+                    "current": v.current,
+                    "arguments": arguments(v),
+                    "data_version": data(v),
+                    "inputs": Value::Object(v.checkpoint.lineage.inputs_map()),
+                    "created_at": iso(v.checkpoint.created_at),
+                    "replaced_at": iso(v.replaced_at),
+                    "rows": v.checkpoint.row_count,
+                    "bytes": v.bytes,
+                })
+            })
+            .collect();
+        return Ok(Output::new(
+            pretty(&json!({"table": name, "versions": rows})),
+            0,
+        ));
+    }
+    if versions.is_empty() {
+        return Ok(Output::new(
+            format!("{name}: no versions kept (saved without a key, or before history)"),
+            0,
+        ));
+    }
+    let rows = versions
+        .iter()
+        .map(|v| {
+            vec![
+                format!("{}{}", v.version, if v.current { " (current)" } else { "" }),
+                arguments(v).to_string(),
+                data(v).map(|d| d[..12].to_owned()).unwrap_or_default(),
+                inputs(v).join(", "),
+                age(v.checkpoint.saved_utc(), now),
+                v.checkpoint
+                    .row_count
+                    .map_or_else(String::new, |n| n.to_string()),
+                v.bytes.map_or_else(String::new, |b| b.to_string()),
+            ]
+        })
+        .collect();
+    Ok(Output::new(
+        table(
+            &[
+                "version",
+                "arguments",
+                "data",
+                "inputs",
+                "age",
+                "rows",
+                "bytes",
+            ],
+            rows,
+            &[4, 5, 6],
+        ),
+        0,
+    ))
 }
 
 /// Whether `step` is about `table` (its `details.table`); every step when `table` is `None`.

@@ -116,6 +116,27 @@ fn cli() -> Command {
                 .arg(table("The checkpoint's table")),
         )
         .subcommand(
+            store_command("history", "Every version of a table the store keeps: arguments, data version, inputs, age, rows, size")
+                .arg(table("The checkpoint's table")),
+        )
+        .subcommand(
+            store_command("restore", "Make a kept version of a table current again (refused when its inputs changed since, unless --force)")
+                .arg(table("The checkpoint's table"))
+                .arg(
+                    Arg::new("version")
+                        .long("version")
+                        .required(true)
+                        .value_parser(clap::value_parser!(u64))
+                        .help("The version's number, as `history` lists it"),
+                )
+                .arg(
+                    Arg::new("force")
+                        .long("force")
+                        .action(ArgAction::SetTrue)
+                        .help("Restore it even though its inputs changed since or it expired"),
+                ),
+        )
+        .subcommand(
             store_command("lineage", "The graph of checkpoints: each input above what was made from it")
                 .arg(Arg::new("table").help("Only this table's upstream and downstream"))
                 .arg(
@@ -216,7 +237,7 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
     }
     let writes = match name {
         "rm" => !m.get_flag("dry-run"),
-        "gc" => true,
+        "gc" | "restore" => true,
         _ => false,
     };
     let source = source(path("store"), path("config"), path("data-root"))?;
@@ -224,6 +245,14 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
     match name {
         "status" => inspect::status(&store, as_json),
         "show" => inspect::show(&store, &text("table"), as_json),
+        "history" => inspect::history(&store, &text("table"), as_json),
+        "restore" => manage::restore(
+            &store,
+            &text("table"),
+            m.get_one::<u64>("version").copied().unwrap_or_default(),
+            m.get_flag("force"),
+            as_json,
+        ),
         "lineage" => inspect::lineage(
             &store,
             m.get_one::<String>("table").map(String::as_str),

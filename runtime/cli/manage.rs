@@ -165,6 +165,66 @@ pub fn export(
     ))
 }
 
+/// `restore TABLE --version N`: makes a kept version of the table current again, as a call
+/// would; refused when its inputs changed since or it expired (which a call would recompute
+/// instead), unless `force`. Keeps every other version.
+pub fn restore(
+    store: &AnyStore,
+    table: &str,
+    version: u64,
+    force: bool,
+    as_json: bool,
+) -> Result<Output, Error> {
+    let versions = store.history(table)?;
+    let Some(chosen) = versions.iter().find(|v| v.version == version) else {
+        return Err(Error::Format(format!(
+            "{table:?} has no version {version} (`usher-pipeline history {table}` lists them)"
+        )));
+    };
+    if chosen.current {
+        return Err(Error::Format(format!(
+            "version {version} of {table:?} is the current one already"
+        )));
+    }
+    let stale = usher_pipeline::version_staleness(store, chosen, chrono::Utc::now().naive_utc())?;
+    if !stale.is_empty() && !force {
+        let why: Vec<String> = stale.iter().map(ToString::to_string).collect();
+        return Err(Error::Format(format!(
+            "not restoring version {version} of {table:?}: {}; a call would compute it \
+             instead (--force restores it all the same)",
+            why.join("; ")
+        )));
+    }
+    // Every version stays: the replaced one joins the history.
+    let keep = versions.len().max(1) + 1;
+    let Some(restored) = store.restore_version(chosen, keep)? else {
+        return Err(Error::Format(format!(
+            "version {version} of {table:?} changed while it was being restored: look again"
+        )));
+    };
+    if as_json {
+        let value = json!({
+            "table": table,
+            "restored": version,
+            "rows": restored.row_count,
+            "forced": !stale.is_empty(),
+        });
+        return Ok(Output::new(pretty(&value), 0));
+    }
+    Ok(Output::new(
+        format!(
+            "restored version {version} of {table} ({} rows){}",
+            restored.row_count.unwrap_or_default(),
+            if stale.is_empty() {
+                ""
+            } else {
+                ", forced past its changed inputs"
+            }
+        ),
+        0,
+    ))
+}
+
 /// `gc`: removes what interrupted or superseded work left behind, and reports the space;
 /// with `expire` on a shared store, first expires the lake's snapshots older than that.
 pub fn gc(

@@ -97,7 +97,7 @@ pub use settings::{
     DATA_ROOT_ENV, DEFAULT_KEEP, FORCE_ENV, Force, KEEP_ENV, STORE_CONNECTIONS_ENV, STORE_ENV,
     STORE_WAIT_ENV, Settings, UNKEYED_ENV, UnkeyedPolicy,
 };
-pub use status::{CheckpointState, CheckpointStatus, StaleReason, status};
+pub use status::{CheckpointState, CheckpointStatus, StaleReason, status, version_staleness};
 pub use store::any::AnyStore;
 /// The behaviour every store must show, as test cases a new backend runs against itself
 /// (`test-util` feature).

@@ -184,6 +184,8 @@ pub struct HistoryVersion {
     /// The provenance step of the call that saved it (the JSON list of `_provenance`'s
     /// `steps_json`), where the store recorded it.
     pub step: Option<String>,
+    /// The size of its data in bytes, where the store knows it (the shared store's files).
+    pub bytes: Option<u64>,
 }
 
 /// One checkpoint as a store holds it: its `_checkpoints` row (the Python pipeline's columns)

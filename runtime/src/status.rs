@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDateTime;
 
 use crate::error::Result;
-use crate::model::{CheckpointInfo, CheckpointVersion};
+use crate::model::{CheckpointInfo, CheckpointVersion, HistoryVersion};
 use crate::store::{CheckpointStore, PendingBatches};
 
 /// Why a checkpoint whose key still matches is stale all the same.
@@ -276,6 +276,10 @@ pub struct CheckpointStatus {
     /// Finished batches of an interrupted call, if any (with a checkpoint: of a recomputation
     /// that did not finish).
     pub pending: Option<PendingBatches>,
+    /// For a stale checkpoint: the earlier version kept in the table's history that a call
+    /// with the checkpoint's key would restore instead of computing (its inputs unchanged, not
+    /// expired), if there is one.
+    pub restore: Option<u64>,
 }
 
 impl CheckpointStatus {
@@ -331,11 +335,35 @@ pub(crate) fn status_with<S: CheckpointStore + ?Sized>(
                 }
             }
         };
+        let restore = match (&state, &info.key) {
+            (CheckpointState::Stale(_), Some(key)) => {
+                let mut found = None;
+                for version in store
+                    .history(&info.table_name)?
+                    .iter()
+                    .filter(|v| !v.current)
+                {
+                    let same_key = version
+                        .checkpoint
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| k.difference(key).is_none());
+                    let max_age = version.checkpoint.lineage.max_age_seconds;
+                    if same_key && judge.reasons(&version.checkpoint, &[], max_age)?.is_empty() {
+                        found = Some(version.version);
+                        break;
+                    }
+                }
+                found
+            }
+            _ => None,
+        };
         list.push(CheckpointStatus {
             table: info.table_name.clone(),
             state,
             pending: pending.remove(&info.table_name),
             checkpoint: Some(info),
+            restore,
         });
     }
     list.extend(pending.into_values().map(|p| CheckpointStatus {
@@ -343,9 +371,23 @@ pub(crate) fn status_with<S: CheckpointStore + ?Sized>(
         state: CheckpointState::Partial,
         checkpoint: None,
         pending: Some(p),
+        restore: None,
     }));
     list.sort_by(|a, b| a.table.cmp(&b.table));
     Ok(list)
+}
+
+/// Why `version` (as [`CheckpointStore::history`] lists it) would not be restored at `now` by
+/// a call with its own key, by the one stale rule: an input changed since, or is stale itself,
+/// or it is older than its `max_age`. Empty when it would be. What `usher-pipeline restore`
+/// checks before it restores by hand.
+pub fn version_staleness<S: CheckpointStore + ?Sized>(
+    store: &S,
+    version: &HistoryVersion,
+    now: NaiveDateTime,
+) -> Result<Vec<StaleReason>> {
+    let max_age = version.checkpoint.lineage.max_age_seconds;
+    Judge::new(store, now).reasons(&version.checkpoint, &[], max_age)
 }
 
 /// Seconds as the attribute's `max_age` writes them: whole days as `30d`, else whole hours

@@ -228,3 +228,130 @@ fn a_forced_table_and_keep_one_compute() {
     assert_eq!(step(&p, "h_constraint").0, "stale");
     assert_eq!(counts()[0] - start, 1);
 }
+
+/// `usher-pipeline ARGS --store PATH`, its exit code, stdout and stderr.
+#[cfg(feature = "cli")]
+fn cli(path: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher-pipeline"))
+        .args(args)
+        .arg("--store")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The command line knows the history: `history` lists the versions with their arguments,
+/// `restore` makes one current (and `status` then says the step made from the other would be
+/// restored, which the next call does without a body), and refuses a version whose inputs
+/// changed since unless `--force`.
+#[cfg(feature = "cli")]
+#[test]
+fn the_command_line_lists_restores_and_refuses_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.duckdb");
+    PipelineStore::open(&path)
+        .unwrap()
+        .save_dataframe("h_raw", &raw(&[10, 25, 40, 60]), "raw")
+        .unwrap();
+    let first = run(&path);
+    let c20 = constraint(&first, 20).unwrap();
+    let s20 = scores(&first).unwrap();
+    drop(first);
+    let second = run(&path);
+    constraint(&second, 30).unwrap();
+    scores(&second).unwrap();
+    drop(second);
+
+    let (code, out, err) = cli(&path, &["history", "h_constraint", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let versions: Vec<(u64, bool, Value, i64)> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["current"].as_bool().unwrap(),
+                v["arguments"]["min_depth"].clone(),
+                v["rows"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [(2, true, 30.into(), 2), (1, false, 20.into(), 3)]
+    );
+    let (code, text, _) = cli(&path, &["history", "h_constraint"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains("2 (current)") && text.contains("{\"min_depth\":20}"),
+        "{text}"
+    );
+
+    let (code, out, err) = cli(&path, &["restore", "h_constraint", "--version", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("restored version 1 of h_constraint (3 rows)"),
+        "{out}"
+    );
+    let store = PipelineStore::open(&path).unwrap();
+    assert_eq!(store.load_dataframe("h_constraint").unwrap().unwrap(), c20);
+    drop(store);
+    // The scores were made from version 2: stale now, and their version 1 matches again.
+    let (code, out, _) = cli(&path, &["status", "--json"]);
+    assert_eq!(code, Some(3));
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let scores_status = status["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["table"] == "h_scores")
+        .unwrap()
+        .clone();
+    assert_eq!(scores_status["state"], "stale");
+    assert_eq!(scores_status["restore"], 1, "{scores_status}");
+    let (_, text, _) = cli(&path, &["status"]);
+    assert!(text.contains("would restore version 1"), "{text}");
+    let before = counts();
+    let third = run(&path);
+    assert_eq!(scores(&third).unwrap(), s20);
+    assert_eq!(counts(), before, "restored, as status said");
+    assert_eq!(step(&third, "h_scores"), ("restored".into(), Some(1)));
+    drop(third);
+
+    // An input changed since: refused, named; --force restores it all the same.
+    PipelineStore::open(&path)
+        .unwrap()
+        .save_dataframe("h_raw", &raw(&[50, 70]), "raw, again")
+        .unwrap();
+    let (code, _, err) = cli(&path, &["restore", "h_constraint", "--version", "2"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("not restoring version 2 of \"h_constraint\": input `h_raw` changed"),
+        "{err}"
+    );
+    assert_eq!(
+        PipelineStore::open(&path)
+            .unwrap()
+            .load_dataframe("h_constraint")
+            .unwrap()
+            .unwrap(),
+        c20,
+        "nothing changed"
+    );
+    let (code, out, err) = cli(
+        &path,
+        &["restore", "h_constraint", "--version", "2", "--force"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("forced past its changed inputs"), "{out}");
+    let (code, _, err) = cli(&path, &["restore", "h_constraint", "--version", "9"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("has no version 9"), "{err}");
+}

@@ -66,6 +66,7 @@ impl Entry {
             checkpoint: self.info(table),
             replaced_at,
             step: self.step.clone(),
+            bytes: None,
         }
     }
 }

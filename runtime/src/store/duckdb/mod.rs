@@ -893,6 +893,7 @@ fn history_version(row: Vec<Option<String>>) -> std::result::Result<HistoryVersi
         checkpoint,
         replaced_at,
         step,
+        bytes: None,
     })
 }
 

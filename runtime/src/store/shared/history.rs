@@ -158,19 +158,21 @@ pub(crate) fn make_current(
 
 /// Every version of a table (`$1`), newest first: the columns `checkpoint_row` decodes, in its
 /// order, then the version's number, when it stopped being current (`NULL` for the current
-/// one), whether it is current, and its provenance step.
+/// one), whether it is current, its provenance step, and its file's size.
 pub(crate) const VERSIONS_SQL: &str = "\
 SELECT table_name, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), row_count::text, \
   description, key, function, code, arguments, config, data_version, inputs, \
-  max_age_seconds::text, version, to_char(replaced_at, 'YYYY-MM-DD HH24:MI:SS.US'), false, step \
+  max_age_seconds::text, version, to_char(replaced_at, 'YYYY-MM-DD HH24:MI:SS.US'), false, step, \
+  bytes \
 FROM _checkpoint_history WHERE table_name = $1 \
 UNION ALL \
 SELECT c.table_name, to_char(c.created_at, 'YYYY-MM-DD HH24:MI:SS.US'), c.row_count::text, \
   c.description, k.key, k.function, k.code, k.arguments, k.config, k.data_version, k.inputs, \
-  k.max_age_seconds::text, k.version, NULL, true, k.step \
+  k.max_age_seconds::text, k.version, NULL, true, k.step, f.bytes \
 FROM _checkpoints c JOIN _checkpoint_keys k ON k.table_name = c.table_name \
   AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at \
   AND k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
+  LEFT JOIN _checkpoint_files f ON f.table_name = c.table_name \
 WHERE c.table_name = $1 AND k.version IS NOT NULL \
 ORDER BY 13 DESC";
 

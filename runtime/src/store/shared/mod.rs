@@ -1378,6 +1378,9 @@ fn decode_version(row: &postgres::Row) -> Result<HistoryVersion> {
         checkpoint,
         replaced_at,
         step: row.get(15),
+        bytes: row
+            .get::<_, Option<i64>>(16)
+            .and_then(|b| u64::try_from(b).ok()),
     })
 }
 
