@@ -7,6 +7,8 @@
 //!                                                   # the downloads); run it again: instant
 //! cargo run --example pipeline -- --min-depth 30    # another argument: that step reruns, and
 //!                                                   # the scoring made from its table
+//! cargo run --example pipeline -- --min-depth 20    # back again: both restored from the
+//!                                                   # history, nothing downloaded
 //! USHER_FORCE=go_annotation cargo run --example pipeline   # force one step: identical data,
 //!                                                         # so the scoring is not redone
 //! ```
@@ -211,6 +213,10 @@ fn report(pipeline: &Pipeline) {
     };
     let outcome = match text("outcome").as_deref() {
         Some("hit") => "checkpoint hit, body skipped".to_owned(),
+        Some("restored") => format!(
+            "restored version {} from the history, body skipped",
+            text("restored_version").unwrap_or_default()
+        ),
         Some("miss") => "no checkpoint: fetched and saved".to_owned(),
         Some(other) => format!(
             "{other}: recomputed ({})",

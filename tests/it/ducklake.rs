@@ -675,26 +675,6 @@ fn expired_snapshots_take_only_the_versions_no_remaining_snapshot_reads() {
     );
 }
 
-/// The main example (`examples/pipeline.rs`), built beside this test binary by `cargo test`,
-/// or `None` (skipped, or a failure where the Python tests are required) when it was not
-/// built (a run of this test binary alone).
-fn example_pipeline() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().unwrap();
-    let example = exe.parent()?.parent()?.join("examples").join("pipeline");
-    if example.is_file() {
-        return Some(example);
-    }
-    let why = format!(
-        "{} is missing: `cargo test --all-features` builds it (a run of `--test it` alone does not)",
-        example.display()
-    );
-    if std::env::var_os("USHER_REQUIRE_PYTHON").is_some() {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
 /// The main example runs on the shared store (`USHER_STORE`) twice, the second time with
 /// another `--min-depth`, so the constraint table and the scoring made from it are
 /// recomputed; then DuckDB reads through the lake every table exactly as the library loads it,
@@ -704,27 +684,16 @@ fn the_example_pipeline_on_the_shared_store_reads_the_same_through_the_lake() {
     let Some((shared, python)) = lake_test("lake_example") else {
         return;
     };
-    let Some(example) = example_pipeline() else {
+    let Some(example) = common::example_pipeline() else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let run = |min_depth: &str| {
-        let out = std::process::Command::new(&example)
-            .args(["--min-depth", min_depth])
-            .env("USHER_STORE", &shared.url)
-            .env("USHER_DATA_ROOT", shared.root())
-            .env_remove("USHER_FORCE")
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
+    let root = shared.root();
+    let env = [
+        ("USHER_STORE", std::ffi::OsStr::new(&shared.url)),
+        ("USHER_DATA_ROOT", root.as_os_str()),
+    ];
+    let run = |min_depth: &str| common::run_example(&example, work.path(), min_depth, &env);
     let first = run("20");
     assert!(first.contains("store postgres://"), "{first}");
     assert!(

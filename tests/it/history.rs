@@ -355,3 +355,29 @@ fn the_command_line_lists_restores_and_refuses_versions() {
     assert_ne!(code, Some(0));
     assert!(err.contains("has no version 9"), "{err}");
 }
+
+/// The main example, run three times on its DuckDB file (`--min-depth 20`, `30`, `20`): the
+/// third run restores the constraint table and the scoring made from it, downloads nothing,
+/// and prints so.
+#[test]
+fn the_main_example_restores_both_steps_on_its_third_run() {
+    let Some(example) = crate::common::example_pipeline() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let run = |min_depth: &str| crate::common::run_example(&example, work.path(), min_depth, &[]);
+    run("20");
+    let second = run("30");
+    assert!(
+        second.contains("downloading gnomAD constraint (min_depth 30)"),
+        "{second}"
+    );
+    let third = run("20");
+    for line in [
+        "gnomad_constraint  restored version 1 from the history, body skipped  15 rows",
+        "candidates         restored version 1 from the history, body skipped  13 rows",
+    ] {
+        assert!(third.contains(line), "{line:?} in {third}");
+    }
+    assert!(!third.contains("downloading"), "{third}");
+}

@@ -299,3 +299,55 @@ impl Rng {
         self.0 % n.max(1)
     }
 }
+
+/// The main example (`examples/pipeline.rs`), built beside this test binary by `cargo test`,
+/// or `None` (skipped, or a failure where the Python tests are required) when it was not
+/// built (a run of this test binary alone).
+pub fn example_pipeline() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let example = exe.parent()?.parent()?.join("examples").join("pipeline");
+    if example.is_file() {
+        return Some(example);
+    }
+    let why = format!(
+        "{} is missing: `cargo test --all-features` builds it (a run of `--test it` alone does not)",
+        example.display()
+    );
+    if std::env::var_os("USHER_REQUIRE_PYTHON").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// Runs the main example with `--min-depth min_depth` in `dir`, with `env` set and the run's
+/// other `USHER_*` settings removed; returns its stdout, panicking with both outputs when it
+/// fails.
+pub fn run_example(
+    example: &Path,
+    dir: &Path,
+    min_depth: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> String {
+    let mut command = Command::new(example);
+    command.args(["--min-depth", min_depth]).current_dir(dir);
+    for name in [
+        "USHER_STORE",
+        "USHER_DATA_ROOT",
+        "USHER_FORCE",
+        "USHER_KEEP",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
