@@ -332,7 +332,15 @@ pub fn provenance(store: &AnyStore, only: Option<&str>, as_json: bool) -> Result
 }
 
 /// `show TABLE`: what made it, what was made from it, its schema and first rows.
-pub fn show(store: &AnyStore, name: &str, as_json: bool) -> Result<Output, Error> {
+pub fn show(
+    store: &AnyStore,
+    name: &str,
+    version: Option<u64>,
+    as_json: bool,
+) -> Result<Output, Error> {
+    if let Some(number) = version {
+        return show_version(store, name, number, as_json);
+    }
     let list = store.list_checkpoints()?;
     let info = list.iter().find(|c| c.table_name == name);
     let head = store.head(name, 5)?;
@@ -371,6 +379,66 @@ pub fn show(store: &AnyStore, name: &str, as_json: bool) -> Result<Output, Error
     }
     Ok(Output::new(
         show_text(info, state.as_ref(), &dependents, &steps, &head),
+        0,
+    ))
+}
+
+/// `show TABLE --version N`: a version the history keeps: what made it, whether a call with
+/// its key would restore it (or why not), the step that saved it, its schema and first rows.
+fn show_version(store: &AnyStore, name: &str, number: u64, as_json: bool) -> Result<Output, Error> {
+    let kept = store
+        .history(name)?
+        .into_iter()
+        .find(|v| v.version == number)
+        .ok_or_else(|| {
+            Error::Format(format!(
+                "{name:?} has no version {number} (`usher-pipeline history {name}` lists them)"
+            ))
+        })?;
+    let head = store
+        .load_version(name, number)?
+        .ok_or_else(|| not_found(store, name))?
+        .head(Some(5));
+    let stale = usher_pipeline::version_staleness(store, &kept, now())?;
+    let why: Vec<String> = stale.iter().map(ToString::to_string).collect();
+    let steps: Vec<ProvenanceStep> = kept
+        .step
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    let info = &kept.checkpoint;
+    if as_json {
+        let key = info.key.as_ref().map(|k| {
+            json!({"key": k.key, "function": k.function, "code": k.code,
+                   "arguments": k.arguments, "config": k.config})
+        });
+        let value = json!({
+            "table": name,
+            "version": number,
+            "current": kept.current,
+            "rows": info.row_count,
+            "created_at": iso(info.created_at),
+            "replaced_at": iso(kept.replaced_at),
+            "description": info.description,
+            "restorable": stale.is_empty(),
+            "reasons": why,
+            "key": key,
+            "data_version": info.lineage.data_version.map(|v| v.to_hex()),
+            "inputs": info.lineage.inputs_map(),
+            "provenance": steps,
+            "head": frame_json(&head),
+        });
+        return Ok(Output::new(pretty(&value), 0));
+    }
+    let state = match (kept.current, why.is_empty()) {
+        (true, _) => "the current version".to_owned(),
+        (false, true) => "kept: a call with its key restores it".to_owned(),
+        (false, false) => format!("kept, not restorable: {}", why.join("; ")),
+    };
+    let steps: Vec<&ProvenanceStep> = steps.iter().collect();
+    let text = show_text(info, None, &[], &steps, &head);
+    Ok(Output::new(
+        format!("version      {number} ({state})\n{text}"),
         0,
     ))
 }

@@ -113,7 +113,13 @@ fn cli() -> Command {
         ))
         .subcommand(
             store_command("show", "What made a checkpoint, what was made from it, its schema and first rows")
-                .arg(table("The checkpoint's table")),
+                .arg(table("The checkpoint's table"))
+                .arg(
+                    Arg::new("version")
+                        .long("version")
+                        .value_parser(clap::value_parser!(u64))
+                        .help("A kept version of the table, as `history` numbers it"),
+                ),
         )
         .subcommand(
             store_command("history", "Every version of a table the store keeps: arguments, data version, inputs, age, rows, size")
@@ -170,7 +176,13 @@ fn cli() -> Command {
         .subcommand(
             store_command("export", "Write a table as Parquet with its provenance sidecar")
                 .arg(table("The table"))
-                .arg(path("parquet", "The Parquet file to write").required(true)),
+                .arg(path("parquet", "The Parquet file to write").required(true))
+                .arg(
+                    Arg::new("version")
+                        .long("version")
+                        .value_parser(clap::value_parser!(u64))
+                        .help("A kept version of the table, as `history` numbers it (default: the current one)"),
+                ),
         )
         .subcommand(
             store_command("provenance", "The _provenance history: runs and their steps").arg(
@@ -244,7 +256,12 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
     let store = open(&source, writes, name == "query")?;
     match name {
         "status" => inspect::status(&store, as_json),
-        "show" => inspect::show(&store, &text("table"), as_json),
+        "show" => inspect::show(
+            &store,
+            &text("table"),
+            m.get_one::<u64>("version").copied(),
+            as_json,
+        ),
         "history" => inspect::history(&store, &text("table"), as_json),
         "restore" => manage::restore(
             &store,
@@ -283,6 +300,7 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
         "export" => manage::export(
             &store,
             &text("table"),
+            m.get_one::<u64>("version").copied(),
             &path("parquet").unwrap_or_default(),
             as_json,
         ),

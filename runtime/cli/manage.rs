@@ -70,12 +70,36 @@ pub fn rm(
 pub fn export(
     store: &AnyStore,
     table: &str,
+    version: Option<u64>,
     parquet: &Path,
     as_json: bool,
 ) -> Result<Output, Error> {
-    let info = store
-        .checkpoint(table)?
-        .ok_or_else(|| not_found(store, table))?;
+    // With a version, the one the history keeps under that number, and the step that saved it.
+    let (info, saved_by) = match version {
+        None => (
+            store
+                .checkpoint(table)?
+                .ok_or_else(|| not_found(store, table))?,
+            None,
+        ),
+        Some(number) => {
+            let kept = store
+                .history(table)?
+                .into_iter()
+                .find(|v| v.version == number)
+                .ok_or_else(|| {
+                    Error::Format(format!(
+                        "{table:?} has no version {number} (`usher-pipeline history {table}` lists them)"
+                    ))
+                })?;
+            let step = kept
+                .step
+                .as_deref()
+                .and_then(|json| serde_json::from_str::<Vec<ProvenanceStep>>(json).ok())
+                .and_then(|steps| steps.into_iter().next());
+            (kept.checkpoint, step)
+        }
+    };
     // An old sidecar goes first: a kill between the two files leaves a Parquet file without a
     // sidecar, never one beside a sidecar that describes other data.
     let sidecar_path = sidecar_path(parquet)?;
@@ -93,12 +117,16 @@ pub fn export(
     let rows = usize::try_from(info.row_count.unwrap_or(0)).unwrap_or(0);
     let spinner = (rows >= PROGRESS_MIN_ROWS)
         .then(|| Bars::new().spinner(format!("exporting {table} ({rows} rows)")));
-    let exported = store.export_parquet(table, parquet);
+    let exported = match version {
+        None => store.export_parquet(table, parquet),
+        Some(number) => store.export_version_parquet(table, number, parquet),
+    };
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
     exported?;
-    // The step that made the table as it is: the last that saved it (not the hits since).
+    // The step that made the table as it is: the last that saved it (not the hits since); for
+    // a version, the step it was saved with, found in its run's row.
     let mut made: Option<(ProvenanceStep, String, String)> = None;
     for (record, run_steps) in provenance_history(store)? {
         for step in run_steps {
@@ -108,7 +136,11 @@ pub fn export(
                 text("outcome"),
                 Some("miss" | "stale" | "force" | "adopted")
             );
-            if text("table") == Some(table) && saved {
+            let this = match &saved_by {
+                Some(saved_by) => *saved_by == step,
+                None => text("table") == Some(table) && saved,
+            };
+            if this {
                 made = Some((step, record.version.clone(), record.config_hash.clone()));
             }
         }
@@ -122,6 +154,9 @@ pub fn export(
     details.insert("table".into(), table.into());
     details.insert("rows".into(), info.row_count.into());
     details.insert("parquet".into(), parquet.to_string_lossy().as_ref().into());
+    if let Some(number) = version {
+        details.insert("table_version".into(), number.into());
+    }
     if let Some(version) = info.lineage.data_version {
         details.insert("data_version".into(), version.to_hex().into());
     }
@@ -134,11 +169,11 @@ pub fn export(
     // What made the table, as recorded; nothing is claimed for a table without a recorded
     // save (written by the Python pipeline or by hand). The store keeps no data-source
     // versions: the sidecar has the run's config hash, which names them.
-    let (version, config_hash) =
+    let (pipeline_version, config_hash) =
         made_by.unwrap_or_else(|| (env!("CARGO_PKG_VERSION").to_owned(), String::new()));
     let data_source_versions = Map::new();
     let metadata = ProvenanceMetadata {
-        pipeline_version: version,
+        pipeline_version,
         data_source_versions,
         config_hash,
         created_at: now,
@@ -148,6 +183,7 @@ pub fn export(
     if as_json {
         let value = json!({
             "table": table,
+            "version": version,
             "rows": info.row_count,
             "parquet": parquet.to_string_lossy(),
             "sidecar": sidecar.to_string_lossy(),

@@ -294,6 +294,75 @@ fn the_command_line_lists_restores_and_refuses_versions() {
         "{text}"
     );
 
+    // An earlier version shown: what made it, restorable, its rows.
+    let (code, out, err) = cli(&path, &["show", "h_constraint", "--version", "1", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["current"], false);
+    assert_eq!(shown["restorable"], true, "{shown}");
+    assert_eq!(shown["key"]["arguments"]["min_depth"], 20);
+    assert_eq!(shown["rows"], 3);
+    assert_eq!(
+        shown["head"]["rows"].as_array().unwrap().len(),
+        3,
+        "{shown}"
+    );
+    let (code, text, _) = cli(&path, &["show", "h_constraint", "--version", "1"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.starts_with("version      1 (kept: a call with its key restores it)"),
+        "{text}"
+    );
+
+    // An earlier version exported, its sidecar naming the version and the step that made it.
+    let parquet = dir.path().join("constraint-v1.parquet");
+    let parquet_arg = parquet.to_str().unwrap();
+    let (code, _, err) = cli(
+        &path,
+        &[
+            "export",
+            "h_constraint",
+            "--version",
+            "1",
+            "--parquet",
+            parquet_arg,
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let exported = PipelineStore::open(dir.path().join("reader.duckdb"))
+        .unwrap()
+        .query(
+            "SELECT * FROM read_parquet(?)",
+            &[usher_pipeline::Param::from(parquet_arg)],
+        )
+        .unwrap();
+    assert_eq!(exported, c20);
+    let sidecar: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("constraint-v1.provenance.json")).unwrap(),
+    )
+    .unwrap();
+    let steps = sidecar["processing_steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{sidecar}");
+    assert_eq!(
+        steps[0]["details"]["arguments"]["min_depth"], 20,
+        "{sidecar}"
+    );
+    assert_eq!(steps[1]["details"]["table_version"], 1, "{sidecar}");
+    let (code, _, err) = cli(
+        &path,
+        &[
+            "export",
+            "h_constraint",
+            "--version",
+            "7",
+            "--parquet",
+            parquet_arg,
+        ],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("has no version 7"), "{err}");
+
     let (code, out, err) = cli(&path, &["restore", "h_constraint", "--version", "1"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(

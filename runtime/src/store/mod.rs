@@ -212,6 +212,20 @@ pub trait CheckpointStore: Send + Sync {
         Ok(None)
     }
 
+    /// Writes version `version` of `table` (current or earlier) to a Parquet file at
+    /// `output_path`, whole or not at all, as [`export_parquet`](Self::export_parquet) writes
+    /// the current one; [`Error::TableNotFound`](crate::Error::TableNotFound) when the store
+    /// has no such version. The default exports the current version only.
+    fn export_version_parquet(&self, table: &str, version: u64, output_path: &Path) -> Result<()> {
+        match self.history(table)?.iter().find(|v| v.version == version) {
+            Some(v) if v.current => self.export_parquet(table, output_path),
+            _ => Err(crate::Error::TableNotFound {
+                table: format!("{table} (version {version})"),
+                path: output_path.to_owned(),
+            }),
+        }
+    }
+
     /// Records `key` and `lineage` for the existing checkpoint of `table` (unkeyed, or keyed by
     /// an older code hash), provided it is still the one created at `created_at`, and stamps it
     /// `saved_at` (UTC: a keyed checkpoint's save time is UTC, an unkeyed one's local). Returns
@@ -498,6 +512,14 @@ macro_rules! forward_checkpoint_store {
             version: u64,
         ) -> $crate::Result<Option<::polars::prelude::DataFrame>> {
             $via!(self, s => s.load_version(table, version))
+        }
+        fn export_version_parquet(
+            &self,
+            table: &str,
+            version: u64,
+            output_path: &::std::path::Path,
+        ) -> $crate::Result<()> {
+            $via!(self, s => s.export_version_parquet(table, version, output_path))
         }
         fn adopt_checkpoint(
             &self,

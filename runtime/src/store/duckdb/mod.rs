@@ -601,6 +601,22 @@ impl PipelineStore {
         self.writing(f).map_err(self.duckdb_error(context))
     }
 
+    /// The table (quoted) holding version `version` of `table`: the table itself for the
+    /// current version, its history table for an earlier one; `None` when there is no such
+    /// version.
+    fn version_source(&self, table: &str, version: u64) -> Result<Option<String>> {
+        validate_table_name(table)?;
+        let current = self
+            .history(table)?
+            .into_iter()
+            .find(|v| v.version == version)
+            .map(|v| v.current);
+        Ok(current.map(|current| match current {
+            true => quote_ident(table),
+            false => history::storage(table, i64::try_from(version).unwrap_or(i64::MAX)),
+        }))
+    }
+
     /// Closes the database. Dropping the store does the same; this only makes it explicit.
     pub fn close(self) {}
 }
@@ -1200,17 +1216,29 @@ impl CheckpointStore for PipelineStore {
         self.checkpoint(table)
     }
 
+    /// An earlier version is copied from its own table, as `export_parquet` copies the current.
+    fn export_version_parquet(&self, table: &str, version: u64, output_path: &Path) -> Result<()> {
+        let Some(source) = self.version_source(table, version)? else {
+            return Err(Error::TableNotFound {
+                table: format!("{table} (version {version})"),
+                path: self.path.clone(),
+            });
+        };
+        let context = format!("exporting version {version} of {table:?}");
+        let conn = self.reader(|| context.clone())?;
+        replace_atomically(output_path, "export parquet", |tmp| {
+            conn.query(
+                &format!("COPY (SELECT * FROM {source}) TO ? (FORMAT PARQUET)"),
+                &[tmp.to_string_lossy().as_ref().into()],
+            )
+            .map(drop)
+            .map_err(self.duckdb_error(context.clone()))
+        })
+    }
+
     fn load_version(&self, table: &str, version: u64) -> Result<Option<DataFrame>> {
-        validate_table_name(table)?;
-        let current = self
-            .history(table)?
-            .into_iter()
-            .find(|v| v.version == version)
-            .map(|v| v.current);
-        let source = match current {
-            None => return Ok(None),
-            Some(true) => quote_ident(table),
-            Some(false) => history::storage(table, i64::try_from(version).unwrap_or(i64::MAX)),
+        let Some(source) = self.version_source(table, version)? else {
+            return Ok(None);
         };
         let context = format!("loading version {version} of {table:?}");
         let conn = self.reader(|| context.clone())?;

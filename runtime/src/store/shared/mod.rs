@@ -1765,6 +1765,31 @@ impl CheckpointStore for SharedStore {
         self.off(|| self.restore(judged, keep.max(1)))
     }
 
+    /// The version's Parquet file, copied whole.
+    fn export_version_parquet(&self, table: &str, version: u64, output_path: &Path) -> Result<()> {
+        validate_table_name(table)?;
+        let context = format!("reading the file of version {version} of {table:?}");
+        let number = i64::try_from(version).unwrap_or(i64::MAX);
+        let file: Option<String> = self.off(|| {
+            self.catalog().read(&context, |client| {
+                Ok(client
+                    .query_opt(history::VERSION_FILE_SQL, &[&table, &number])?
+                    .map(|row| row.get(0)))
+            })
+        })?;
+        let Some(file) = file else {
+            return Err(Error::TableNotFound {
+                table: format!("{table} (version {version})"),
+                path: self.name().into(),
+            });
+        };
+        copy_atomically(
+            &self.inner.files.absolute(&file),
+            output_path,
+            "export parquet",
+        )
+    }
+
     fn load_version(&self, table: &str, version: u64) -> Result<Option<DataFrame>> {
         self.off(|| {
             validate_table_name(table)?;
