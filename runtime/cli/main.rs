@@ -208,6 +208,13 @@ fn cli() -> Command {
                 "Remove leftovers of interrupted or superseded work and report the space returned",
             )
             .arg(
+                Arg::new("keep")
+                    .long("keep")
+                    .value_name("N")
+                    .value_parser(clap::value_parser!(u64).range(1..))
+                    .help("First keep at most N versions of every table (the current one included), dropping the oldest"),
+            )
+            .arg(
                 Arg::new("expire-older-than")
                     .long("expire-older-than")
                     .value_name("AGE")
@@ -306,6 +313,8 @@ fn run(matches: &ArgMatches) -> Result<Output, Error> {
         ),
         "gc" => manage::gc(
             &store,
+            m.get_one::<u64>("keep")
+                .map(|n| usize::try_from(*n).unwrap_or(usize::MAX)),
             m.get_one::<chrono::Duration>("expire-older-than").copied(),
             as_json,
         ),

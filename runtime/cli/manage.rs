@@ -265,6 +265,37 @@ pub fn restore(
 /// with `expire` on a shared store, first expires the lake's snapshots older than that.
 pub fn gc(
     store: &AnyStore,
+    keep: Option<usize>,
+    expire: Option<chrono::Duration>,
+    as_json: bool,
+) -> Result<Output, Error> {
+    let pruned = match keep {
+        Some(keep) => store.prune_history(keep)?,
+        None => 0,
+    };
+    let output = gc_store(store, expire, as_json)?;
+    if keep.is_none() {
+        return Ok(output);
+    }
+    if as_json {
+        let mut value: Value = serde_json::from_str(&output.text)
+            .map_err(|e| Error::Format(format!("gc's own report: {e}")))?;
+        value["versions_dropped"] = json!(pruned);
+        return Ok(Output::new(pretty(&value), output.code));
+    }
+    Ok(Output::new(
+        format!(
+            "dropped {pruned} earlier versions beyond {} per table\n{}",
+            keep.unwrap_or_default(),
+            output.text
+        ),
+        output.code,
+    ))
+}
+
+/// The store's own garbage collection, after an expiry of the shared store's snapshots.
+fn gc_store(
+    store: &AnyStore,
     expire: Option<chrono::Duration>,
     as_json: bool,
 ) -> Result<Output, Error> {

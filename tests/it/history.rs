@@ -423,6 +423,22 @@ fn the_command_line_lists_restores_and_refuses_versions() {
     let (code, _, err) = cli(&path, &["restore", "h_constraint", "--version", "9"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("has no version 9"), "{err}");
+
+    // gc --keep 1 drops every earlier version, keeping the current ones.
+    let (code, out, err) = cli(&path, &["gc", "--keep", "1", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["versions_dropped"], 2, "{report}");
+    let store = PipelineStore::open(&path).unwrap();
+    for table in ["h_constraint", "h_scores"] {
+        let history = store.history(table).unwrap();
+        assert_eq!(history.len(), 1, "{table}");
+        assert!(history[0].current);
+    }
+    drop(store);
+    let (code, _, err) = cli(&path, &["gc", "--keep", "0"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--keep"), "{err}");
 }
 
 /// The main example, run three times on its DuckDB file (`--min-depth 20`, `30`, `20`): the

@@ -80,6 +80,7 @@ macro_rules! history_suite {
             a_restore_makes_the_version_current_as_it_was,
             keep_one_keeps_no_history,
             a_delete_forgets_the_history,
+            pruning_bounds_every_tables_history,
         );
     };
 }
@@ -837,4 +838,37 @@ pub fn a_delete_forgets_the_history<S: CheckpointStore + ?Sized>(store: &S) {
     save_keeping(store, "t", &genes(3), &key(json!({ "n": 3 })), 3);
     let history = store.history("t").unwrap();
     assert_eq!(history.len(), 1);
+}
+
+/// `prune_history(keep)` bounds every table's versions at once, newest kept, current
+/// untouched; pruning again drops nothing.
+pub fn pruning_bounds_every_tables_history<S: CheckpointStore + ?Sized>(store: &S) {
+    for table in ["a", "b"] {
+        for n in 1..=4i64 {
+            save_keeping(store, table, &genes(n), &key(json!({ "n": n })), 5);
+        }
+    }
+    assert_eq!(store.history("a").unwrap().len(), 4);
+    assert_eq!(
+        store.prune_history(2).unwrap(),
+        4,
+        "two earlier versions of each dropped"
+    );
+    for table in ["a", "b"] {
+        let numbers: Vec<(u64, bool)> = store
+            .history(table)
+            .unwrap()
+            .iter()
+            .map(|v| (v.version, v.current))
+            .collect();
+        assert_eq!(numbers, [(4, true), (3, false)], "{table}");
+        assert!(
+            store
+                .load_dataframe(table)
+                .unwrap()
+                .unwrap()
+                .equals_missing(&genes(4))
+        );
+    }
+    assert_eq!(store.prune_history(2).unwrap(), 0);
 }

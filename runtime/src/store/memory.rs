@@ -308,6 +308,16 @@ impl CheckpointStore for MemoryStore {
         Ok(Some(info))
     }
 
+    fn prune_history(&self, keep: usize) -> Result<usize> {
+        let mut inner = self.lock();
+        let before: usize = inner.history.values().map(Vec::len).sum();
+        let tables: Vec<String> = inner.history.keys().cloned().collect();
+        for table in tables {
+            inner.prune(&table, keep.max(1));
+        }
+        Ok(before - inner.history.values().map(Vec::len).sum::<usize>())
+    }
+
     fn load_version(&self, table: &str, version: u64) -> Result<Option<DataFrame>> {
         validate_table_name(table)?;
         let inner = self.lock();

@@ -212,6 +212,15 @@ pub trait CheckpointStore: Send + Sync {
         Ok(None)
     }
 
+    /// Keeps at most `keep` versions of every table (the current one and `keep - 1` earlier
+    /// ones), dropping the oldest others; returns how many it dropped. Saves keep each table's
+    /// own `keep` as they go; this applies one bound to all (`usher-pipeline gc --keep N`). A
+    /// table a worker is saving now is left as it is. The default keeps no history: 0.
+    fn prune_history(&self, keep: usize) -> Result<usize> {
+        let _ = keep;
+        Ok(0)
+    }
+
     /// Writes version `version` of `table` (current or earlier) to a Parquet file at
     /// `output_path`, whole or not at all, as [`export_parquet`](Self::export_parquet) writes
     /// the current one; [`Error::TableNotFound`](crate::Error::TableNotFound) when the store
@@ -512,6 +521,9 @@ macro_rules! forward_checkpoint_store {
             version: u64,
         ) -> $crate::Result<Option<::polars::prelude::DataFrame>> {
             $via!(self, s => s.load_version(table, version))
+        }
+        fn prune_history(&self, keep: usize) -> $crate::Result<usize> {
+            $via!(self, s => s.prune_history(keep))
         }
         fn export_version_parquet(
             &self,

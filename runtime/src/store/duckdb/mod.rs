@@ -1216,6 +1216,32 @@ impl CheckpointStore for PipelineStore {
         self.checkpoint(table)
     }
 
+    /// In one transaction: a save of this file waits for it.
+    fn prune_history(&self, keep: usize) -> Result<usize> {
+        let context = "pruning the history";
+        self.check_writable(context)?;
+        self.writing(|conn| {
+            conn.transaction(|| {
+                if !table_exists(conn, "_checkpoint_history")? {
+                    return Ok(0);
+                }
+                let before =
+                    conn.query_i64_cached("SELECT count(*) FROM _checkpoint_history", &[])?;
+                let tables = conn.query_text_rows_cached(
+                    "SELECT DISTINCT table_name FROM _checkpoint_history",
+                    &[],
+                )?;
+                for table in tables.into_iter().filter_map(|mut row| row.pop().flatten()) {
+                    history::prune(conn, &table, keep.max(1))?;
+                }
+                let after =
+                    conn.query_i64_cached("SELECT count(*) FROM _checkpoint_history", &[])?;
+                Ok(usize::try_from(before - after).unwrap_or(0))
+            })
+        })
+        .map_err(self.duckdb_error(context))
+    }
+
     /// An earlier version is copied from its own table, as `export_parquet` copies the current.
     fn export_version_parquet(&self, table: &str, version: u64, output_path: &Path) -> Result<()> {
         let Some(source) = self.version_source(table, version)? else {

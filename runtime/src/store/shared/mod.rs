@@ -1765,6 +1765,42 @@ impl CheckpointStore for SharedStore {
         self.off(|| self.restore(judged, keep.max(1)))
     }
 
+    /// Table by table, each under its lock (a table a worker computes now is skipped); the
+    /// dropped versions' files are removed when no lake snapshot reads them, else by the gc
+    /// after the snapshots' expiry.
+    fn prune_history(&self, keep: usize) -> Result<usize> {
+        self.off(|| {
+            let context = "pruning the history";
+            let tables: Vec<String> = self.catalog().read(context, |client| {
+                Ok(client
+                    .query("SELECT DISTINCT table_name FROM _checkpoint_history", &[])?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect())
+            })?;
+            let lake = self.lake_now()?;
+            let mut dropped = 0;
+            for table in tables {
+                let Some(_lock) = self.inner.locks.try_lock(&table)? else {
+                    continue;
+                };
+                let files = self.inner.locks.on_lock(&table, context, |client| {
+                    let mut tx = client.transaction()?;
+                    let files = history::prune(&mut tx, &table, keep.max(1))?;
+                    tx.commit()?;
+                    Ok(files)
+                })?;
+                dropped += files.len();
+                if !lake {
+                    for file in files {
+                        self.inner.files.remove(&file);
+                    }
+                }
+            }
+            Ok(dropped)
+        })
+    }
+
     /// The version's Parquet file, copied whole.
     fn export_version_parquet(&self, table: &str, version: u64, output_path: &Path) -> Result<()> {
         validate_table_name(table)?;
