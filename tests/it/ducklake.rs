@@ -824,3 +824,143 @@ fn a_restore_on_the_shared_store_copies_no_byte_and_the_lake_reads_it() {
     assert_read_as(&read["tables"]["h_constraint"], &c20, "the restored table");
     assert_read_as(&read["tables"]["h_scores"], &s20, "the restored scores");
 }
+
+/// The rows of `flip`'s version `v`: every value says which version it is.
+fn flip_frame(v: i64) -> DataFrame {
+    let ids: Vec<i64> = (0..5_000).collect();
+    let values: Vec<i64> = ids.iter().map(|i| i * v).collect();
+    df!("id" => ids, "v" => vec![v; 5_000], "value" => values).unwrap()
+}
+
+/// Child: restores the other version of `flip` on the shared store, over and over.
+#[test]
+#[ignore = "a child process of sigkill_during_shared_restores_leaves_one_version_or_the_other"]
+fn child_restores_on_the_shared_store() {
+    let (Ok(url), Some(root)) = (
+        std::env::var("USHER_TEST_STORE"),
+        std::env::var_os("USHER_TEST_ROOT"),
+    ) else {
+        return;
+    };
+    let store = SharedStore::open(&url, root).unwrap();
+    loop {
+        let earlier = store
+            .history("flip")
+            .unwrap()
+            .into_iter()
+            .find(|v| !v.current)
+            .expect("an earlier version");
+        println!("restoring {}", earlier.version);
+        store
+            .restore_version(&earlier, 5)
+            .unwrap()
+            .expect("restored");
+        println!("restored {}", earlier.version);
+    }
+}
+
+/// A restore on the shared store is all or nothing: killed at any moment of restores, the
+/// catalog and the lake agree on one version as current (its key kept, which a disagreeing
+/// lake would take away), whole, and the other is in the history with its own rows; gc then
+/// removes no file either version needs.
+#[test]
+fn sigkill_during_shared_restores_leaves_one_version_or_the_other() {
+    let Some(shared) = Shared::new("lake_kill_restore") else {
+        return;
+    };
+    let store = shared.store();
+    for v in [1i64, 2] {
+        let k = usher_pipeline::CheckpointKey::new(
+            "flip",
+            "version:1",
+            serde_json::json!({ "v": v }).as_object().unwrap().clone(),
+            serde_json::Map::new(),
+        )
+        .unwrap();
+        let mut metadata = || {
+            Ok((
+                usher_pipeline::Lineage::default(),
+                usher_pipeline::ProvenanceRecord {
+                    version: "t".into(),
+                    config_hash: "t".into(),
+                    created_at: chrono::Utc::now().naive_utc(),
+                    steps_json: "[]".into(),
+                },
+            ))
+        };
+        store
+            .save_checkpoint_keeping(
+                "flip",
+                &flip_frame(v),
+                "flip",
+                &k,
+                chrono::Utc::now().naive_utc(),
+                5,
+                &mut metadata,
+            )
+            .unwrap();
+    }
+    let kills: usize = std::env::var("USHER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let mut rng = common::Rng::new();
+    let mut restored = 0;
+    for _ in 0..kills {
+        let (mut child, lines) =
+            shared.spawn(&common::test_name!(child_restores_on_the_shared_store), &[]);
+        let mut started = false;
+        while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            if line.contains("restoring") {
+                started = true;
+                break;
+            }
+        }
+        assert!(started, "the child never started restoring");
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(150)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        restored += lines
+            .try_iter()
+            .filter(|l| l.starts_with("restored"))
+            .count();
+        let store = shared.store();
+        let current = store.checkpoint("flip").unwrap().unwrap();
+        let k = current
+            .key
+            .as_ref()
+            .expect("keyed: the lake agrees with the catalog");
+        let v = k.arguments["v"].as_i64().unwrap();
+        assert_eq!(
+            store.load_dataframe("flip").unwrap().unwrap(),
+            flip_frame(v)
+        );
+        let history = store.history("flip").unwrap();
+        assert_eq!(history.len(), 2, "{history:?}");
+        for version in &history {
+            let made_of = version.checkpoint.key.as_ref().unwrap().arguments["v"]
+                .as_i64()
+                .unwrap();
+            assert_eq!(version.current, made_of == v);
+            assert_eq!(
+                store
+                    .load_version("flip", version.version)
+                    .unwrap()
+                    .unwrap(),
+                flip_frame(made_of)
+            );
+        }
+        // gc leaves every version whole.
+        store.gc().unwrap();
+        for version in &history {
+            assert!(
+                store
+                    .load_version("flip", version.version)
+                    .unwrap()
+                    .is_some()
+            );
+        }
+    }
+    eprintln!("shared restore kills survived: {kills}, restores committed: {restored}");
+    assert!(restored > 0, "no restore ever committed");
+}

@@ -158,6 +158,29 @@ fn switching_arguments_back_restores_the_step_and_what_was_made_from_it() {
         [(2, true, 30.into()), (1, false, 20.into())],
         "numbers kept across restores"
     );
+    // The history is the store's own: no listed checkpoint, no `_checkpoints` row (what the
+    // Python pipeline reads) names it.
+    let listed: Vec<String> = store
+        .list_checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.table_name)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(listed, ["h_constraint", "h_raw", "h_scores"]);
+    let rows = store
+        .query("SELECT count(*) AS n FROM _checkpoints", &[])
+        .unwrap();
+    assert_eq!(
+        rows.column("n")
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .try_extract::<i64>()
+            .unwrap(),
+        3
+    );
 }
 
 #[test]

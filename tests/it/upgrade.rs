@@ -285,6 +285,9 @@ fn the_upgrade_adds_lineage_in_place_and_records_the_schema_version() {
     );
     let tissues = store.checkpoint("hpa_tissues").unwrap().unwrap();
     assert!(tissues.lineage.data_version.is_some());
+    // A store of the previous release starts with empty histories: its checkpoints have no
+    // version number, and nothing earlier is kept.
+    assert!(store.history("go_annotation").unwrap().is_empty());
     // A store marked by a newer release is refused for writing, readable for inspection.
     store
         .execute(
