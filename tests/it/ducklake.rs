@@ -24,6 +24,16 @@ fn lake_test(name: &str) -> Option<(Shared, std::path::PathBuf)> {
     Some((shared, python))
 }
 
+/// A provenance tracker named `name`, with a minimal config beside the test's store.
+fn tracker_for(shared: &Shared, name: &str) -> ProvenanceTracker {
+    let config = usher_pipeline::PipelineConfig::from_yaml_str(
+        &crate::common::config_yaml(&shared.root(), &shared.root().join("unused.duckdb")),
+        "h.yaml",
+    )
+    .unwrap();
+    ProvenanceTracker::new(name, &config)
+}
+
 /// `usher-pipeline ARGS --store URL --data-root ROOT` on the test's store.
 fn cli(shared: &Shared, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_usher-pipeline"))
@@ -765,14 +775,7 @@ fn a_restore_on_the_shared_store_copies_no_byte_and_the_lake_reads_it() {
     let Some((shared, python)) = lake_test("lake_restore") else {
         return;
     };
-    let tracker = || {
-        let config = usher_pipeline::PipelineConfig::from_yaml_str(
-            &crate::common::config_yaml(&shared.root(), &shared.root().join("unused.duckdb")),
-            "h.yaml",
-        )
-        .unwrap();
-        ProvenanceTracker::new("lake-restore", &config)
-    };
+    let tracker = || tracker_for(&shared, "lake-restore");
     let run = || Pipeline::new(shared.store(), tracker());
     shared
         .store()
@@ -963,4 +966,49 @@ fn sigkill_during_shared_restores_leaves_one_version_or_the_other() {
     }
     eprintln!("shared restore kills survived: {kills}, restores committed: {restored}");
     assert!(restored > 0, "no restore ever committed");
+}
+
+static LAKE_ASYNC_BODIES: AtomicUsize = AtomicUsize::new(0);
+
+/// An `async` step of the shared store's restore test.
+#[checkpointed(table = "lake_async")]
+async fn fetch_lake_async(_ctx: &Pipeline<SharedStore>, n: i64) -> Result<DataFrame, Error> {
+    LAKE_ASYNC_BODIES.fetch_add(1, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    Ok(df!("n" => [n])?)
+}
+
+/// An `async` step on the shared store restores from inside tokio's runtimes (the store's
+/// PostgreSQL client kept off the executor's threads): no body on the third call of 20, 30,
+/// 20, the first call's frame back, on the multi-thread and the current-thread runtime.
+#[test]
+fn async_steps_restore_on_the_shared_store_inside_tokio() {
+    let Some(shared) = Shared::new("lake_async_restore") else {
+        return;
+    };
+    let tracker = || tracker_for(&shared, "lake-async");
+    for (multi, base) in [(true, 100), (false, 200)] {
+        let runtime = crate::common::tokio_runtime(multi);
+        runtime.block_on(async {
+            let run = || Pipeline::new(shared.store(), tracker());
+            let start = LAKE_ASYNC_BODIES.load(Ordering::SeqCst);
+            let first = fetch_lake_async(&run(), base + 20).await.unwrap();
+            fetch_lake_async(&run(), base + 30).await.unwrap();
+            let p = run();
+            assert_eq!(fetch_lake_async(&p, base + 20).await.unwrap(), first);
+            assert_eq!(
+                LAKE_ASYNC_BODIES.load(Ordering::SeqCst) - start,
+                2,
+                "multi-thread: {multi}"
+            );
+            let outcomes: Vec<String> = p
+                .provenance()
+                .steps()
+                .into_iter()
+                .filter_map(|s| s.details)
+                .map(|d| d["outcome"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            assert_eq!(outcomes, ["restored"]);
+        });
+    }
 }

@@ -489,3 +489,35 @@ fn the_main_example_restores_both_steps_on_its_third_run() {
     }
     assert!(!third.contains("downloading"), "{third}");
 }
+
+static ASYNC_BODIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An `async` step: restored the same way, whichever thread of the runtime polls it.
+#[checkpointed(table = "h_async")]
+async fn fetch_async(_ctx: &Pipeline, min_depth: i64) -> Result<DataFrame, Error> {
+    ASYNC_BODIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    Ok(df!("min_depth" => [min_depth])?)
+}
+
+/// `async` steps restore too, on tokio's multi-thread and current-thread runtimes alike: the
+/// third call of 20, 30, 20 runs no body and returns the first call's frame.
+#[test]
+fn async_steps_restore_on_both_tokio_flavours() {
+    for multi in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.duckdb");
+        let runtime = crate::common::tokio_runtime(multi);
+        let bodies = || ASYNC_BODIES.load(std::sync::atomic::Ordering::SeqCst);
+        runtime.block_on(async {
+            let start = bodies();
+            let first = fetch_async(&run(&path), 20).await.unwrap();
+            fetch_async(&run(&path), 30).await.unwrap();
+            let p = run(&path);
+            let third = fetch_async(&p, 20).await.unwrap();
+            assert_eq!(third, first);
+            assert_eq!(bodies() - start, 2, "multi-thread: {multi}");
+            assert_eq!(step(&p, "h_async"), ("restored".into(), Some(1)));
+        });
+    }
+}

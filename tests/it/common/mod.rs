@@ -351,3 +351,17 @@ pub fn run_example(
     );
     stdout
 }
+
+/// A tokio runtime of either flavour: multi-thread (2 workers) or current-thread.
+#[allow(dead_code)]
+pub fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    match multi_thread {
+        true => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap(),
+        false => tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+    }
+}
