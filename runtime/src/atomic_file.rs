@@ -11,6 +11,7 @@ use crate::error::{Error, Result, create_parent_dir};
 
 /// Copies the file `source` to `target`, whole or not at all (`action` names the work in
 /// errors).
+#[cfg(feature = "postgres")]
 pub(crate) fn copy_atomically(source: &Path, target: &Path, action: &'static str) -> Result<()> {
     replace_atomically(target, action, |tmp| {
         std::fs::copy(source, tmp)
