@@ -16,6 +16,18 @@ macro_rules! key_of_checkpoint {
     };
 }
 
+/// [`key_of_checkpoint!`] with the key's lineage written by that same save: a checkpoint whose
+/// key, lineage and version number all describe it (what the history keeps and numbers).
+#[cfg(feature = "duckdb")]
+macro_rules! current_key_of_checkpoint {
+    () => {
+        concat!(
+            key_of_checkpoint!(),
+            " AND k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at"
+        )
+    };
+}
+
 pub(crate) mod any;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;

@@ -58,10 +58,11 @@ fn next_version(conn: &Connection, table: &str) -> Result<i64, DuckError> {
 /// caller's transaction. Returns whether it moved.
 pub(crate) fn keep_current(conn: &Connection, table: &str) -> Result<bool, DuckError> {
     let current = conn.query_text_rows_cached(
-        "SELECT CAST(k.version AS VARCHAR) FROM _checkpoints c JOIN _checkpoint_keys k \
-         ON k.table_name = c.table_name AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at \
-         AND k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
-         WHERE c.table_name = ?",
+        concat!(
+            "SELECT CAST(k.version AS VARCHAR) FROM _checkpoints c JOIN _checkpoint_keys k ON ",
+            current_key_of_checkpoint!(),
+            " WHERE c.table_name = ?"
+        ),
         &[table.into()],
     )?;
     let Some(row) = current.into_iter().next() else {
@@ -195,7 +196,8 @@ pub(crate) fn restore(
 /// The SQL of every version of `table` the store has, newest first: the columns
 /// `checkpoint_row` decodes (in its order), then the version's number, when it stopped being
 /// current (`NULL` for the current one), whether it is current, and its provenance step.
-pub(crate) const VERSIONS_SQL: &str = "\
+pub(crate) const VERSIONS_SQL: &str = concat!(
+    "\
 SELECT table_name, strftime(CAST(created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f'), \
   CAST(row_count AS VARCHAR), description, key, function, code, arguments, config, \
   data_version, inputs, CAST(max_age_seconds AS VARCHAR), version, \
@@ -206,8 +208,7 @@ SELECT c.table_name, strftime(CAST(c.created_at AS TIMESTAMP), '%Y-%m-%d %H:%M:%
   CAST(c.row_count AS VARCHAR), c.description, k.key, k.function, k.code, k.arguments, k.config, \
   k.data_version, k.inputs, CAST(k.max_age_seconds AS VARCHAR), k.version, \
   NULL, true, k.step \
-FROM _checkpoints c JOIN _checkpoint_keys k ON k.table_name = c.table_name \
-  AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at \
-  AND k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
-WHERE c.table_name = ? AND k.version IS NOT NULL \
-ORDER BY 13 DESC";
+FROM _checkpoints c JOIN _checkpoint_keys k ON ",
+    current_key_of_checkpoint!(),
+    " WHERE c.table_name = ? AND k.version IS NOT NULL ORDER BY 13 DESC"
+);

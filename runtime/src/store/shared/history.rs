@@ -65,13 +65,11 @@ pub(crate) fn keep_current(
              SELECT c.table_name, coalesce(k.version, $2), c.created_at, c.row_count, \
              c.description, k.key, k.function, k.code, k.arguments, k.config, k.data_version, \
              k.inputs, k.max_age_seconds, k.step, f.path, f.bytes, now() AT TIME ZONE 'UTC' \
-             FROM _checkpoints c \
-             JOIN _checkpoint_keys k ON k.table_name = c.table_name \
-               AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at \
-               AND k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
+             FROM _checkpoints c JOIN _checkpoint_keys k ON {CURRENT} \
              JOIN _checkpoint_files f ON f.table_name = c.table_name \
              WHERE c.table_name = $1 \
-             ON CONFLICT (table_name, version) DO NOTHING RETURNING path"
+             ON CONFLICT (table_name, version) DO NOTHING RETURNING path",
+            CURRENT = current_key_of_checkpoint!()
         ),
         &[&table, &next],
     )?;
@@ -159,7 +157,8 @@ pub(crate) fn make_current(
 /// Every version of a table (`$1`), newest first: the columns `checkpoint_row` decodes, in its
 /// order, then the version's number, when it stopped being current (`NULL` for the current
 /// one), whether it is current, its provenance step, and its file's size.
-pub(crate) const VERSIONS_SQL: &str = "\
+pub(crate) const VERSIONS_SQL: &str = concat!(
+    "\
 SELECT table_name, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), row_count::text, \
   description, key, function, code, arguments, config, data_version, inputs, \
   max_age_seconds::text, version, to_char(replaced_at, 'YYYY-MM-DD HH24:MI:SS.US'), false, step, \
@@ -169,12 +168,11 @@ UNION ALL \
 SELECT c.table_name, to_char(c.created_at, 'YYYY-MM-DD HH24:MI:SS.US'), c.row_count::text, \
   c.description, k.key, k.function, k.code, k.arguments, k.config, k.data_version, k.inputs, \
   k.max_age_seconds::text, k.version, NULL, true, k.step, f.bytes \
-FROM _checkpoints c JOIN _checkpoint_keys k ON k.table_name = c.table_name \
-  AND k.checkpoint_created_at IS NOT DISTINCT FROM c.created_at \
-  AND k.lineage_created_at IS NOT DISTINCT FROM k.checkpoint_created_at \
-  LEFT JOIN _checkpoint_files f ON f.table_name = c.table_name \
-WHERE c.table_name = $1 AND k.version IS NOT NULL \
-ORDER BY 13 DESC";
+FROM _checkpoints c JOIN _checkpoint_keys k ON ",
+    current_key_of_checkpoint!(),
+    " LEFT JOIN _checkpoint_files f ON f.table_name = c.table_name \
+WHERE c.table_name = $1 AND k.version IS NOT NULL ORDER BY 13 DESC"
+);
 
 /// The file of version `version` of `table`, current or earlier (`$1`, `$2`).
 pub(crate) const VERSION_FILE_SQL: &str = "\
